@@ -1,0 +1,1 @@
+"""Data: annotation readers, feature stores, text, TFRecords and the tf.data pipeline."""

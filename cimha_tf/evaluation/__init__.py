@@ -1,0 +1,1 @@
+"""cimha_tf.evaluation."""

@@ -1,0 +1,20 @@
+"""Shared test fixtures. Real annotation files live in ../shared/data when present."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture
+def shared_data():
+  """Path to ../shared/data; skips the test cleanly when it is absent."""
+  if not SHARED_DATA.is_dir():
+    pytest.skip(f"real data folder {SHARED_DATA} not present")
+  return SHARED_DATA
