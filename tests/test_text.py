@@ -1,0 +1,114 @@
+"""Tokenizer rules, vocabulary build/encode/round trip, RE2 equivalence on real queries."""
+
+import json
+
+import numpy as np
+import pytest
+
+from cimha_tf.data import text
+from cimha_tf.data.text import PAD_ID, UNK_ID, Vocabulary, tokenize
+
+
+@pytest.mark.parametrize("sentence, expected", [
+    ("A person is putting a book on a shelf.",
+     ["a", "person", "is", "putting", "a", "book", "on", "a", "shelf", "."]),
+    ("The man's hat, then he DOESN'T stop!", ["the", "man's", "hat", ",", "then", "he", "doesn't", "stop", "!"]),
+    ("  leading\tand\ntrailing  ", ["leading", "and", "trailing"]),
+    ("3.5 x_y a-b #1 (c)", ["3", ".", "5", "x", "_", "y", "a", "-", "b", "#", "1", "(", "c", ")"]),
+    ("'quoted' end'", ["'", "quoted", "'", "end", "'"]),
+    ("Piñata CAFÉ", ["piñata", "café"]),
+    ("don\u2019t \u201cbig\u201d \u2022 \u00a35", ["don\u2019t", "big", "5"]),
+    ("", []),
+    ("\u2022 \u201c", []),
+])
+def test_tokenize_rules(sentence, expected):
+  assert tokenize(sentence) == expected
+
+
+def test_tokenize_rejects_non_string():
+  with pytest.raises(TypeError):
+    tokenize(None)
+
+
+def test_pattern_is_re2_friendly():
+  # No lookarounds / backreferences / \w \s classes whose meaning differs from RE2.
+  for bad in ("(?=", "(?!", "(?<", "\\1", "\\w", "\\s", "\\b"):
+    assert bad not in text.TOKEN_PATTERN
+
+
+def test_build_order_and_min_count():
+  vocab = Vocabulary.build(["b a c a", "c a b d", "e"], min_count=1)
+  # counts: a3, b2, c2, d1, e1 -> by count desc then alphabetical
+  assert vocab.tokens == ["<pad>", "<unk>", "a", "b", "c", "d", "e"]
+  vocab2 = Vocabulary.build(["b a c a", "c a b d", "e"], min_count=2)
+  assert vocab2.tokens == ["<pad>", "<unk>", "a", "b", "c"]
+  assert vocab2.ids(["a", "d", "zzz", "c"]) == [2, UNK_ID, UNK_ID, 4]
+  with pytest.raises(ValueError):
+    Vocabulary.build(["a"], min_count=0)
+
+
+def test_encode_pads_and_truncates():
+  vocab = Vocabulary.build(["one two three four five"])
+  got = vocab.encode("One two, six", max_len=6)
+  assert got.dtype == np.int32 and got.shape == (6,)
+  expected = [vocab.tokens.index("one"), vocab.tokens.index("two"), UNK_ID, UNK_ID, PAD_ID, PAD_ID]
+  np.testing.assert_array_equal(got, expected)
+  np.testing.assert_array_equal(vocab.encode("five four three two one", 3),
+                                [vocab.tokens.index(w) for w in ["five", "four", "three"]])
+  with pytest.raises(ValueError, match="no tokens"):
+    vocab.encode("   ", 5)
+  with pytest.raises(ValueError, match="max_len"):
+    vocab.encode("one", 0)
+
+
+def test_save_load_round_trip(tmp_path):
+  vocab = Vocabulary.build(["le café", "a piñata, a café"])
+  path = tmp_path / "vocab.json"
+  vocab.save(str(path))
+  assert json.loads(path.read_text(encoding="utf-8")) == {"tokens": vocab.tokens}
+  loaded = Vocabulary.load(str(path))
+  assert loaded.tokens == vocab.tokens and len(loaded) == len(vocab)
+  np.testing.assert_array_equal(loaded.encode("piñata café x", 4), vocab.encode("piñata café x", 4))
+
+
+def test_load_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="nope.json"):
+    Vocabulary.load(str(tmp_path / "nope.json"))
+  bad = tmp_path / "bad.json"
+  bad.write_text("{\"tokens\": [", encoding="utf-8")
+  with pytest.raises(ValueError, match="bad.json"):
+    Vocabulary.load(str(bad))
+  bad.write_text("[1, 2]", encoding="utf-8")
+  with pytest.raises(ValueError, match="tokens"):
+    Vocabulary.load(str(bad))
+  bad.write_text(json.dumps({"tokens": ["a", "b"]}), encoding="utf-8")
+  with pytest.raises(ValueError, match="<pad>"):
+    Vocabulary.load(str(bad))
+  bad.write_text(json.dumps({"tokens": ["<pad>", "<unk>", "x", "x"]}), encoding="utf-8")
+  with pytest.raises(ValueError, match="twice"):
+    Vocabulary.load(str(bad))
+
+
+def _real_queries(root):
+  out = []
+  for split in ("train", "test"):
+    with open(root / "charades_sta" / f"charades_sta_{split}.txt", encoding="utf-8") as f:
+      out += [line.split("##", 1)[1] for line in f if line.strip()]
+  for split in ("train", "val_1", "val_2"):
+    with open(root / "activitynet_captions" / f"{split}.json", encoding="utf-8") as f:
+      out += [s for v in json.load(f).values() for s in v["sentences"]]
+  return out
+
+
+def test_tf_graph_reproduces_tokenizer_on_real_queries(shared_data):
+  """The export's in-graph tokenizer needs RE2 to give exactly the same tokens."""
+  import tensorflow as tf
+  queries = _real_queries(shared_data)
+  assert len(queries) == 12408 + 3720 + 37421 + 17505 + 17031
+  lowered = tf.strings.lower(tf.constant(queries), encoding="utf-8")
+  # findall == "at each position: a token, else skip one character".
+  marked = tf.strings.regex_replace(lowered, f"({text.TOKEN_PATTERN})|(?s:.)", "\\1\n")
+  pieces = tf.strings.split(marked, "\n").to_list()
+  mismatches = [q for q, p in zip(queries, pieces)
+                if tokenize(q) != [t.decode("utf-8") for t in p if t]]
+  assert not mismatches, mismatches[:5]
