@@ -1,0 +1,134 @@
+"""The moment_detr / lighthouse JSONL files: predictions (written by evaluate) and ground truth.
+
+Prediction line: {"qid", "query", "vid", "pred_relevant_windows": [[s, e, score], ...]
+(seconds, best first), "pred_saliency_scores": [...]}. Ground-truth line:
+`QueryRecord.to_json()` ({"qid", "query", "vid", "duration", "relevant_windows"}), plus
+"relevant_clip_ids" / "saliency_scores" in QVHighlights. Every error names file:line.
+"""
+
+import json
+import math
+import os
+import pathlib
+
+PRED_KEYS = ("qid", "pred_relevant_windows")
+GT_KEYS = ("qid", "relevant_windows")
+
+
+def read_jsonl(path):
+  """List of dicts, one per non-blank line; malformed lines raise ValueError naming file:line."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"{path}: no such JSONL file")
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
+      if not isinstance(row, dict):
+        raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+      row["_line"] = line_no  # for later error messages; stripped on write
+      rows.append(row)
+  return rows
+
+
+def _where(path, row):
+  return f"{path}:{row.get('_line', '?')} (qid {row.get('qid')!r})"
+
+
+def _check_number_list(values, where, key):
+  if not isinstance(values, list):
+    raise ValueError(f"{where}: '{key}' must be a list, got {type(values).__name__}")
+  for v in values:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+      raise ValueError(f"{where}: '{key}' holds {v!r}, expected finite numbers")
+
+
+def _check_windows(windows, where, key, width):
+  if not isinstance(windows, list):
+    raise ValueError(f"{where}: '{key}' must be a list of windows, got {type(windows).__name__}")
+  names = "[start, end, score]" if width == 3 else "[start, end]"
+  for w in windows:
+    if not isinstance(w, list) or len(w) != width:
+      raise ValueError(f"{where}: '{key}' holds {w!r}, expected {names} in seconds")
+    _check_number_list(w, where, key)
+    if w[0] > w[1]:
+      raise ValueError(f"{where}: '{key}' window {w!r} has start > end")
+
+
+def _check_rows(rows, path, required, windows_key, width):
+  seen = {}
+  for row in rows:
+    where = _where(path, row)
+    for key in required:
+      if key not in row:
+        raise ValueError(f"{where}: missing key '{key}' (expected {list(required)})")
+    qid = row["qid"]
+    if not isinstance(qid, (int, str)) or isinstance(qid, bool):
+      raise ValueError(f"{where}: 'qid' must be an int or string")
+    if qid in seen:
+      raise ValueError(f"{where}: duplicate qid {qid!r}, first at line {seen[qid]}")
+    seen[qid] = row.get("_line")
+    _check_windows(row[windows_key], where, windows_key, width)
+  return rows
+
+
+def read_predictions(path):
+  """Validated prediction rows: unique qids, [[s, e, score], ...], finite saliency scores."""
+  rows = _check_rows(read_jsonl(path), path, PRED_KEYS, "pred_relevant_windows", 3)
+  for row in rows:
+    if "pred_saliency_scores" in row:
+      _check_number_list(row["pred_saliency_scores"], _where(path, row), "pred_saliency_scores")
+  return rows
+
+
+def read_ground_truth(path):
+  """Validated ground-truth rows: unique qids, at least one [s, e] window each."""
+  rows = _check_rows(read_jsonl(path), path, GT_KEYS, "relevant_windows", 2)
+  for row in rows:
+    if not row["relevant_windows"]:
+      raise ValueError(f"{_where(path, row)}: 'relevant_windows' is empty")
+  if not rows:
+    raise ValueError(f"{path}: no ground-truth rows")
+  return rows
+
+
+def _plain(value):
+  """numpy scalars / arrays -> JSON types (tolist() handles both)."""
+  return value.tolist() if hasattr(value, "tolist") else value
+
+
+def write_predictions(path, rows):
+  """Write prediction rows as JSONL (atomically: a crash leaves no half file). Returns path.
+
+  Each row needs 'qid' and 'pred_relevant_windows' ([[s, e, score], ...], best first);
+  numpy values are converted. Bad rows raise ValueError naming the row index.
+  """
+  path = pathlib.Path(path)
+  lines = []
+  for i, row in enumerate(rows):
+    row = {k: _plain(v) for k, v in row.items() if k != "_line"}
+    _check_rows([dict(row, _line=f"row {i}")], path, PRED_KEYS, "pred_relevant_windows", 3)
+    if "pred_saliency_scores" in row:
+      _check_number_list(row["pred_saliency_scores"], f"{path}: row {i}", "pred_saliency_scores")
+    lines.append(json.dumps(row))
+  qids = [json.loads(line)["qid"] for line in lines]
+  if len(set(qids)) != len(qids):
+    raise ValueError(f"{path}: duplicate qids among the rows to write")
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_name(path.name + ".tmp")
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write("".join(line + "\n" for line in lines))
+  os.replace(tmp, path)
+  return path
+
+
+def match_qids(pred_rows, gt_rows):
+  """(qids in predictions but not ground truth, ground-truth qids without predictions)."""
+  pred_qids = {r["qid"] for r in pred_rows}
+  gt_qids = {r["qid"] for r in gt_rows}
+  return sorted(pred_qids - gt_qids, key=str), sorted(gt_qids - pred_qids, key=str)
