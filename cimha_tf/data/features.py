@@ -1,0 +1,233 @@
+"""Video feature stores in the layouts users have on disk.
+
+Layouts:
+  "npy_dir": a folder of VIDEO.npy, each (T, D) (VSLNet's I3D release).
+  "npz_dir": a folder of VIDEO.npz with key `features` (moment_detr / lighthouse).
+  "hdf5":    one file; `f[VIDEO]` is the (T, D) array, or a group holding
+             `c3d_features` (the ActivityNet C3D release, 2D-TAN's layout).
+"auto" picks "hdf5" for a file ending .h5/.hdf5/.hdf, otherwise the folder's majority
+of .npy or .npz files.
+
+Every array returned is validated: 2-D, at least one row, finite, and of the store's
+feature dimension; anything else raises `FeatureError` naming the file and what was
+expected. `FeatureError.reason` is a short key ("missing_video", "wrong_dim", ...) so
+callers that skip bad videos can count them by reason. Arrays are loaded with
+allow_pickle=False always: an object array is refused, never unpickled.
+"""
+
+import os
+
+import numpy as np
+
+LAYOUTS = ("npy_dir", "npz_dir", "hdf5")
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+NPZ_KEY = "features"
+HDF5_GROUP_KEY = "c3d_features"
+
+
+class FeatureError(ValueError):
+  """A video's features are missing or unusable. `reason` is a short countable key."""
+
+  def __init__(self, reason, message):
+    super().__init__(message)
+    self.reason = reason
+
+
+def validate_features(array, source, feature_dim=None):
+  """Checks a loaded array and returns it as float32 (T, D); `source` names it in errors."""
+  array = np.asarray(array)
+  if array.dtype == object or not (np.issubdtype(array.dtype, np.floating)
+                                   or np.issubdtype(array.dtype, np.integer)):
+    raise FeatureError("bad_dtype", f"{source}: expected a numeric (T, D) array, got dtype {array.dtype}")
+  if array.ndim != 2:
+    raise FeatureError("bad_shape", f"{source}: expected a 2-D (T, D) array of clip features, "
+                       f"got shape {array.shape}")
+  if array.shape[0] == 0 or array.shape[1] == 0:
+    raise FeatureError("empty", f"{source}: empty feature array, shape {array.shape} (expected T >= 1 steps)")
+  if feature_dim is not None and array.shape[1] != feature_dim:
+    raise FeatureError("wrong_dim", f"{source}: feature dimension {array.shape[1]}, expected {feature_dim} "
+                       "(the dimension of the store's other videos)")
+  array = array.astype(np.float32, copy=False)
+  finite = np.isfinite(array)
+  if not finite.all():
+    bad = int(array.size - finite.sum())
+    raise FeatureError("non_finite", f"{source}: {bad} NaN/inf values in the features (shape {array.shape})")
+  return array
+
+
+def _load_npy(path):
+  try:
+    return np.load(path, allow_pickle=False)
+  except ValueError as e:  # object arrays need pickle: refuse, say why
+    raise FeatureError("unreadable", f"{path}: not a readable numeric .npy array; pickled / "
+                       f"object data is refused ({e})") from e
+  except OSError as e:
+    raise FeatureError("unreadable", f"{path}: not a readable .npy file ({e})") from e
+
+
+def _load_npz(path, key=None):
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      keys = list(data.keys())
+      if key is None:
+        key = NPZ_KEY if NPZ_KEY in keys or len(keys) != 1 else keys[0]
+      if key not in keys:
+        raise FeatureError("bad_shape", f"{path}: no key {key!r} in the .npz (keys: {keys}); "
+                           f"expected the features under {NPZ_KEY!r}")
+      return data[key]
+  except FeatureError:
+    raise
+  except ValueError as e:
+    raise FeatureError("unreadable", f"{path}: not a readable numeric .npz; pickled / "
+                       f"object data is refused ({e})") from e
+  except (OSError, EOFError) as e:
+    raise FeatureError("unreadable", f"{path}: not a readable .npz file ({e})") from e
+
+
+def _h5_entry(f, key, source):
+  import h5py
+  entry = f[key]
+  if isinstance(entry, h5py.Group):
+    if HDF5_GROUP_KEY not in entry:
+      raise FeatureError("bad_shape", f"{source}: group {key!r} has no {HDF5_GROUP_KEY!r} dataset "
+                         f"(members: {list(entry.keys())})")
+    entry = entry[HDF5_GROUP_KEY]
+  return entry[()]
+
+
+def _open_h5(path):
+  import h5py
+  try:
+    return h5py.File(path, "r")
+  except OSError as e:
+    raise FeatureError("unreadable", f"{path}: not a readable HDF5 file ({e})") from e
+
+
+def load_feature_file(path, key=None):
+  """One video's features from a .npy, a .npz (key `features` by default) or an HDF5 file
+  (key = the video id; optional when the file holds one entry). Returns float32 (T, D)."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"feature file {path} not found")
+  lower = path.lower()
+  if lower.endswith(".npy"):
+    array = _load_npy(path)
+  elif lower.endswith(".npz"):
+    array = _load_npz(path, key)
+  elif lower.endswith(HDF5_SUFFIXES):
+    with _open_h5(path) as f:
+      keys = list(f.keys())
+      if key is None:
+        if len(keys) != 1:
+          raise ValueError(f"{path}: holds {len(keys)} entries; pass the video id as key")
+        key = keys[0]
+      if key not in f:
+        raise FeatureError("missing_video", f"{path}: no entry {key!r}")
+      array = _h5_entry(f, key, f"{path}[{key}]")
+  else:
+    raise ValueError(f"{path}: unknown feature file type; expected .npy, .npz or .h5/.hdf5")
+  return validate_features(array, f"{path}" + (f"[{key}]" if key else ""))
+
+
+def detect_layout(path):
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"feature path {path} not found (expected a folder of VIDEO.npy / "
+                            "VIDEO.npz files or an HDF5 file)")
+  if os.path.isfile(path):
+    if path.lower().endswith(HDF5_SUFFIXES):
+      return "hdf5"
+    raise ValueError(f"{path}: a single file must be HDF5 (.h5/.hdf5/.hdf) to be a feature store")
+  names = os.listdir(path)
+  npy = sum(n.endswith(".npy") for n in names)
+  npz = sum(n.endswith(".npz") for n in names)
+  if npy == 0 and npz == 0:
+    raise ValueError(f"{path}: no .npy or .npz files; cannot detect the feature layout")
+  return "npy_dir" if npy >= npz else "npz_dir"
+
+
+class FeatureStore:
+  """`store.get(vid)` -> float32 (T, D); `vid in store`; `store.feature_dim`; `len(store)`.
+
+  The feature dimension is the one given, else the first video's (first by sorted id);
+  every video read must have it. Use as a context manager (or call close()) for HDF5.
+  """
+
+  def __init__(self, path, layout, feature_dim=None):
+    if layout not in LAYOUTS:
+      raise ValueError(f"feature layout {layout!r} unknown; expected one of {LAYOUTS} or 'auto'")
+    self.path = os.fspath(path)
+    self.layout = layout
+    self._dim = feature_dim
+    self._h5 = None
+    if layout == "hdf5":
+      if not os.path.isfile(self.path):
+        raise FileNotFoundError(f"HDF5 feature file {self.path} not found")
+      self._h5 = _open_h5(self.path)
+    elif not os.path.isdir(self.path):
+      raise FileNotFoundError(f"feature folder {self.path} not found (layout {layout})")
+    self._suffix = {"npy_dir": ".npy", "npz_dir": ".npz"}.get(layout)
+
+  def vids(self):
+    if self._h5 is not None:
+      return sorted(self._h5.keys())
+    return sorted(n[:-len(self._suffix)] for n in os.listdir(self.path) if n.endswith(self._suffix))
+
+  def __len__(self):
+    return len(self.vids())
+
+  def __contains__(self, vid):
+    if self._h5 is not None:
+      return vid in self._h5
+    return os.path.isfile(self._file(vid))
+
+  def _file(self, vid):
+    return os.path.join(self.path, vid + self._suffix)
+
+  def _source(self, vid):
+    return f"{self.path}[{vid}]" if self._h5 is not None else self._file(vid)
+
+  @property
+  def feature_dim(self):
+    if self._dim is None:
+      vids = self.vids()
+      if not vids:
+        raise ValueError(f"feature store {self.path} ({self.layout}) holds no videos")
+      self._dim = int(self._read(vids[0]).shape[1])
+    return self._dim
+
+  def _read(self, vid):
+    source = self._source(vid)
+    if vid not in self:
+      raise FeatureError("missing_video", f"video {vid!r} not in the feature store: {source} not found")
+    if self._h5 is not None:
+      array = _h5_entry(self._h5, vid, source)
+    elif self.layout == "npy_dir":
+      array = _load_npy(source)
+    else:
+      array = _load_npz(source)
+    return validate_features(array, source, self._dim)
+
+  def get(self, vid):
+    array = self._read(vid)
+    if self._dim is None:
+      self._dim = int(array.shape[1])
+    return array
+
+  def close(self):
+    if self._h5 is not None:
+      self._h5.close()
+      self._h5 = None
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+
+def open_feature_store(path, layout="auto", feature_dim=None):
+  """Opens a feature store; layout "auto" detects it from `path` (see module doc)."""
+  if layout == "auto":
+    layout = detect_layout(path)
+  return FeatureStore(path, layout, feature_dim)
