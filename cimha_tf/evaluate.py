@@ -1,0 +1,70 @@
+"""Evaluates a trained model on a prepared split, or scores any prediction file.
+
+  python -m cimha_tf.evaluate --config=configs/X.py --workdir=DIR [--split=test] [--checkpoint=best]
+      -> DIR/metrics/SPLIT.json, DIR/predictions/SPLIT.jsonl, DIR/figures/ (with
+         cimha_tf.visualize), the table on stdout.
+      --config is optional: without it the workdir's resolved config.json is used.
+  python -m cimha_tf.evaluate --predictions=P.jsonl --ground_truth=G.jsonl [--output=metrics.json]
+"""
+
+import json
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from cimha_tf.training import cli
+
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py); "
+                                          "default: WORKDIR/config.json.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Training workdir.")
+flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.test_split).")
+flags.DEFINE_string("checkpoint", "best", "'best', 'last' or a .keras path.")
+flags.DEFINE_integer("num_figures", 6, "Figures (best, worst, random queries) written to "
+                     "WORKDIR/figures/ when cimha_tf.visualize is available; 0 disables.")
+flags.DEFINE_string("predictions", None, "Prediction JSONL to score (scoring mode).")
+flags.DEFINE_string("ground_truth", None, "Ground-truth JSONL (scoring mode).")
+flags.DEFINE_string("output", None, "Scoring mode: write the metrics JSON here.")
+
+
+def score_mode():
+  from cimha_tf.evaluation import scorer
+  metrics = scorer.score_files(FLAGS.predictions, FLAGS.ground_truth)
+  print(scorer.format_table(metrics))
+  if FLAGS.output:
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    with open(FLAGS.output, "w") as f:
+      json.dump(metrics, f, indent=1)
+    print(f"wrote {FLAGS.output}")
+
+
+def workdir_mode():
+  from cimha_tf.training import evaluation
+  config = _CONFIG.value
+  if config is None:
+    config = evaluation.saved_config(FLAGS.workdir)
+  metrics = evaluation.evaluate_workdir(config, FLAGS.workdir, split=FLAGS.split,
+                                        checkpoint=FLAGS.checkpoint, num_figures=FLAGS.num_figures)
+  del metrics
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  scoring = FLAGS.predictions is not None or FLAGS.ground_truth is not None
+  if scoring and (FLAGS.predictions is None or FLAGS.ground_truth is None):
+    raise app.UsageError("scoring mode needs both --predictions and --ground_truth")
+  if scoring == (FLAGS.workdir is not None):
+    raise app.UsageError("give either --workdir (evaluate a trained model) or "
+                         "--predictions/--ground_truth (score a file)")
+  try:
+    score_mode() if scoring else workdir_mode()
+  except (ValueError, FileNotFoundError, KeyError) as e:
+    print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,37 @@
+"""Trains CI-MHA.
+
+  python -m cimha_tf.train --config=configs/X.py --workdir=DIR [--config.train.batch_size=8 ...]
+
+Runs under MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else
+MirroredStrategy over the local GPUs (or the CPU). Started again on the same workdir, it
+resumes (cimha_tf/training/trainer.py).
+"""
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from cimha_tf.training import cli
+
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
+                                          lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the resolved config go.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from cimha_tf.training import trainer
+  try:
+    trainer.train(_CONFIG.value, FLAGS.workdir)
+  except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:
+    print(f"FATAL: {e}", file=sys.stderr)
+    sys.exit(1)
+  print(f"done: {FLAGS.workdir}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,55 @@
+"""The experiment config every configs/*.py file builds (docs/design.md, "Experiment config").
+
+Dimensions (feature_dim, vocab_size) are deliberately absent: training reads them from the
+prepared folder's metadata.json, so they can never disagree with the data.
+"""
+
+import ml_collections
+
+
+def experiment_config(*, data_dir, train_split, val_split, test_split, epochs,
+                      batch_size=100, learning_rate=1e-4, seed=0, top_k=5, model=None):
+  """A ConfigDict with every key the binaries read; `model` defaults to the model's defaults."""
+  if model is None:
+    from cimha_tf.model import default_config
+    model = default_config()
+  c = ml_collections.ConfigDict()
+  c.seed = seed
+  c.data = ml_collections.ConfigDict(dict(
+      dir=data_dir, train_split=train_split, val_split=val_split, test_split=test_split))
+  c.model = model
+  c.train = ml_collections.ConfigDict(dict(
+      epochs=epochs,
+      batch_size=batch_size,            # global batch, split across replicas
+      learning_rate=learning_rate,
+      steps_per_epoch=0,                # 0: one pass over the training split
+      steps_per_execution=1,
+      jit_compile=False,                # XLA on CPU is slower to compile than to run small models
+      deterministic=True,               # op determinism + deterministic input order
+  ))
+  c.eval = ml_collections.ConfigDict(dict(batch_size=batch_size, top_k=top_k))
+  return c
+
+
+def validate(config):
+  """Clear errors for values no run can use (before any data is read)."""
+  def need(ok, key, expected):
+    if not ok:
+      raise ValueError(f"config.{key}={_get(config, key)!r}: expected {expected}")
+  need(bool(config.data.dir), "data.dir", "a prepared folder (python -m cimha_tf.prepare_data)")
+  for key in ("train_split", "val_split", "test_split"):
+    need(bool(config.data[key]), f"data.{key}", "a split name of the prepared folder")
+  need(config.train.epochs >= 1, "train.epochs", ">= 1")
+  need(config.train.batch_size >= 1, "train.batch_size", ">= 1")
+  need(config.train.learning_rate > 0, "train.learning_rate", "> 0")
+  need(config.train.steps_per_epoch >= 0, "train.steps_per_epoch", ">= 0 (0 = whole split)")
+  need(config.train.steps_per_execution >= 1, "train.steps_per_execution", ">= 1")
+  need(config.eval.batch_size >= 1, "eval.batch_size", ">= 1")
+  need(config.eval.top_k >= 1, "eval.top_k", ">= 1")
+  return config
+
+
+def _get(config, dotted):
+  for part in dotted.split("."):
+    config = config[part]
+  return config

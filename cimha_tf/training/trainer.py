@@ -1,0 +1,105 @@
+"""Training glue behind `python -m cimha_tf.train`: checks, strategy, model, callbacks, fit.
+
+Resume: keras.callbacks.BackupAndRestore keeps the weights, optimizer state and epoch
+count in WORKDIR/backup after every epoch and is never deleted, so starting again on the
+same workdir continues where the last finished epoch left off (after a crash or a kill
+mid-epoch the unfinished epoch is redone) and runs the same total number of epochs; a
+finished run started again does nothing, and a larger --config.train.epochs extends it.
+"""
+
+import json
+import math
+import os
+
+import keras
+import tensorflow as tf
+
+from cimha_tf.training import callbacks as callbacks_lib
+from cimha_tf.training import checks
+from cimha_tf.training import config as config_lib
+from cimha_tf.training import strategy as strategy_lib
+from cimha_tf.training import workdir as wd
+
+BEST_STATE = "best_state.json"
+
+
+def seed_everything(seed, deterministic=True):
+  """Python, numpy, TF and Keras seeds; deterministic kernels for reproducible runs."""
+  keras.utils.set_random_seed(int(seed))
+  if deterministic:
+    tf.config.experimental.enable_op_determinism()
+
+
+def _write_json(path, obj):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def write_workdir_files(out, config, meta):
+  """The resolved config, the vocabulary and the data metadata: the workdir is self-contained."""
+  _write_json(wd.path(out, wd.CONFIG), json.loads(config.to_json()))
+  _write_json(wd.path(out, wd.DATA_META), meta)
+  with open(os.path.join(config.data.dir, "vocab.json")) as f:
+    vocab = json.load(f)
+  _write_json(wd.path(out, wd.VOCAB), vocab)
+
+
+def steps_per_epoch(config, meta):
+  if config.train.steps_per_epoch:
+    return int(config.train.steps_per_epoch)
+  queries = int(meta["splits"][config.data.train_split]["queries"])
+  return max(1, math.ceil(queries / config.train.batch_size))
+
+
+def build_and_compile(config, meta, strategy):
+  from cimha_tf.model import build_model, compile_model
+  embeddings = checks.load_embeddings(config.data.dir, meta)
+  with strategy.scope():
+    model = build_model(config.model, video_dim=int(meta["feature_dim"]),
+                        vocab_size=int(meta["vocab_size"]), embeddings=embeddings)
+    compile_model(model, config.model, config.train.learning_rate,
+                  steps_per_execution=config.train.steps_per_execution,
+                  jit_compile=config.train.jit_compile)
+  return model
+
+
+def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
+  """Trains `config` into `workdir`; returns (model, keras History).
+
+  Every check runs before the first step. Non-chief workers of a multi-worker run write
+  into WORKDIR/worker_I (strategy.worker_dir).
+  """
+  from cimha_tf.data import pipeline
+  config_lib.validate(config)
+  meta = pipeline.read_metadata(config.data.dir)
+  checks.check_data(config, meta, [config.data.train_split, config.data.val_split])
+  out = strategy_lib.worker_dir(workdir)
+  os.makedirs(out, exist_ok=True)
+  checks.check_workdir(out, config, meta)
+
+  seed_everything(config.seed, config.train.deterministic)
+  strategy = strategy or strategy_lib.get_strategy()
+  print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
+        f"global batch {config.train.batch_size}")
+  dataset = pipeline.train_dataset(
+      config.data.dir, config.data.train_split, batch_size=config.train.batch_size,
+      shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True)
+  model = build_and_compile(config, meta, strategy)
+  write_workdir_files(out, config, meta)
+
+  cbs = [
+      callbacks_lib.StopOnNaN(),
+      callbacks_lib.BestCheckpoint(
+          config.data.dir, config.data.val_split, config.eval.batch_size, config.eval.top_k,
+          best_path=wd.path(out, wd.BEST), state_path=wd.path(out, BEST_STATE)),
+      keras.callbacks.ModelCheckpoint(wd.path(out, wd.LAST), save_freq="epoch"),
+      keras.callbacks.TensorBoard(wd.path(out, wd.LOGS), update_freq="epoch"),
+      # Last, so an epoch counts as done only once its checkpoints are written.
+      keras.callbacks.BackupAndRestore(wd.path(out, wd.BACKUP), delete_checkpoint=False),
+      *extra_callbacks,
+  ]
+  history = model.fit(dataset, epochs=int(config.train.epochs),
+                      steps_per_epoch=steps_per_epoch(config, meta), callbacks=cbs, verbose=verbose)
+  return model, history

@@ -1,0 +1,29 @@
+"""ActivityNet Captions with C3D features (500-d), the paper's settings.
+
+Papers disagree on which of val_1 / val_2 is "test" (PAPER.md). The default follows
+VSLNet, whose copy of the annotations we use and whose reported split sizes are
+37,421 train / 17,031 test: test = val_2, and val_1 selects the best epoch.
+Swap with --config.data.val_split=val_2 --config.data.test_split=val_1 (2D-TAN's reading).
+
+Prepare first:
+  python -m cimha_tf.prepare_data --dataset=activitynet_captions --annotations=DIR_WITH_JSONS \
+      --features=sub_activitynet_v1-3.c3d.hdf5 --output_dir=data/activitynet_captions_c3d \
+      --glove=glove.840B.300d.txt
+"""
+
+from cimha_tf.training.config import experiment_config
+
+
+def get_config():
+  c = experiment_config(
+      data_dir="data/activitynet_captions_c3d",
+      train_split="train", val_split="val_1", test_split="val_2",
+      epochs=30,             # not given by the paper; ~375 steps/epoch at batch 100
+      batch_size=100,        # paper
+      learning_rate=1e-4,    # paper (Adam)
+      seed=0, top_k=5)
+  c.model.variant = "cimha"
+  c.model.cross_fusion = "backprojection"
+  c.model.max_video_len = 128   # paper
+  c.model.max_query_len = 25    # paper
+  return c

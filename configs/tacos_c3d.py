@@ -1,0 +1,24 @@
+"""TACoS with C3D features (2D-TAN's split: train / val / test). Not in the paper's tables;
+same optimiser settings as the two benchmarks it reports.
+
+Prepare first:
+  python -m cimha_tf.prepare_data --dataset=tacos --annotations=DIR_WITH_JSONS \
+      --features=tall_c3d_features.hdf5 --output_dir=data/tacos_c3d --glove=glove.840B.300d.txt
+"""
+
+from cimha_tf.training.config import experiment_config
+
+
+def get_config():
+  c = experiment_config(
+      data_dir="data/tacos_c3d",
+      train_split="train", val_split="val", test_split="test",
+      epochs=50,             # ~98 steps/epoch at batch 100
+      batch_size=100,
+      learning_rate=1e-4,
+      seed=0, top_k=5)
+  c.model.variant = "cimha"
+  c.model.cross_fusion = "backprojection"
+  c.model.max_video_len = 128
+  c.model.max_query_len = 25
+  return c
