@@ -1,0 +1,174 @@
+"""tf.data pipelines over a prepared folder (docs/design.md, "Prepared folder").
+
+Training order: shards shuffled, read interleaved, videos shuffled, each video unrolled
+into its queries, then a query-level shuffle buffer, so neighbouring batch entries come
+from different videos and shards. Small splits (shards under `cache_bytes` in all) are
+decoded once and cached in memory; later epochs only shuffle, tile and batch.
+
+Distribution: under a tf.distribute strategy, input is auto-sharded by FILE when the
+split has at least as many shards as input workers (each worker reads its own files, no
+wasted reads), else by DATA (every worker reads everything and keeps its 1/W share);
+a FILE policy with too few files would fail or leave workers idle.
+"""
+
+import json
+import math
+import os
+
+import tensorflow as tf
+
+from cimha_tf.data import tfrecords
+
+METADATA = "metadata.json"
+VIDEO_SHUFFLE_BUFFER = 256
+QUERY_SHUFFLE_BUFFER = 2048
+DEFAULT_CACHE_BYTES = 2 << 30
+_REQUIRED = ("feature_dim", "vocab_size", "max_video_len", "max_query_len", "feature_dtype", "splits")
+
+
+def read_metadata(data_dir):
+  """The prepared folder's metadata.json as a dict; clear errors when it is not one."""
+  data_dir = os.fspath(data_dir)
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"prepared data folder {data_dir} not found "
+                            "(run python -m cimha_tf.prepare_data first)")
+  path = os.path.join(data_dir, METADATA)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found: {data_dir} is not a folder written by "
+                            "python -m cimha_tf.prepare_data")
+  try:
+    with open(path) as f:
+      meta = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  missing = [k for k in _REQUIRED if k not in meta]
+  if missing:
+    raise ValueError(f"{path}: missing fields {missing}")
+  return meta
+
+
+def split_files(data_dir, split, meta=None):
+  """Absolute shard paths of `split`, checked to exist."""
+  meta = meta or read_metadata(data_dir)
+  if split not in meta["splits"]:
+    raise KeyError(f"split {split!r} not in {os.path.join(data_dir, METADATA)}; "
+                   f"available: {sorted(meta['splits'])}")
+  names = meta["splits"][split]["records"]
+  if not names:
+    raise ValueError(f"split {split!r} in {data_dir} has no records (all its videos were skipped?)")
+  files = [os.path.join(data_dir, n) for n in names]
+  missing = [f for f in files if not os.path.isfile(f)]
+  if missing:
+    raise FileNotFoundError(f"split {split!r}: {len(missing)} shard(s) listed in metadata.json "
+                            f"are missing, e.g. {missing[0]}")
+  return files
+
+
+def _input_workers():
+  if not tf.distribute.has_strategy():
+    return 1
+  resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+  try:
+    return max(1, resolver.cluster_spec().num_tasks("worker")) if resolver else 1
+  except (ValueError, AttributeError):
+    return 1
+
+
+def auto_shard_policy(num_files, num_workers=None):
+  num_workers = _input_workers() if num_workers is None else num_workers
+  policy = tf.data.experimental.AutoShardPolicy
+  return policy.FILE if num_files >= num_workers else policy.DATA
+
+
+def _inputs(q):
+  return {"video_features": q["video_features"], "video_mask": q["video_mask"],
+          "query_tokens": q["query_tokens"]}
+
+
+def _to_train(q):
+  return _inputs(q), {"start_probs": q["start_step"], "end_probs": q["end_step"],
+                      "inside_probs": q["inside"]}
+
+
+def _to_eval(q):
+  return _inputs(q), {"qid": q["qid"], "vid": q["vid"], "duration": q["duration"],
+                      "num_steps": q["num_steps"]}
+
+
+def _parse_videos(files, meta, deterministic):
+  parse_raw = lambda s: tfrecords.parse_video(  # noqa: E731
+      s, meta["feature_dim"], meta["max_video_len"], meta["max_query_len"], meta["feature_dtype"])
+  return files.map(parse_raw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+
+
+def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, deterministic=False,
+                  repeat=False, drop_remainder=False, cache_bytes=DEFAULT_CACHE_BYTES):
+  """(inputs, labels) batches of `split` for Model.fit (docs/design.md "Model inputs").
+
+  deterministic=True fixes the order: with shuffle and no seed, seed 0 is used.
+  drop_remainder=True keeps every batch at `batch_size` (fixed shapes for XLA).
+  """
+  meta = read_metadata(data_dir)
+  files = split_files(data_dir, split, meta)
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  if deterministic and seed is None:
+    seed = 0
+  total_bytes = sum(os.path.getsize(f) for f in files)
+  if meta["feature_dtype"] == "float16":
+    total_bytes *= 2
+  cache = total_bytes <= cache_bytes
+
+  names = tf.data.Dataset.from_tensor_slices(files)
+  if cache:
+    # Decode once in file order; shuffling happens after the cache.
+    videos = _parse_videos(tf.data.TFRecordDataset(names), meta, True).cache()
+    if shuffle:
+      num_videos = meta["splits"][split].get("videos", VIDEO_SHUFFLE_BUFFER)
+      videos = videos.shuffle(max(1, num_videos), seed=seed, reshuffle_each_iteration=True)
+  else:
+    if shuffle:
+      names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    records = names.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if shuffle:
+      records = records.shuffle(VIDEO_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+    videos = _parse_videos(records, meta, deterministic)
+
+  queries = videos.map(tfrecords.per_query, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic).unbatch()
+  if shuffle:
+    queries = queries.shuffle(QUERY_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+  if repeat:
+    queries = queries.repeat()
+  ds = queries.batch(batch_size, drop_remainder=drop_remainder,
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  ds = ds.map(_to_train, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  options = tf.data.Options()
+  options.deterministic = deterministic
+  options.experimental_distribute.auto_shard_policy = auto_shard_policy(len(files))
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(data_dir, split, batch_size):
+  """(inputs, meta) batches of `split`: every kept query exactly once, in file order, last
+  batch possibly smaller. meta: qid int64, vid string, duration float32, num_steps int32."""
+  meta = read_metadata(data_dir)
+  files = split_files(data_dir, split, meta)
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+  records = tf.data.TFRecordDataset(files)
+  ds = _parse_videos(records, meta, True).map(tfrecords.per_query).unbatch()
+  ds = ds.batch(batch_size).map(_to_eval, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(data_dir, split, batch_size, drop_remainder=False):
+  """Batches in one pass over `split` (for repeat=True training)."""
+  meta = read_metadata(data_dir)
+  split_files(data_dir, split, meta)
+  queries = meta["splits"][split]["queries"]
+  return queries // batch_size if drop_remainder else math.ceil(queries / batch_size)

@@ -1,0 +1,220 @@
+"""The library behind `python -m cimha_tf.prepare_data` (docs/design.md, "Prepared folder").
+
+Annotations are small, so every split's records are read and grouped by video first
+(videos in order of first appearance). Features are then read, validated, pooled and
+written one video at a time: memory holds one video's features, never the dataset's.
+
+Accounting per split: read = kept + sum(dropped). The reader's repairs and drops are
+carried over; preparation adds its own drops, by reason, for the queries of skipped
+videos (with skip_bad_videos: "missing_video", "wrong_dim", "non_finite", "empty",
+"bad_shape", ...), counts the skipped videos by the same reasons, and drops queries whose
+text has no token at all ("no_tokens"; the readers already drop empty sentences).
+"""
+
+import collections
+import json
+import os
+
+import numpy as np
+from tqdm import tqdm
+
+from cimha_tf.data import features as features_lib
+from cimha_tf.data import labels as labels_lib
+from cimha_tf.data import pipeline
+from cimha_tf.data import text as text_lib
+from cimha_tf.data import tfrecords
+from cimha_tf.data.pooling import pool_to_max_len
+
+VOCAB = "vocab.json"
+EMBEDDINGS = "embeddings.npy"
+ANNOTATIONS = "annotations"
+FORMAT_VERSION = 1
+
+
+def training_split(names):
+  """The split the vocabulary comes from: the first one named "train", else the first whose
+  name contains "train"."""
+  names = list(names)
+  for cond in (lambda n: n == "train", lambda n: "train" in n):
+    for n in names:
+      if cond(n):
+        return n
+  raise ValueError(f"no training split among {names}: the vocabulary is built from the "
+                   "training split only")
+
+
+def group_by_video(records):
+  groups = collections.OrderedDict()
+  for r in records:
+    groups.setdefault(r.vid, []).append(r)
+  return groups
+
+
+def _check_unique_qids(split, records):
+  seen = set()
+  for r in records:
+    if r.qid in seen:
+      raise ValueError(f"split {split!r}: qid {r.qid} appears twice; qids must be unique per split")
+    seen.add(r.qid)
+
+
+def _clear_split(output_dir, split):
+  """Removes shards of an earlier run, so metadata.json and the folder agree."""
+  for name in os.listdir(output_dir):
+    if name.startswith(f"{split}-") and "-of-" in name and name.endswith(".tfrecord"):
+      os.remove(os.path.join(output_dir, name))
+
+
+def _write_split(split, records, report, store, vocab, output_dir, max_video_len,
+                 max_query_len, feature_dtype, skip_bad_videos, videos_per_shard, progress):
+  _check_unique_qids(split, records)
+  groups = group_by_video(records)
+  dropped = collections.Counter(report.dropped)
+  skipped_videos = collections.Counter()
+  kept_records, pooled_videos = [], 0
+  _clear_split(output_dir, split)
+  writer = tfrecords.ShardWriter(output_dir, split, videos_per_shard)
+  for vid, recs in tqdm(groups.items(), desc=f"{split} videos", unit="video", disable=not progress):
+    try:
+      raw = store.get(vid)
+    except features_lib.FeatureError as e:
+      if not skip_bad_videos:
+        raise features_lib.FeatureError(
+            e.reason, f"{e} ({len(recs)} {split} queries need video {vid!r}; "
+            "pass --skip_bad_videos to skip such videos and count their queries as dropped)") from e
+      skipped_videos[e.reason] += 1
+      dropped[e.reason] += len(recs)
+      continue
+    feats = pool_to_max_len(raw, max_video_len)
+    pooled_videos += raw.shape[0] > max_video_len
+    num_steps = feats.shape[0]
+    entries, kept = [], []
+    for r in recs:
+      if not text_lib.tokenize(r.query):  # e.g. only dropped symbols: nothing to condition on
+        dropped["no_tokens"] += 1
+        continue
+      ids = vocab.encode(r.query, max_query_len)
+      lab = labels_lib.query_labels(r.windows, r.duration, num_steps, max_video_len)
+      entries.append(tfrecords.QueryEntry(
+          qid=r.qid, duration=r.duration, token_ids=ids[ids != text_lib.PAD_ID].tolist(),
+          start_step=lab.start_step, end_step=lab.end_step, window_steps=lab.window_steps))
+      kept.append(r)
+    if entries:
+      writer.write(tfrecords.encode_video(vid, feats, entries, feature_dtype))
+      kept_records.extend(kept)
+  shards = writer.close()
+
+  os.makedirs(os.path.join(output_dir, ANNOTATIONS), exist_ok=True)
+  with open(os.path.join(output_dir, ANNOTATIONS, f"{split}.jsonl"), "w", encoding="utf-8") as f:
+    for r in kept_records:
+      f.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+
+  info = {
+      "source": report.source,
+      "records": shards,
+      "videos": writer.videos,
+      "queries": len(kept_records),
+      "read": report.read,
+      "kept": len(kept_records),
+      "repaired": dict(report.repaired),
+      "dropped": dict(dropped),
+      "videos_read": len(groups),
+      "videos_skipped": dict(skipped_videos),
+      "videos_pooled": int(pooled_videos),
+      "annotations": f"{ANNOTATIONS}/{split}.jsonl",
+  }
+  if info["kept"] + sum(dropped.values()) != info["read"]:
+    raise AssertionError(f"split {split!r}: read {info['read']} != kept {info['kept']} + dropped "
+                         f"{sum(dropped.values())} ({dict(dropped)})")
+  return info
+
+
+def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
+                   max_video_len=128, max_query_len=25, feature_layout="auto", float16=False,
+                   skip_bad_videos=False, videos_per_shard=256, progress=True):
+  """Writes the prepared folder from already-read annotations {split: (records, ReadReport)}.
+
+  Returns the metadata dict (also written to OUTPUT_DIR/metadata.json).
+  """
+  if max_video_len < 1 or max_query_len < 1:
+    raise ValueError(f"max_video_len and max_query_len must be >= 1, got {max_video_len}, {max_query_len}")
+  if not splits:
+    raise ValueError("no splits to prepare")
+  for name, (records, report) in splits.items():
+    report.check()
+  train = training_split(splits)
+  vocab = text_lib.Vocabulary.build(r.query for r in splits[train][0])
+  os.makedirs(output_dir, exist_ok=True)
+  vocab.save(os.path.join(output_dir, VOCAB))
+
+  embeddings, glove_report = None, None
+  if glove:
+    from cimha_tf.data import glove as glove_lib
+    matrix, glove_report = glove_lib.load_glove(glove, vocab)
+    np.save(os.path.join(output_dir, EMBEDDINGS), np.asarray(matrix, np.float32))
+    embeddings = EMBEDDINGS
+  elif os.path.exists(os.path.join(output_dir, EMBEDDINGS)):
+    os.remove(os.path.join(output_dir, EMBEDDINGS))  # stale, from an earlier run
+
+  feature_dtype = "float16" if float16 else "float32"
+  split_info = {}
+  with features_lib.open_feature_store(features, feature_layout) as store:
+    for name, (records, report) in splits.items():
+      split_info[name] = _write_split(name, records, report, store, vocab, output_dir,
+                                      max_video_len, max_query_len, feature_dtype,
+                                      skip_bad_videos, videos_per_shard, progress)
+    feature_dim = store.feature_dim
+
+  meta = {
+      "format_version": FORMAT_VERSION,
+      "dataset": dataset,
+      "feature_dim": int(feature_dim),
+      "vocab_size": len(vocab),
+      "max_video_len": max_video_len,
+      "max_query_len": max_query_len,
+      "feature_dtype": feature_dtype,
+      "feature_layout": store.layout,
+      "features": os.path.abspath(os.fspath(features)),
+      "vocab": VOCAB,
+      "vocab_split": train,
+      "embeddings": embeddings,
+      "glove": _report_json(glove_report),
+      "splits": split_info,
+  }
+  with open(os.path.join(output_dir, pipeline.METADATA), "w") as f:
+    json.dump(meta, f, indent=2)
+  return meta
+
+
+def _report_json(report):
+  if report is None:
+    return None
+  if hasattr(report, "to_json"):
+    return report.to_json()
+  if isinstance(report, dict):
+    return report
+  return str(report)
+
+
+def prepare(dataset, annotations, features, output_dir, **kwargs):
+  """Reads `dataset`'s annotations at `annotations` (cimha_tf.data.annotations) and
+  prepares them; kwargs as for prepare_splits."""
+  from cimha_tf.data.annotations import read_dataset
+  splits = read_dataset(dataset, annotations)
+  return prepare_splits(splits, features, output_dir, dataset=dataset, **kwargs)
+
+
+def format_accounting(meta):
+  """Human-readable per-split accounting for the console."""
+  lines = [f"{meta['dataset']}: feature_dim {meta['feature_dim']}, vocab {meta['vocab_size']} "
+           f"(from {meta['vocab_split']}), features {meta['feature_dtype']}, "
+           f"embeddings {meta['embeddings']}"]
+  for name, s in meta["splits"].items():
+    lines.append(f"  {name}: read {s['read']}, kept {s['kept']} in {s['videos']} videos "
+                 f"({len(s['records'])} shards), dropped {sum(s['dropped'].values())} "
+                 f"{s['dropped'] or ''}, repaired {s['repaired'] or '{}'}, videos skipped "
+                 f"{sum(s['videos_skipped'].values())} {s['videos_skipped'] or ''}, "
+                 f"videos pooled {s['videos_pooled']}")
+  if meta.get("glove"):
+    lines.append(f"  glove: {meta['glove']}")
+  return "\n".join(lines)
