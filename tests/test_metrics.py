@@ -141,15 +141,18 @@ def test_detection_ap_hand_cases():
 
 def test_detection_ap_matches_reference():
   rng = np.random.default_rng(3)
+  preds, gts = [], []
   for _ in range(150):
-    n = int(rng.integers(1, 11))
-    pred = np.c_[rand_windows(rng, n, 20), rng.integers(0, 4, n) / 4.0]  # tied scores happen
+    n = int(rng.integers(0, 11))  # includes queries without predictions
+    preds.append(np.c_[rand_windows(rng, n, 20), rng.integers(0, 4, n) / 4.0])  # tied scores
     gt = rand_windows(rng, int(rng.integers(1, 4)), 20)
-    gt = gt[gt[:, 1] > gt[:, 0]]
-    if not len(gt):
-      continue
-    np.testing.assert_allclose(qv.detection_ap(pred, gt), ref_detection_ap(pred, gt, qv.IOU_THRESHOLDS),
-                               atol=1e-12)
+    gts.append(gt[gt[:, 1] > gt[:, 0]])
+  want = np.array([ref_detection_ap(p, g, qv.IOU_THRESHOLDS) if len(p) and len(g) else np.zeros(10)
+                   for p, g in zip(preds, gts)])
+  np.testing.assert_allclose(qv.detection_ap_batch(preds, gts), want, atol=1e-12)  # all at once
+  for i in (0, 1, 2):
+    np.testing.assert_allclose(qv.detection_ap(preds[i], gts[i]), want[i], atol=1e-12)
+  assert 0 < want.mean() < 1 and (np.array([len(g) for g in gts]) > 1).sum() > 30
 
 
 def ref_saliency_ap(y, s):

@@ -47,38 +47,68 @@ def _windows(row, key, ncols):
 
 # ----------------------------------------------------------------------------- moments
 
-def detection_ap(pred, gt, thresholds=IOU_THRESHOLDS):
-  """AP at each IoU threshold of one query's scored windows pred (k, 3) against gt (m, 2).
+def _pad(arrays, width):
+  """List of (k_i, width) arrays -> (Q, max k, width) zeros-padded, (Q, max k) valid mask."""
+  size = max([len(x) for x in arrays] + [1])
+  out = np.zeros((len(arrays), size, width))
+  valid = np.zeros((len(arrays), size), bool)
+  for i, x in enumerate(arrays):
+    out[i, :len(x)] = x[:, :width]
+    valid[i, :len(x)] = True
+  return out, valid
 
-  Predictions are ranked by decreasing score (stable for ties, as Python's sort); each
-  one, at each threshold, takes the unmatched ground-truth window of highest IoU >= the
-  threshold (true positive) or is a false positive.
+
+def detection_ap_batch(preds, gts, thresholds=IOU_THRESHOLDS):
+  """(Q, T) AP of each query's scored windows preds[i] (k, 3) against gts[i] (m, 2).
+
+  Per query: predictions ranked by decreasing score (stable for ties, as Python's sort);
+  each one, at each threshold, takes the unmatched ground-truth window of highest
+  IoU >= the threshold (true positive) or is a false positive; AP is the area under the
+  VOC-2011 precision envelope. A query without predictions or ground truth scores 0.
+  Vectorised over queries and thresholds; the greedy matching loops over ranks only.
   """
   thds = np.asarray(thresholds, np.float64)
-  if len(pred) == 0 or len(gt) == 0:
-    return np.zeros(len(thds))
-  pred = pred[np.argsort(-pred[:, 2], kind="stable")]
-  iou = temporal_iou(pred[:, :2], gt)  # (P, G)
-  num_preds, num_gts = iou.shape
-  tp = np.zeros((len(thds), num_preds))
-  locked = np.zeros((len(thds), num_gts), bool)
-  rows = np.arange(len(thds))
-  for p in range(num_preds):
-    g_order = np.argsort(iou[p])[::-1]  # same argsort call as theirs: same tie order
-    eligible = (iou[p, g_order][None, :] >= thds[:, None]) & ~locked[:, g_order]
-    hit = eligible.any(axis=1)
-    first = g_order[eligible.argmax(axis=1)]
-    tp[hit, p] = 1
-    locked[rows[hit], first[hit]] = True
-  tp_cum = np.cumsum(tp, axis=1)
-  fp_cum = np.cumsum(1 - tp, axis=1)
-  recall = tp_cum / float(num_gts)
-  precision = tp_cum / (tp_cum + fp_cum)
-  zeros, ones = np.zeros((len(thds), 1)), np.ones((len(thds), 1))
-  mprec = np.hstack([zeros, precision, zeros])
-  mrec = np.hstack([zeros, recall, ones])
-  mprec = np.maximum.accumulate(mprec[:, ::-1], axis=1)[:, ::-1]
-  return np.sum(np.diff(mrec, axis=1) * mprec[:, 1:], axis=1)
+  pred, pvalid = _pad(preds, 3)
+  gt, gvalid = _pad(gts, 2)
+  num_q, num_p, num_t = len(preds), pred.shape[1], len(thds)
+  key = np.where(pvalid, -pred[..., 2], np.inf)  # padding ranks last
+  order = np.argsort(key, axis=1, kind="stable")
+  pred = np.take_along_axis(pred, order[..., None], 1)
+  pvalid = np.take_along_axis(pvalid, order, 1)
+  iou = temporal_iou(pred[..., :2], gt)  # (Q, P, G)
+  iou = np.where(pvalid[:, :, None] & gvalid[:, None, :], iou, -1.0)
+  g_order = np.argsort(iou, axis=2, kind="stable")[..., ::-1]  # best GT first
+  iou_sorted = np.take_along_axis(iou, g_order, 2)
+  tp = np.zeros((num_q, num_t, num_p), bool)
+  locked = np.zeros((num_q, num_t, gt.shape[1]), bool)
+  q_idx, t_idx = np.meshgrid(np.arange(num_q), np.arange(num_t), indexing="ij")
+  for p in range(num_p):
+    go = g_order[:, None, p, :]  # (Q, 1, G)
+    eligible = ((iou_sorted[:, None, p, :] >= thds[None, :, None])
+                & ~np.take_along_axis(locked, np.broadcast_to(go, locked.shape), 2))
+    hit = eligible.any(axis=2)  # (Q, T)
+    first = np.take_along_axis(np.broadcast_to(go, locked.shape), eligible.argmax(axis=2)[..., None], 2)[..., 0]
+    tp[:, :, p] = hit
+    locked[q_idx[hit], t_idx[hit], first[hit]] = True
+  fp = ~tp & pvalid[:, None, :]
+  tp_cum = np.cumsum(tp, axis=2, dtype=np.float64)
+  fp_cum = np.cumsum(fp, axis=2, dtype=np.float64)
+  num_gts = gvalid.sum(axis=1).astype(np.float64)[:, None, None]
+  recall = np.divide(tp_cum, num_gts, out=np.zeros_like(tp_cum), where=num_gts > 0)
+  seen = tp_cum + fp_cum
+  precision = np.divide(tp_cum, seen, out=np.zeros_like(tp_cum), where=seen > 0)
+  zeros, ones = np.zeros((num_q, num_t, 1)), np.ones((num_q, num_t, 1))
+  mprec = np.concatenate([zeros, precision, zeros], axis=2)
+  mrec = np.concatenate([zeros, recall, ones], axis=2)
+  mprec = np.maximum.accumulate(mprec[..., ::-1], axis=2)[..., ::-1]
+  ap = np.sum(np.diff(mrec, axis=2) * mprec[..., 1:], axis=2)
+  return np.where(pvalid.any(axis=1)[:, None] & (num_gts[:, :, 0] > 0), ap, 0.0)
+
+
+def detection_ap(pred, gt, thresholds=IOU_THRESHOLDS):
+  """(T,) AP of one query's scored windows pred (k, 3) against gt (m, 2); see detection_ap_batch."""
+  return detection_ap_batch([np.asarray(pred, np.float64).reshape(-1, 3)],
+                            [np.asarray(gt, np.float64).reshape(-1, 2)], thresholds)[0]
 
 
 def _in_range(gt_rows, min_l, max_l):
@@ -97,14 +127,14 @@ def _in_range(gt_rows, min_l, max_l):
 
 def moment_retrieval_scores(qid2pred, gt_rows, thresholds=IOU_THRESHOLDS):
   """{'MR-mAP': {thd: .., 'average': ..}, 'MR-R1': {thd: ..}} over gt_rows (percent)."""
-  aps, r1 = [], []
-  for d in gt_rows:
-    gt = _windows(d, "relevant_windows", 2)[:, :2]
-    pred = _windows(qid2pred.get(d["qid"], {}), "pred_relevant_windows", 3)
-    aps.append(detection_ap(pred[:MAX_PRED_WINDOWS], gt, thresholds))
-    top1 = temporal_iou(pred[:1, :2], gt).max() if len(pred) and len(gt) else 0.0
-    r1.append(top1 >= np.asarray(thresholds))
-  ap_thds = np.mean(aps, axis=0)
+  gts = [_windows(d, "relevant_windows", 2)[:, :2] for d in gt_rows]
+  preds = [_windows(qid2pred.get(d["qid"], {}), "pred_relevant_windows", 3) for d in gt_rows]
+  ap_thds = detection_ap_batch([p[:MAX_PRED_WINDOWS] for p in preds], gts, thresholds).mean(axis=0)
+  # R1: the first listed window (not the best scored), against its best-overlapping GT
+  top1, has_pred = _pad([p[:1] for p in preds], 2)
+  gt, gvalid = _pad(gts, 2)
+  iou = np.where(gvalid & has_pred, temporal_iou(top1, gt)[:, 0, :], 0.0).max(axis=1)
+  r1 = iou[:, None] >= np.asarray(thresholds)[None, :]
   mean_ap = {str(t): _pct(v) for t, v in zip(thresholds, ap_thds)}
   mean_ap["average"] = _pct(np.mean(ap_thds))
   recall = {str(t): _pct(v) for t, v in zip(thresholds, np.mean(r1, axis=0))}
