@@ -1,0 +1,112 @@
+"""Figures: PNGs of the expected pixel size, from real predictions and from curves."""
+
+import json
+
+import numpy as np
+import pytest
+from matplotlib import image as mpimg
+
+from cimha_tf import visualize
+
+
+def softmax(x):
+  e = np.exp(x - x.max())
+  return e / e.sum()
+
+
+def read_png(path):
+  img = mpimg.imread(path)  # float32 in [0, 1], (H, W, 4)
+  assert img.dtype == np.float32 and img.ndim == 3
+  return img
+
+
+def test_query_figure_from_curves(tmp_path):
+  n, duration = 32, 40.0
+  t = np.arange(n)
+  start, end = softmax(-0.5 * (t - 8) ** 2), softmax(-0.5 * (t - 16) ** 2)
+  inside = ((t >= 8) & (t <= 16)).astype(float)
+  padded = [np.r_[c, np.zeros(8)] for c in (start, end, inside)]  # padding is cut by num_steps
+  path = visualize.plot_query(tmp_path / "figs" / "q.png", *padded, duration, "a person opens a door",
+                              gt_window=[10.0, 21.25], pred_windows=[[10.0, 21.25, 0.9], [0, 5, 0.1]],
+                              top_k=2, num_steps=n, figsize=(8, 3.5), dpi=100)
+  img = read_png(path)
+  assert img.shape == (350, 800, 4)
+  no_gt = read_png(visualize.plot_query(tmp_path / "n.png", start, end, inside, duration,
+                                        "a person opens a door",
+                                        pred_windows=[[10.0, 21.25, 0.9], [0, 5, 0.1]], top_k=2))
+  assert no_gt.shape == img.shape
+  # the shading changes pixels inside the GT's columns only (axes span x 7%..68% of the width)
+  diff = np.abs(img[..., :3] - no_gt[..., :3]).sum(axis=(0, 2))
+  x0 = 0.07 * 800 + (10.0 / duration) * (0.61 * 800)
+  x1 = 0.07 * 800 + (21.25 / duration) * (0.61 * 800)
+  assert diff[int(x0) + 3:int(x1) - 3].min() > 0
+  assert diff[int(0.07 * 800) + 3:int(x0) - 3].max() == 0  # left of the GT, in the axes
+
+
+def test_query_figure_from_real_predictions(shared_data, tmp_path):
+  """QVHighlights sample predictions: 2 s clips, saliency as the inside curve."""
+  rows = []
+  with open(shared_data / "qvhighlights" / "moment_detr_sample_val_preds.jsonl") as f:
+    for line, _ in zip(f, range(3)):
+      rows.append(json.loads(line))
+  gts = {}
+  with open(shared_data / "qvhighlights" / "highlight_val_release.jsonl") as f:
+    for line, _ in zip(f, range(3)):
+      d = json.loads(line)
+      gts[d["qid"]] = d
+  for row in rows:
+    gt = gts[row["qid"]]
+    sal = np.asarray(row["pred_saliency_scores"])
+    n = len(sal)
+    top = row["pred_relevant_windows"][0]
+    steps = np.arange(n) * gt["duration"] / n
+    start = softmax(-((steps - top[0]) / 4.0) ** 2)
+    end = softmax(-((steps + gt["duration"] / n - top[1]) / 4.0) ** 2)
+    inside = 1 / (1 + np.exp(-4 * sal))
+    path = visualize.plot_query(tmp_path / f"{row['qid']}.png", start, end, inside, gt["duration"],
+                                row["query"], gt_window=gt["relevant_windows"],
+                                pred_windows=row["pred_relevant_windows"], top_k=5, dpi=50)
+    img = read_png(path)
+    assert img.shape == (175, 400, 4)
+    assert img[..., :3].std() > 0.05  # something was drawn
+
+
+def test_recall_curves_and_tensorboard_image(tmp_path):
+  rng = np.random.default_rng(0)
+  gts = [np.array([[s, s + 10.0]]) for s in rng.uniform(0, 50, 40)]
+  good = [g + rng.normal(0, 1.0, (1, 2)) for g in gts]
+  good = [np.sort(w, axis=1) for w in good]
+  runs = {"cimha": (good, gts),
+          "w/o ms": {t: 50.0 for t in visualize.RECALL_THRESHOLDS},
+          "prior": [30, 25, 20, 15, 10, 5, 2, 1, 0]}
+  fig = visualize.recall_curves_figure(runs, figsize=(6, 4), dpi=80)
+  img = visualize.figure_to_image(fig)
+  assert img.shape == (1, 320, 480, 4) and img.dtype == np.uint8
+  png = visualize.figure_to_png_bytes(fig)
+  assert png[:8] == b"\x89PNG\r\n\x1a\n"
+  path = visualize.plot_recall_curves(tmp_path / "r.png", runs, dpi=80)
+  np.testing.assert_allclose(read_png(path), img[0] / 255.0, atol=1 / 255 + 1e-6)  # same pixels
+  line = fig.axes[0].lines[0].get_ydata()
+  assert line[0] > 90 and np.all(np.diff(line) <= 0)  # the near-perfect run, computed from windows
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(end_probs=np.zeros(5)), "end_probs: 5 values but num_steps=10"),
+    (dict(inside_probs=np.full(10, np.nan)), "inside_probs: non-finite"),
+    (dict(duration=0.0), "duration must be a positive"),
+    (dict(gt_window=[5.0, 1.0]), "gt_window"),
+    (dict(start_probs=np.zeros((2, 5))), "start_probs: expected a 1-D"),
+])
+def test_query_figure_bad_input(kwargs, match):
+  args = dict(start_probs=np.full(10, 0.1), end_probs=np.full(10, 0.1), inside_probs=np.zeros(10),
+              duration=20.0, query="q")
+  args.update(kwargs)
+  with pytest.raises(ValueError, match=match):
+    visualize.query_figure(**args, num_steps=10 if args["start_probs"].ndim == 1 else None)
+
+
+def test_recall_curves_bad_run():
+  with pytest.raises(ValueError, match="run 'x': expected"):
+    visualize.recall_curves_figure({"x": [1.0, 2.0]})
+  with pytest.raises(ValueError, match="no runs"):
+    visualize.recall_curves_figure({})
