@@ -11,6 +11,8 @@ import math
 import os
 import pathlib
 
+import numpy as np
+
 PRED_KEYS = ("qid", "pred_relevant_windows")
 GT_KEYS = ("qid", "relevant_windows")
 
@@ -43,9 +45,15 @@ def _where(path, row):
 def _check_number_list(values, where, key):
   if not isinstance(values, list):
     raise ValueError(f"{where}: '{key}' must be a list, got {type(values).__name__}")
-  for v in values:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-      raise ValueError(f"{where}: '{key}' holds {v!r}, expected finite numbers")
+  # One numpy pass (saliency lists are long); dtype kind rejects bools, None, strings, nesting.
+  try:
+    arr = np.asarray(values)
+  except ValueError:
+    arr = np.asarray(values, dtype=object)  # ragged nesting
+  if values and (arr.ndim != 1 or arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr))):
+    bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
+                or not math.isfinite(v)), values)
+    raise ValueError(f"{where}: '{key}' holds {bad!r}, expected finite numbers")
 
 
 def _check_windows(windows, where, key, width):
