@@ -1,0 +1,41 @@
+"""Prepares a benchmark for training: TFRecords, vocabulary, embeddings, metadata.json.
+
+  python -m cimha_tf.prepare_data --dataset=charades_sta --annotations=PATH \
+      --features=PATH --output_dir=DIR [--glove=FILE] [--max_video_len=128] \
+      [--max_query_len=25] [--feature_layout=auto] [--float16] [--skip_bad_videos]
+"""
+
+from absl import app, flags
+
+from cimha_tf.data import features as features_lib
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("dataset", None, ["charades_sta", "activitynet_captions", "tacos", "jsonl"],
+                  "Annotation format.")
+flags.DEFINE_string("annotations", None, "Annotation folder or file of the dataset.")
+flags.DEFINE_string("features", None, "Feature store: folder of VIDEO.npy / VIDEO.npz, or an HDF5 file.")
+flags.DEFINE_string("output_dir", None, "Prepared folder to write.")
+flags.DEFINE_string("glove", None, "GloVe text file (e.g. glove.840B.300d.txt); none: learned embeddings.")
+flags.DEFINE_integer("max_video_len", 128, "Longer videos are mean-pooled into this many steps.")
+flags.DEFINE_integer("max_query_len", 25, "Queries are cut to this many tokens.")
+flags.DEFINE_enum("feature_layout", "auto", ["auto"] + list(features_lib.LAYOUTS), "Feature store layout.")
+flags.DEFINE_bool("float16", False, "Store features as float16 (half the disk and read bandwidth).")
+flags.DEFINE_bool("skip_bad_videos", False,
+                  "Skip videos that are missing or unusable, counting their queries as dropped.")
+flags.mark_flags_as_required(["dataset", "annotations", "features", "output_dir"])
+
+
+def main(argv):
+  del argv
+  from cimha_tf.data import prepare
+  meta = prepare.prepare(
+      FLAGS.dataset, FLAGS.annotations, FLAGS.features, FLAGS.output_dir, glove=FLAGS.glove,
+      max_video_len=FLAGS.max_video_len, max_query_len=FLAGS.max_query_len,
+      feature_layout=FLAGS.feature_layout, float16=FLAGS.float16,
+      skip_bad_videos=FLAGS.skip_bad_videos)
+  print(prepare.format_accounting(meta))
+  print(f"wrote {FLAGS.output_dir}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,155 @@
+"""prepare: accounting, skipped videos, vocabulary from train only, files, and the binary."""
+
+import collections
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cimha_tf.data import features as fl
+from cimha_tf.data import pipeline, prepare, text
+from cimha_tf.data.records import QueryRecord, ReadReport
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _setup(root):
+  """train: good videos g0,g1 (g1 long: pooled), a missing video, a wrong-dim video, a NaN
+  video, a query with no token; the reader dropped 2 and repaired 1. test: one video."""
+  feats = os.path.join(root, "feats")
+  os.makedirs(feats)
+  rng = np.random.default_rng(0)
+  np.save(os.path.join(feats, "g0.npy"), rng.normal(size=(6, 3)).astype(np.float32))
+  np.save(os.path.join(feats, "g1.npy"), rng.normal(size=(20, 3)).astype(np.float32))
+  np.save(os.path.join(feats, "wide.npy"), np.ones((5, 4), np.float32))
+  np.save(os.path.join(feats, "nan.npy"), np.full((5, 3), np.nan, np.float32))
+  np.save(os.path.join(feats, "t0.npy"), rng.normal(size=(4, 3)).astype(np.float32))
+  q = lambda i, vid, s: QueryRecord(i, vid, 10.0, s, [(1.0, 4.0)])  # noqa: E731
+  train = [q(0, "g0", "a person opens the door"), q(1, "g1", "Person sits down."),
+           q(2, "gone", "someone walks"), q(3, "g0", "the person laughs"),
+           q(4, "wide", "a person eats"), q(5, "wide", "a person drinks"),
+           q(6, "nan", "person runs"), q(7, "g1", "\u2022\u2022"), q(8, "gone", "x")]
+  report = ReadReport("train.txt", read=11, kept=9, repaired=collections.Counter(end_clipped=1),
+                      dropped=collections.Counter(empty_query=2))
+  test = [QueryRecord(100, "t0", 8.0, "a zebra opens the door", [(0.0, 8.0)])]
+  return feats, {"train": (train, report), "test": (test, ReadReport("test.txt", read=1, kept=1))}
+
+
+def test_accounting_with_skipped_videos(tmp_path, capsys):
+  feats, splits = _setup(str(tmp_path))
+  out = str(tmp_path / "out")
+  meta = prepare.prepare_splits(splits, feats, out, dataset="toy", max_video_len=8,
+                                max_query_len=4, skip_bad_videos=True, videos_per_shard=1,
+                                progress=False)
+  tr = meta["splits"]["train"]
+  assert tr["read"] == 11 and tr["kept"] == tr["queries"] == 3
+  assert tr["dropped"] == {"empty_query": 2, "missing_video": 2, "wrong_dim": 2,
+                           "non_finite": 1, "no_tokens": 1}
+  assert tr["read"] == tr["kept"] + sum(tr["dropped"].values())
+  assert tr["repaired"] == {"end_clipped": 1}
+  assert tr["videos"] == 2 and tr["videos_read"] == 5 and tr["videos_pooled"] == 1
+  assert tr["videos_skipped"] == {"missing_video": 1, "wrong_dim": 1, "non_finite": 1}
+  assert tr["records"] == ["train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
+  assert meta["splits"]["test"]["records"] == ["test-00000-of-00001.tfrecord"]
+  for k, v in {"dataset": "toy", "feature_dim": 3, "max_video_len": 8, "max_query_len": 4,
+               "feature_dtype": "float32", "embeddings": None, "vocab_split": "train"}.items():
+    assert meta[k] == v
+  assert pipeline.read_metadata(out) == meta
+  assert sorted(f for f in os.listdir(out) if f.endswith(".tfrecord")) == sorted(
+      tr["records"] + meta["splits"]["test"]["records"])
+  assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+  # vocabulary: training split only, kept and skipped queries alike ("zebra" is test-only)
+  vocab = text.Vocabulary.load(os.path.join(out, "vocab.json"))
+  assert meta["vocab_size"] == len(vocab) and vocab.tokens[:2] == ["<pad>", "<unk>"]
+  assert "opens" in vocab and "eats" in vocab and "zebra" not in vocab
+  # annotations/SPLIT.jsonl: the kept records, in order
+  with open(os.path.join(out, "annotations", "train.jsonl")) as f:
+    lines = [json.loads(line) for line in f]
+  assert [r["qid"] for r in lines] == [0, 3, 1]
+  assert lines[0] == splits["train"][0][0].to_json()
+  # the test query's unknown word is UNK in the records
+  batch = next(iter(pipeline.eval_dataset(out, "test", 4).as_numpy_iterator()))
+  np.testing.assert_array_equal(batch[0]["query_tokens"][0], vocab.encode("a zebra opens the door", 4))
+  assert batch[0]["query_tokens"][0][1] == text.UNK_ID
+
+  summary = prepare.format_accounting(meta)
+  assert "read 11, kept 3" in summary and "missing_video" in summary
+
+
+def test_bad_video_is_an_error_by_default(tmp_path):
+  feats, splits = _setup(str(tmp_path))
+  with pytest.raises(fl.FeatureError, match=r"'gone'.*--skip_bad_videos") as e:
+    prepare.prepare_splits(splits, feats, str(tmp_path / "out"), progress=False)
+  assert e.value.reason == "missing_video"
+
+
+def test_rerun_removes_stale_shards(tmp_path):
+  feats, splits = _setup(str(tmp_path))
+  out = str(tmp_path / "out")
+  kw = dict(skip_bad_videos=True, progress=False, max_video_len=8)
+  prepare.prepare_splits(splits, feats, out, videos_per_shard=1, **kw)
+  meta = prepare.prepare_splits(splits, feats, out, videos_per_shard=10, **kw)
+  assert meta["splits"]["train"]["records"] == ["train-00000-of-00001.tfrecord"]
+  assert sorted(f for f in os.listdir(out) if f.startswith("train-")) == ["train-00000-of-00001.tfrecord"]
+
+
+def test_bad_arguments(tmp_path):
+  feats, splits = _setup(str(tmp_path))
+  with pytest.raises(ValueError, match="no training split among"):
+    prepare.prepare_splits({"test": splits["test"]}, feats, str(tmp_path / "o"), progress=False)
+  assert prepare.training_split(["val", "my_train", "train"]) == "train"
+  assert prepare.training_split(["val", "my_train"]) == "my_train"
+  with pytest.raises(ValueError, match="max_video_len"):
+    prepare.prepare_splits(splits, feats, str(tmp_path / "o"), max_video_len=0)
+  dup = [QueryRecord(1, "g0", 5.0, "a", [(0, 1)])] * 2
+  with pytest.raises(ValueError, match="qid 1 appears twice"):
+    prepare.prepare_splits({"train": (dup, ReadReport("x", read=2, kept=2))}, feats,
+                           str(tmp_path / "o"), progress=False)
+  with pytest.raises(AssertionError, match="read 5"):
+    prepare.prepare_splits({"train": (dup[:1], ReadReport("x", read=5, kept=1))}, feats,
+                           str(tmp_path / "o"), progress=False)
+
+
+def test_binary_end_to_end_on_synthetic(tmp_path):
+  synthetic = pytest.importorskip("cimha_tf.data.synthetic")
+  pytest.importorskip("cimha_tf.data.annotations")
+  try:
+    import cimha_tf.data.glove  # noqa: F401
+    has_glove = True
+  except ImportError:
+    has_glove = False
+  paths = synthetic.write_synthetic_dataset(str(tmp_path / "syn"), num_train_videos=4,
+                                            num_test_videos=2, queries_per_video=4,
+                                            feature_dim=16, glove_dim=300, seed=0, progress=False)
+  out = str(tmp_path / "prep")
+  cmd = [sys.executable, "-m", "cimha_tf.prepare_data", "--dataset=charades_sta",
+         f"--annotations={paths['annotations']}", f"--features={paths['features']}",
+         f"--output_dir={out}", "--max_video_len=32", "--float16"]
+  if has_glove:
+    cmd.append(f"--glove={paths['glove']}")
+  res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert res.returncode == 0, res.stderr[-3000:]
+  assert "train: read 16, kept 16" in res.stdout
+  meta = pipeline.read_metadata(out)
+  assert meta["feature_dim"] == 16 and meta["feature_dtype"] == "float16"
+  if has_glove:
+    assert meta["embeddings"] == "embeddings.npy"
+    emb = np.load(os.path.join(out, "embeddings.npy"))
+    assert emb.shape == (meta["vocab_size"], 300) and emb.dtype == np.float32
+    vocab = text.Vocabulary.load(os.path.join(out, "vocab.json"))
+    with open(paths["glove"], encoding="utf-8") as f:  # "person" is in the synthetic GloVe
+      row = next(line.split(" ") for line in f if line.startswith("person "))
+    np.testing.assert_allclose(emb[vocab.ids(["person"])[0]], np.float32(row[1:]), rtol=1e-6)
+  else:
+    assert meta["embeddings"] is None and not os.path.exists(os.path.join(out, "embeddings.npy"))
+  for split, n in (("train", 16), ("test", 8)):
+    s = meta["splits"][split]
+    assert s["read"] == s["kept"] == s["queries"] == n and s["videos"] == n // 4
+    assert sum(s["repaired"].values()) >= 1  # each split's first video: an end past the duration
+  qids = np.concatenate([m["qid"] for _, m in pipeline.eval_dataset(out, "test", 4).as_numpy_iterator()])
+  with open(os.path.join(out, "annotations", "test.jsonl")) as f:
+    assert sorted(qids.tolist()) == sorted(json.loads(line)["qid"] for line in f)
