@@ -7,6 +7,7 @@ images and tests rely on.
 """
 
 import io
+import os
 import pathlib
 import textwrap
 
@@ -15,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cimha_tf import timeline
+from cimha_tf.evaluation import predictions as predictions_lib
 from cimha_tf.evaluation.metrics import recall_at_1_curve, temporal_iou
 
 RECALL_THRESHOLDS = tuple(np.round(np.arange(0.1, 1.0, 0.1), 2))
@@ -115,7 +117,23 @@ def plot_query(path, start_probs, end_probs, inside_probs, duration, query, gt_w
   return save_figure(fig, path)
 
 
-def _run_curve(name, run, thresholds):
+def _curve_from_file(name, pred_path, gt_rows, thresholds):
+  """R@1 curve of a prediction JSONL file; every ground-truth query must be predicted."""
+  if gt_rows is None:
+    raise ValueError(f"run {name!r}: a prediction file ({pred_path}) needs ground_truth=GT.jsonl")
+  rows = predictions_lib.read_predictions(pred_path)
+  unknown, missing = predictions_lib.match_qids(rows, gt_rows)
+  if unknown or missing:
+    raise ValueError(f"run {name!r}: {pred_path} has {len(unknown)} qids not in the ground truth and"
+                     f" lacks {len(missing)} ground-truth qids (e.g. {(unknown + missing)[:5]})")
+  by_qid = {r["qid"]: r["pred_relevant_windows"] for r in rows}
+  return recall_at_1_curve([np.asarray(by_qid[g["qid"]], np.float64).reshape(-1, 3) for g in gt_rows],
+                           [np.asarray(g["relevant_windows"], np.float64) for g in gt_rows], thresholds)
+
+
+def _run_curve(name, run, thresholds, gt_rows=None):
+  if isinstance(run, (str, os.PathLike)):  # a prediction JSONL file
+    return _curve_from_file(name, run, gt_rows, thresholds)
   if isinstance(run, dict):  # precomputed {threshold: recall}
     lookup = {round(float(k), 6): v for k, v in run.items()}
     missing = [t for t in thresholds if round(float(t), 6) not in lookup]
@@ -126,22 +144,25 @@ def _run_curve(name, run, thresholds):
     return recall_at_1_curve(run[0], run[1], thresholds)
   values = np.asarray(run, np.float64)
   if values.shape != (len(thresholds),):
-    raise ValueError(f"run {name!r}: expected (pred_windows, gt_windows), a dict threshold ->"
-                     f" recall, or {len(thresholds)} recalls; got shape {values.shape}")
+    raise ValueError(f"run {name!r}: expected (pred_windows, gt_windows), a prediction file, a dict"
+                     f" threshold -> recall, or {len(thresholds)} recalls; got shape {values.shape}")
   return values
 
 
-def recall_curves_figure(runs, thresholds=RECALL_THRESHOLDS, figsize=(6, 4), dpi=100):
+def recall_curves_figure(runs, thresholds=RECALL_THRESHOLDS, figsize=(6, 4), dpi=100,
+                         ground_truth=None):
   """R@1 (percent) over IoU thresholds, one line per run (e.g. the ablation rows).
 
-  runs: {name: (pred_windows, gt_windows) | {threshold: recall} | [recall per threshold]}.
+  runs: {name: (pred_windows, gt_windows) | prediction JSONL path (scored against the
+  ground-truth JSONL `ground_truth`) | {threshold: recall} | [recall per threshold]}.
   """
   if not runs:
     raise ValueError("recall curves: no runs to plot")
+  gt_rows = predictions_lib.read_ground_truth(ground_truth) if ground_truth is not None else None
   fig = _new_figure(figsize, dpi)
   ax = fig.add_subplot(1, 1, 1)
   for name, run in runs.items():
-    ax.plot(thresholds, _run_curve(name, run, thresholds), marker="o", label=str(name))
+    ax.plot(thresholds, _run_curve(name, run, thresholds, gt_rows), marker="o", label=str(name))
   ax.set_xlabel("IoU threshold")
   ax.set_ylabel("R@1 (%)")
   ax.set_ylim(0, 101)
@@ -152,9 +173,17 @@ def recall_curves_figure(runs, thresholds=RECALL_THRESHOLDS, figsize=(6, 4), dpi
   return fig
 
 
-def plot_recall_curves(path, runs, thresholds=RECALL_THRESHOLDS, figsize=(6, 4), dpi=100):
-  """recall_curves_figure saved as a PNG at path. Returns the path."""
-  return save_figure(recall_curves_figure(runs, thresholds, figsize, dpi), path)
+def plot_recall_curves(path, runs=None, thresholds=RECALL_THRESHOLDS, figsize=(6, 4), dpi=100,
+                       ground_truth=None, output=None):
+  """recall_curves_figure saved as a PNG at path. Returns the path.
+
+  Also callable as plot_recall_curves(runs, ground_truth=GT, output=PATH).
+  """
+  if isinstance(path, dict) and runs is None:
+    path, runs = output, path
+  if path is None or runs is None:
+    raise ValueError("plot_recall_curves: needs an output path and the runs to plot")
+  return save_figure(recall_curves_figure(runs, thresholds, figsize, dpi, ground_truth), path)
 
 
 def save_figure(fig, path):

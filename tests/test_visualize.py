@@ -110,3 +110,23 @@ def test_recall_curves_bad_run():
     visualize.recall_curves_figure({"x": [1.0, 2.0]})
   with pytest.raises(ValueError, match="no runs"):
     visualize.recall_curves_figure({})
+
+
+def test_recall_curves_from_prediction_files(shared_data, tmp_path):
+  """Runs given as prediction files: the curve at 0.5 / 0.7 is the published MR R1."""
+  qvh = shared_data / "qvhighlights"
+  preds, gt = qvh / "moment_detr_sample_val_preds.jsonl", qvh / "highlight_val_release.jsonl"
+  fig = visualize.recall_curves_figure({"moment_detr": str(preds)}, ground_truth=gt)
+  curve = dict(zip(visualize.RECALL_THRESHOLDS, fig.axes[0].lines[0].get_ydata()))
+  published = json.loads((qvh / "moment_detr_sample_val_preds_metrics.json").read_text())["brief"]
+  assert round(curve[0.5], 2) == published["MR-full-R1@0.5"]
+  assert round(curve[0.7], 2) == published["MR-full-R1@0.7"]
+  # the notebooks' calling form: runs first, ground_truth= and output= keywords
+  small_preds, small_gt = tmp_path / "p.jsonl", tmp_path / "g.jsonl"
+  small_preds.write_text("".join(preds.read_text().splitlines(keepends=True)[:20]))
+  small_gt.write_text("".join(gt.read_text().splitlines(keepends=True)[:20]))
+  out = visualize.plot_recall_curves({"a": str(small_preds), "b": small_preds}, ground_truth=str(small_gt),
+                                     output=str(tmp_path / "c.png"), dpi=50)
+  assert read_png(out).shape == (200, 300, 4)
+  with pytest.raises(ValueError, match="needs ground_truth"):
+    visualize.recall_curves_figure({"a": str(preds)})
