@@ -64,6 +64,8 @@ def test_round_trip_through_files(tmp_path):
   gt_path = write_gt(tmp_path / "gt.jsonl", records)
   back = predictions.read_predictions(pred_path)
   assert [r["qid"] for r in back] == list(range(30))
+  assert set(back[3]) == set(rows[3])  # nothing added or lost
+  assert back[3]["pred_saliency_scores"] == pytest.approx(rows[3]["pred_saliency_scores"].tolist())
   np.testing.assert_allclose(back[3]["pred_relevant_windows"], rows[3]["pred_relevant_windows"], rtol=1e-6)
   got = scorer.score_files(pred_path, gt_path)
   want = metrics.moment_metrics([r["pred_relevant_windows"] for r in rows],

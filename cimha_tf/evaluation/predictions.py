@@ -19,6 +19,11 @@ GT_KEYS = ("qid", "relevant_windows")
 
 def read_jsonl(path):
   """List of dicts, one per non-blank line; malformed lines raise ValueError naming file:line."""
+  return [row for _, row in _numbered_rows(path)]
+
+
+def _numbered_rows(path):
+  """[(line number, dict)] of a JSONL file."""
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"{path}: no such JSONL file")
@@ -33,13 +38,12 @@ def read_jsonl(path):
         raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
       if not isinstance(row, dict):
         raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-      row["_line"] = line_no  # for later error messages; stripped on write
-      rows.append(row)
+      rows.append((line_no, row))
   return rows
 
 
-def _where(path, row):
-  return f"{path}:{row.get('_line', '?')} (qid {row.get('qid')!r})"
+def _where(path, line, row):
+  return f"{path}:{line} (qid {row.get('qid')!r})"
 
 
 def _check_number_list(values, where, key):
@@ -68,10 +72,11 @@ def _check_windows(windows, where, key, width):
       raise ValueError(f"{where}: '{key}' window {w!r} has start > end")
 
 
-def _check_rows(rows, path, required, windows_key, width):
+def _check_rows(numbered, path, required, windows_key, width):
+  """Validates [(line, row)] and returns the rows; errors name path:line and the qid."""
   seen = {}
-  for row in rows:
-    where = _where(path, row)
+  for line, row in numbered:
+    where = _where(path, line, row)
     for key in required:
       if key not in row:
         raise ValueError(f"{where}: missing key '{key}' (expected {list(required)})")
@@ -80,26 +85,25 @@ def _check_rows(rows, path, required, windows_key, width):
       raise ValueError(f"{where}: 'qid' must be an int or string")
     if qid in seen:
       raise ValueError(f"{where}: duplicate qid {qid!r}, first at line {seen[qid]}")
-    seen[qid] = row.get("_line")
+    seen[qid] = line
     _check_windows(row[windows_key], where, windows_key, width)
-  return rows
+    if windows_key == "pred_relevant_windows" and "pred_saliency_scores" in row:
+      _check_number_list(row["pred_saliency_scores"], where, "pred_saliency_scores")
+  return [row for _, row in numbered]
 
 
 def read_predictions(path):
   """Validated prediction rows: unique qids, [[s, e, score], ...], finite saliency scores."""
-  rows = _check_rows(read_jsonl(path), path, PRED_KEYS, "pred_relevant_windows", 3)
-  for row in rows:
-    if "pred_saliency_scores" in row:
-      _check_number_list(row["pred_saliency_scores"], _where(path, row), "pred_saliency_scores")
-  return rows
+  return _check_rows(_numbered_rows(path), path, PRED_KEYS, "pred_relevant_windows", 3)
 
 
 def read_ground_truth(path):
   """Validated ground-truth rows: unique qids, at least one [s, e] window each."""
-  rows = _check_rows(read_jsonl(path), path, GT_KEYS, "relevant_windows", 2)
-  for row in rows:
+  numbered = _numbered_rows(path)
+  rows = _check_rows(numbered, path, GT_KEYS, "relevant_windows", 2)
+  for line, row in numbered:
     if not row["relevant_windows"]:
-      raise ValueError(f"{_where(path, row)}: 'relevant_windows' is empty")
+      raise ValueError(f"{_where(path, line, row)}: 'relevant_windows' is empty")
   if not rows:
     raise ValueError(f"{path}: no ground-truth rows")
   return rows
@@ -119,10 +123,8 @@ def write_predictions(path, rows):
   path = pathlib.Path(path)
   lines = []
   for i, row in enumerate(rows):
-    row = {k: _plain(v) for k, v in row.items() if k != "_line"}
-    _check_rows([dict(row, _line=f"row {i}")], path, PRED_KEYS, "pred_relevant_windows", 3)
-    if "pred_saliency_scores" in row:
-      _check_number_list(row["pred_saliency_scores"], f"{path}: row {i}", "pred_saliency_scores")
+    row = {k: _plain(v) for k, v in row.items()}
+    _check_rows([(f"row {i}", row)], path, PRED_KEYS, "pred_relevant_windows", 3)
     lines.append(json.dumps(row))
   qids = [json.loads(line)["qid"] for line in lines]
   if len(set(qids)) != len(qids):
