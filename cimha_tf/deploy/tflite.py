@@ -1,0 +1,252 @@
+"""TFLite export with built-in ops only (no Flex / SELECT_TF_OPS), and a runner for it.
+
+Why not convert the trained model as it is: keras.layers.LSTM is a tf.while_loop over
+TensorLists, which the converter can only keep as Flex ops (not in the standalone LiteRT
+runtime), and the model's N and L are dynamic. So the converted graph is a copy of the
+model with fixed shapes (batch, N = max_video_len, L = max_query_len; masks say what is
+valid) and one of two LSTM forms, both with the model's exact weights:
+
+* "fused" (default): each LSTM direction becomes one UNIDIRECTIONAL_SEQUENCE_LSTM op. The
+  copy uses the model's "unrolled" LSTM layers (cimha_tf.model.with_lstm_implementation)
+  with their loop replaced by a tf.function that carries the attributes of TF's composite
+  "Keras LSTM" interface (`api_implements="lstm_..."`, 6 args: inputs, h0, c0, kernel,
+  recurrent_kernel, bias; 5 results). The converter's prepare-composite-functions pass
+  replaces such a function by the fused op, reading Keras's (i, f, c, o) gate layout; it
+  needs static shapes and no mask, which we have: the model's BiLSTM already feeds each
+  direction valid-steps-first input (the backward one reversed within its length), so
+  no mask reaches the LSTM. The composite pass sets cell_clip=10 on the op, which Keras
+  does not have; we reset it to 0 (no clipping) in the flatbuffer so the op computes
+  exactly Keras's cell. One op per direction is what makes batch-1 latency small.
+* "unrolled": the model's UnrolledLSTM as is: N copies of the cell in plain built-in ops
+  (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD). Slower and a larger graph; a fallback if a
+  converter version stops fusing.
+
+The conversion goes through a SavedModel (the composite-function fusion runs on that
+path; from_concrete_functions inlines the function first), and it also freezes every
+resource variable into constants, so nothing is left that fails at invoke.
+Quantization: "float16" (weights stored as float16, computed in float32) and
+"dynamic_int8" (int8 weights, dynamic-range activations; the fused LSTM has a hybrid
+kernel for it).
+"""
+
+import os
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+LSTM_FORMS = ("fused", "unrolled")
+QUANTIZATIONS = ("none", "float16", "dynamic_int8")
+INPUTS = ("video_features", "video_mask", "query_tokens")
+OUTPUTS = ("start_probs", "end_probs", "inside_probs")
+
+
+def _lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias):
+  """Keras LSTM over (B, T, D) batch-major input; results as the composite interface
+  wants them: (last output, all outputs, last h, last c, a placeholder)."""
+  xw = tf.einsum("btd,dk->tbk", x, kernel) + bias
+
+  def step(carry, xw_t):
+    h, c = carry
+    i, f, g, o = tf.split(xw_t + tf.matmul(h, recurrent_kernel), 4, axis=-1)
+    c = tf.sigmoid(f) * c + tf.sigmoid(i) * tf.tanh(g)
+    return tf.sigmoid(o) * tf.tanh(c), c
+
+  hs, cs = tf.scan(step, xw, initializer=(h0, c0))
+  outputs = tf.transpose(hs, [1, 0, 2])
+  return outputs[:, -1], outputs, hs[-1], cs[-1], tf.zeros([])
+
+
+_fused_lstm = tf.function(
+    _lstm_sequence, autograph=False,
+    experimental_attributes={"api_implements": "lstm_cimha_tf_fused",
+                             "time_major": False, "go_backwards": False})
+
+
+def _fused_call(layer, x):
+  weights = [tf.convert_to_tensor(w) for w in (layer.kernel, layer.recurrent_kernel, layer.bias)]
+  if x.shape[0] is None or x.shape[1] is None:
+    # Only the fixed-shape endpoint is converted; writing the SavedModel also traces
+    # Keras's own dynamic-shape signature, which gets the same math as a plain scan.
+    zeros = tf.zeros([tf.shape(x)[0], layer.units], x.dtype)
+    return _lstm_sequence(x, zeros, zeros, *weights)[1]
+  zeros = tf.zeros([x.shape[0], layer.units], x.dtype)
+  return _fused_lstm(x, zeros, zeros, *weights)[1]
+
+
+def tflite_graph_model(model, lstm="fused"):
+  """A copy of `model` whose LSTMs convert to built-in ops (see the module docstring)."""
+  from cimha_tf.model import UnrolledLSTM, with_lstm_implementation
+  if lstm not in LSTM_FORMS:
+    raise ValueError(f"lstm={lstm!r}: expected one of {LSTM_FORMS}")
+  copy = with_lstm_implementation(model, "unrolled")
+  if lstm == "fused":
+    layers = [l for l in copy._flatten_layers(include_self=False, recursive=True)
+              if isinstance(l, UnrolledLSTM)]
+    if not layers:
+      raise ValueError("model has no LSTM layers to fuse")
+    for layer in layers:
+      # Instance-level override: same weights, loop replaced by the composite function.
+      layer.call = (lambda l: lambda x, *a, **k: _fused_call(l, x))(layer)
+  return copy
+
+
+def keras_free_module(model, *functions, **resources):
+  """A tf.Module tracking the model's variables (not the Keras model object, whose
+  SavedModel hooks would trace an extra dynamic-shape signature) plus `resources`."""
+  module = tf.Module()
+  module.variables_ = [v.value for v in model.variables]
+  module.functions_ = list(functions)
+  for name, resource in resources.items():
+    setattr(module, name, resource)
+  return module
+
+
+def _unclip_fused_lstms(flatbuffer):
+  """Sets cell_clip = 0 on every UNIDIRECTIONAL_SEQUENCE_LSTM (Keras never clips)."""
+  from tensorflow.lite.python import schema_py_generated as schema
+  from tensorflow.lite.tools import flatbuffer_utils
+  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+  codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+  lstm_code = schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
+  count = 0
+  for subgraph in model.subgraphs:
+    for op in subgraph.operators:
+      if codes[op.opcodeIndex] == lstm_code:
+        op.builtinOptions.cellClip = 0.0
+        count += 1
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
+
+
+def convert(model, max_video_len, max_query_len, quantize="none", lstm="fused", batch_size=1):
+  """Keras model -> .tflite bytes with fixed input shapes:
+  video_features float32 (batch, max_video_len, Dv), video_mask float32 (batch,
+  max_video_len), query_tokens int32 (batch, max_query_len) -> the three (batch, N) curves.
+  Raises ValueError when the result would need anything but TFLite built-in ops."""
+  return convert_many(model, max_video_len, max_query_len, (quantize,), lstm, batch_size)[quantize]
+
+
+def convert_many(model, max_video_len, max_query_len, quantizations=QUANTIZATIONS,
+                 lstm="fused", batch_size=1):
+  """{quantize: .tflite bytes} for several quantizations from one traced graph."""
+  from cimha_tf.deploy.saved_model import video_dim_of
+  for q in quantizations:
+    if q not in QUANTIZATIONS:
+      raise ValueError(f"quantize={q!r}: expected one of {QUANTIZATIONS}")
+  graph_model = tflite_graph_model(model, lstm)
+  specs = [tf.TensorSpec([batch_size, max_video_len, video_dim_of(model)], tf.float32,
+                         "video_features"),
+           tf.TensorSpec([batch_size, max_video_len], tf.float32, "video_mask"),
+           tf.TensorSpec([batch_size, max_query_len], tf.int32, "query_tokens")]
+
+  @tf.function(input_signature=specs, autograph=False)
+  def serve(video_features, video_mask, query_tokens):
+    out = graph_model({"video_features": video_features, "video_mask": video_mask,
+                       "query_tokens": query_tokens}, training=False)
+    return {name: out[name] for name in OUTPUTS}
+
+  results = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    tf.saved_model.save(keras_free_module(graph_model, serve), tmp,
+                        signatures={"serving_default": serve.get_concrete_function()})
+    for quantize in quantizations:
+      results[quantize] = _convert_saved_model(tmp, quantize, lstm)
+  return results
+
+
+def _convert_saved_model(path, quantize, lstm):
+  converter = tf.lite.TFLiteConverter.from_saved_model(path)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+  if quantize == "float16":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
+  elif quantize == "dynamic_int8":
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  try:
+    flatbuffer = converter.convert()
+  except Exception as e:  # the converter's error names the op that is not built in
+    raise ValueError(f"TFLite conversion with built-in ops only failed (lstm={lstm!r}, "
+                     f"quantize={quantize!r}): {e}") from e
+  flatbuffer, fused = _unclip_fused_lstms(flatbuffer)
+  if lstm == "fused" and fused == 0:
+    raise ValueError("the converter did not fuse the LSTMs (no UNIDIRECTIONAL_SEQUENCE_LSTM "
+                     "op); convert with lstm='unrolled' instead")
+  bad = sorted(o for o in op_names(flatbuffer) if o.startswith("FLEX") or o == "CUSTOM")
+  if bad:
+    raise ValueError(f"converted model needs non-built-in ops {bad}")
+  return flatbuffer
+
+
+def op_names(flatbuffer):
+  """Set of op names (e.g. 'FULLY_CONNECTED', 'UNIDIRECTIONAL_SEQUENCE_LSTM') in a model."""
+  from ai_edge_litert.interpreter import Interpreter
+  interpreter = Interpreter(model_content=flatbuffer)
+  return {d["op_name"] for d in interpreter._get_ops_details()}
+
+
+class TFLiteModel:
+  """Runs a converted model in the standalone LiteRT interpreter.
+
+  `model(video_features (T, Dv), query_tokens (l,))` pads/masks one query to the fixed
+  shapes and returns the three curves cut to T steps; `run_batch` takes already padded
+  (batch, N, Dv) / (batch, N) / (batch, L) arrays of the model's batch size.
+  """
+
+  def __init__(self, model_path_or_bytes, num_threads=None):
+    from ai_edge_litert.interpreter import Interpreter
+    if isinstance(model_path_or_bytes, (bytes, bytearray)):
+      self.source = "<bytes>"
+      kwargs = {"model_content": bytes(model_path_or_bytes)}
+    else:
+      self.source = os.fspath(model_path_or_bytes)
+      if not os.path.isfile(self.source):
+        raise FileNotFoundError(f"TFLite model {self.source} not found")
+      kwargs = {"model_path": self.source}
+    try:
+      self.interpreter = Interpreter(num_threads=num_threads, **kwargs)
+    except (ValueError, RuntimeError) as e:
+      raise ValueError(f"{self.source}: not a loadable TFLite model ({e})") from e
+    self.runner = self.interpreter.get_signature_runner()
+    details = self.runner.get_input_details()
+    missing = [k for k in INPUTS if k not in details]
+    if missing:
+      raise ValueError(f"{self.source}: inputs {sorted(details)} lack {missing}; "
+                       "not a cimha_tf TFLite export")
+    shape = details["video_features"]["shape"]
+    self.batch_size, self.max_video_len, self.video_dim = (int(s) for s in shape)
+    self.max_query_len = int(details["query_tokens"]["shape"][1])
+
+  def run_batch(self, video_features, video_mask, query_tokens):
+    feeds = {"video_features": np.asarray(video_features, np.float32),
+             "video_mask": np.asarray(video_mask, np.float32),
+             "query_tokens": np.asarray(query_tokens, np.int32)}
+    expected = {"video_features": (self.batch_size, self.max_video_len, self.video_dim),
+                "video_mask": (self.batch_size, self.max_video_len),
+                "query_tokens": (self.batch_size, self.max_query_len)}
+    for name, want in expected.items():
+      if feeds[name].shape != want:
+        raise ValueError(f"{name}: shape {feeds[name].shape}, expected {want} "
+                         f"(fixed shapes of {self.source})")
+    out = self.runner(**feeds)
+    return {name: np.asarray(out[name]) for name in OUTPUTS}
+
+  def __call__(self, video_features, query_tokens):
+    feats = np.asarray(video_features, np.float32)
+    tokens = np.asarray(query_tokens)
+    if feats.ndim != 2 or feats.shape[1] != self.video_dim:
+      raise ValueError(f"video_features: shape {feats.shape}, expected (T, {self.video_dim})")
+    t = feats.shape[0]
+    if not 1 <= t <= self.max_video_len:
+      raise ValueError(f"video_features: {t} steps, expected 1..{self.max_video_len} "
+                       "(pool longer videos with cimha_tf.data.pooling.pool_to_max_len)")
+    if tokens.ndim != 1 or not 1 <= tokens.shape[0] <= self.max_query_len:
+      raise ValueError(f"query_tokens: shape {tokens.shape}, expected (l,) with "
+                       f"1 <= l <= {self.max_query_len}")
+    if not np.isfinite(feats).all():
+      raise ValueError("video_features: NaN/inf values")
+    f = np.zeros((self.batch_size, self.max_video_len, self.video_dim), np.float32)
+    m = np.zeros((self.batch_size, self.max_video_len), np.float32)
+    q = np.zeros((self.batch_size, self.max_query_len), np.int32)
+    f[0, :t], m[0, :t], q[0, :tokens.shape[0]] = feats, 1.0, tokens
+    out = self.run_batch(f, m, q)
+    return {name: v[0, :t] for name, v in out.items()}
