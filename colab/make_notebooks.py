@@ -71,7 +71,18 @@ SHOW_METRICS = r'''def metrics_table(rows, keys=("R1@0.3", "R1@0.5", "R1@0.7", "
   for name, m in rows.items():
     cells = [f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else "–" for k in keys]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  return "\n".join(lines)'''
+  return "\n".join(lines)
+
+from cimha_tf.evaluation import predictions as prediction_io
+
+def windows_by_query(predictions_file, ground_truth_file):
+  """(predicted windows, ground-truth windows), aligned on the ground truth's query ids."""
+  gt = {r["qid"]: r["relevant_windows"] for r in prediction_io.read_ground_truth(ground_truth_file)}
+  pred = {r["qid"]: r["pred_relevant_windows"] for r in prediction_io.read_predictions(predictions_file)}
+  missing = sorted(set(gt) - set(pred))
+  if missing:
+    raise ValueError(f"{predictions_file}: no prediction for {len(missing)} queries, e.g. {missing[:3]}")
+  return [pred[q] for q in gt], [gt[q] for q in gt]'''
 
 
 def md(text):
@@ -178,7 +189,8 @@ if BATCH_SIZE is not None:
 run("cimha_tf.train", f"--config={CONFIG}", f"--workdir={RUN}", *overrides)
 '''),
       code(r'''
-run("cimha_tf.evaluate", f"--config={CONFIG}", f"--workdir={RUN}", "--split=test", *overrides)
+# The workdir is self-contained: evaluate reads the resolved config training saved there.
+run("cimha_tf.evaluate", f"--workdir={RUN}", "--split=test")
 '''),
       md("## 4. Results\nR@k IoU m: percentage of test queries with one of the top-k predicted windows overlapping the ground truth at IoU >= m; mIoU: mean IoU of the top-1 window."),
       code(SHOW_METRICS + r'''
@@ -202,9 +214,8 @@ for fig in figures[:NUM_FIGURES]:
       code(r'''
 # R@1 over IoU thresholds 0.1 ... 0.9 (the reproduce_paper notebook puts ablation rows side by side).
 from cimha_tf import visualize
-curve_png = visualize.plot_recall_curves(
-    {"CI-MHA": str(RUN / "predictions" / "test.jsonl")},
-    ground_truth=str(PREPARED / "annotations" / "test.jsonl"), output=str(WORK / "recall_curve.png"))
+run_windows = windows_by_query(RUN / "predictions" / "test.jsonl", PREPARED / "annotations" / "test.jsonl")
+curve_png = visualize.plot_recall_curves(WORK / "recall_curve.png", {"CI-MHA": run_windows})
 display(Image(filename=str(curve_png)))
 '''),
       md("""
@@ -277,8 +288,14 @@ start_s, end_s = timeline.steps_to_seconds(i, j, record["duration"], n)
 print(f"query:        {record['query']!r} ({record['vid']}, {record['duration']:.1f} s)")
 print(f"ground truth: {record['relevant_windows'][0]}")
 print(f"TFLite top-1: [{start_s:.2f}, {end_s:.2f}] score {score[i, j]:.3f}")
-assert abs(p_start.sum() - 1) < 1e-3 and abs(p_end.sum() - 1) < 1e-3
+assert abs(p_start.sum() - 1) < 1e-3 and abs(p_end.sum() - 1) < 1e-3  # sanity: softmax over valid steps
 assert 0 <= start_s <= end_s <= record["duration"] + 1e-6
+
+from cimha_tf import visualize
+png = visualize.plot_query(WORK / "tflite_query.png", p_start, p_end, out["inside_probs"][0, :n],
+                           record["duration"], record["query"], gt_window=record["relevant_windows"],
+                           pred_windows=[[start_s, end_s, score[i, j]]])
+display(Image(filename=str(png)))
 '''
 
 
@@ -483,10 +500,10 @@ display(Markdown("All our metrics:\n\n" + metrics_table({NAMES[v]: m for v, m in
       code(r'''
 # R@1 over IoU 0.1 ... 0.9, the ablation rows side by side.
 from cimha_tf import visualize
+gt_file = DATA_DIR / "annotations" / f"{TEST_SPLIT}.jsonl"
 curve_png = visualize.plot_recall_curves(
-    {NAMES[v]: str(workdir(v) / "predictions" / f"{TEST_SPLIT}.jsonl") for v in results},
-    ground_truth=str(DATA_DIR / "annotations" / f"{TEST_SPLIT}.jsonl"),
-    output=str(OUTPUT / f"{DATASET}_recall_curves.png"))
+    OUTPUT / f"{DATASET}_recall_curves.png",
+    {NAMES[v]: windows_by_query(workdir(v) / "predictions" / f"{TEST_SPLIT}.jsonl", gt_file) for v in results})
 display(Image(filename=str(curve_png)))
 '''),
       code(r'''

@@ -133,7 +133,7 @@ def _check_quickstart(nb, work, num_figures):
   tables = [t for t in _outputs(nb, "text/markdown") if "| CI-MHA" in t]
   assert tables and f"{metrics['R1@0.5']:.2f}" in tables[0]
   # the prediction figures and the recall curve are shown inline
-  assert len(_outputs(nb, "image/png")) == num_figures + 1
+  assert len(_outputs(nb, "image/png")) == num_figures + 2  # + recall curve + TFLite query
   assert (work / "export" / "cimha.tflite").stat().st_size > 10_000
   assert (work / "export" / "saved_model" / "cimha" / "1" / "saved_model.pb").exists()
   stream = "".join(_outputs(nb, "stream"))
