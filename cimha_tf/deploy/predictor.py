@@ -1,0 +1,96 @@
+"""One query against one video with an exported model (SavedModel folder or .tflite).
+
+`load_predictor(path)` picks the format; `predictor.predict(features, query, duration,
+top_k)` takes a video's raw (T, Dv) features, mean-pools them to max_video_len steps when
+longer (as data preparation does), and returns the top-k windows in seconds.
+"""
+
+import os
+
+import numpy as np
+
+
+def _windows(start_s, end_s, scores, top_k):
+  out = [[float(s), float(e), float(p)] for s, e, p in zip(start_s, end_s, scores) if p > 0]
+  return out[:top_k]
+
+
+def _check_query_duration(query, duration):
+  if not isinstance(query, str) or not query.strip():
+    raise ValueError(f"query {query!r}: expected a non-empty sentence")
+  if duration is None or not np.isfinite(duration) or duration <= 0:
+    raise ValueError(f"duration={duration}: expected the video's length in seconds (> 0)")
+
+
+class _Base:
+  max_video_len: int
+  video_dim: int
+
+  def _pool(self, features):
+    from cimha_tf.data.features import validate_features
+    from cimha_tf.data.pooling import pool_to_max_len
+    feats = validate_features(features, "features", self.video_dim)
+    return pool_to_max_len(feats, self.max_video_len)
+
+
+class SavedModelPredictor(_Base):
+  def __init__(self, path):
+    from cimha_tf.deploy import saved_model
+    self.loaded, meta = saved_model.load(path)
+    self.signature = self.loaded.signatures[saved_model.SIGNATURE_TEXT]
+    self.max_video_len = int(meta["max_video_len"])
+    self.video_dim = int(meta["video_dim"])
+    self.exported_top_k = int(meta["top_k"])
+
+  def predict(self, features, query, duration, top_k=5):
+    import tensorflow as tf
+    from cimha_tf.model import decode_spans, spans_to_seconds
+    _check_query_duration(query, duration)
+    feats = self._pool(features)
+    n = feats.shape[0]
+    out = self.signature(query=tf.constant([query]), video_features=tf.constant(feats[None]),
+                         video_length=tf.constant([n], tf.int32),
+                         duration=tf.constant([duration], tf.float32))
+    if top_k > self.exported_top_k:  # the graph's k is fixed at export: decode the curves
+      start, end, scores = decode_spans(out["start_probs"], out["end_probs"],
+                                        np.ones((1, n), np.float32), top_k)
+      s, e = spans_to_seconds(start, end, [duration], [n])
+      return _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
+    return _windows(out["start_seconds"][0].numpy(), out["end_seconds"][0].numpy(),
+                    out["scores"][0].numpy(), top_k)
+
+
+class TFLitePredictor(_Base):
+  def __init__(self, path, vocab_path=None):
+    from cimha_tf.data.text import Vocabulary
+    from cimha_tf.deploy.tflite import TFLiteModel
+    self.model = TFLiteModel(path)
+    vocab_path = vocab_path or os.path.join(os.path.dirname(os.path.abspath(path)), "vocab.json")
+    self.vocab = Vocabulary.load(vocab_path)
+    self.max_video_len = self.model.max_video_len
+    self.video_dim = self.model.video_dim
+
+  def predict(self, features, query, duration, top_k=5):
+    from cimha_tf.model import decode_spans, spans_to_seconds
+    _check_query_duration(query, duration)
+    feats = self._pool(features)
+    n = feats.shape[0]
+    ids = self.vocab.encode(query, self.model.max_query_len)
+    ids = ids[:max(1, int(np.count_nonzero(ids)))]
+    curves = self.model(feats, ids)
+    start, end, scores = decode_spans(curves["start_probs"][None], curves["end_probs"][None],
+                                      np.ones((1, n), np.float32), top_k)
+    s, e = spans_to_seconds(start, end, [duration], [n])
+    return _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
+
+
+def load_predictor(path, vocab_path=None):
+  """A .tflite file -> TFLitePredictor; a folder -> SavedModelPredictor."""
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"model {path} not found (a SavedModel folder or a .tflite file)")
+  if os.path.isfile(path):
+    if not path.endswith(".tflite"):
+      raise ValueError(f"{path}: expected a .tflite file or a SavedModel folder")
+    return TFLitePredictor(path, vocab_path)
+  return SavedModelPredictor(path)

@@ -1,0 +1,52 @@
+"""What an export reads from a training workdir (docs/design.md, "Workdir")."""
+
+import dataclasses
+from typing import List
+
+import ml_collections
+
+from cimha_tf.training import workdir as workdir_lib
+
+
+@dataclasses.dataclass
+class TrainedModel:
+  model: object                       # keras.Model, inputs/outputs as docs/design.md
+  model_config: ml_collections.ConfigDict
+  vocab_tokens: List[str]
+  top_k: int
+  checkpoint: str
+
+
+def load_workdir(workdir, checkpoint="best"):
+  """The trained Keras model with its model config, vocabulary and eval top_k.
+
+  Clear errors for a missing file (names it), a corrupt checkpoint, or a vocabulary /
+  feature size that does not match the checkpoint."""
+  from cimha_tf.data.text import Vocabulary
+  from cimha_tf.deploy.saved_model import video_dim_of
+  from cimha_tf.model import check_config, default_config
+  config = workdir_lib.read_json(workdir, workdir_lib.CONFIG)
+  if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+    raise ValueError(f"{workdir_lib.path(workdir, workdir_lib.CONFIG)}: no 'model' section")
+  model_config = default_config()
+  unknown = sorted(set(config["model"]) - set(model_config.keys()))
+  if unknown:
+    raise ValueError(f"{workdir_lib.path(workdir, workdir_lib.CONFIG)}: unknown model keys {unknown}")
+  model_config.update(config["model"])
+  check_config(model_config)
+  vocab = Vocabulary.load(workdir_lib.path(workdir, workdir_lib.VOCAB))
+  path = workdir_lib.checkpoint_path(workdir, checkpoint)
+  model = workdir_lib.load_model(path)
+  emb = [w for w in model.weights if "embedding" in w.path]
+  if emb and int(emb[0].shape[0]) != len(vocab):
+    raise ValueError(f"{path}: embedding has {emb[0].shape[0]} rows but "
+                     f"{workdir_lib.path(workdir, workdir_lib.VOCAB)} has {len(vocab)} tokens")
+  try:
+    meta = workdir_lib.read_json(workdir, workdir_lib.DATA_META)
+  except FileNotFoundError:
+    meta = {}
+  if "feature_dim" in meta and int(meta["feature_dim"]) != video_dim_of(model):
+    raise ValueError(f"{path}: model takes {video_dim_of(model)}-d features but "
+                     f"data_meta.json says feature_dim={meta['feature_dim']}")
+  top_k = int(config.get("eval", {}).get("top_k", 5))
+  return TrainedModel(model, model_config, vocab.tokens, top_k, path)

@@ -1,0 +1,79 @@
+"""Exports a trained workdir for serving (TF Serving SavedModel) or phones (TFLite).
+
+  python -m cimha_tf.export --workdir=DIR --format=saved_model --output=EXPORT
+      -> EXPORT/cimha/1/ with signatures serving_default (text) and serving_tokens
+  python -m cimha_tf.export --workdir=DIR --format=tflite --output=FILE.tflite \
+      [--quantize={none,float16,dynamic_int8}]
+      -> FILE.tflite (built-in ops only) and vocab.json beside it
+
+See cimha_tf/deploy/saved_model.py, cimha_tf/deploy/tflite.py and export/README.md.
+Prints a JSON summary (paths, size in bytes, ops) on stdout.
+"""
+
+import json
+import os
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Training workdir (config.json, vocab.json, best.keras).")
+flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "Export format.")
+flags.DEFINE_string("output", None, "SavedModel base folder, or the .tflite file to write.")
+flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic_int8"], "TFLite weights.")
+flags.DEFINE_string("checkpoint", "best", "'best', 'last' or a .keras path.")
+flags.DEFINE_integer("version", 1, "SavedModel version folder (TF Serving serves the highest).")
+flags.DEFINE_bool("overwrite", False, "Replace an existing version folder / .tflite file.")
+flags.DEFINE_integer("top_k", None, "Windows per query in the SavedModel (default config.eval.top_k).")
+flags.DEFINE_enum("tflite_lstm", "fused", ["fused", "unrolled"],
+                  "LSTM form in TFLite: one fused op per direction, or unrolled cells.")
+flags.DEFINE_integer("tflite_batch_size", 1, "Fixed batch size of the TFLite model.")
+flags.mark_flags_as_required(["workdir", "output"])
+
+
+def export_saved_model(trained, output, version=1, overwrite=False, top_k=None):
+  from cimha_tf.deploy import saved_model
+  path = saved_model.export(trained.model, trained.vocab_tokens, output, trained.model_config,
+                            top_k=top_k or trained.top_k, version=version, overwrite=overwrite,
+                            extra_meta={"checkpoint": os.path.abspath(trained.checkpoint)})
+  size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+  return {"format": "saved_model", "path": path, "bytes": size}
+
+
+def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused", batch_size=1):
+  from cimha_tf.deploy import tflite
+  if not output.endswith(".tflite"):
+    raise ValueError(f"--output={output}: a TFLite export must be a .tflite file path")
+  if os.path.exists(output) and not overwrite:
+    raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+  c = trained.model_config
+  flatbuffer = tflite.convert(trained.model, c.max_video_len, c.max_query_len, quantize,
+                              lstm, batch_size)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  with open(output, "wb") as f:
+    f.write(flatbuffer)
+  vocab_path = os.path.join(os.path.dirname(os.path.abspath(output)), "vocab.json")
+  with open(vocab_path, "w", encoding="utf-8") as f:
+    json.dump({"tokens": trained.vocab_tokens}, f, ensure_ascii=False)
+  return {"format": "tflite", "path": output, "vocab": vocab_path, "quantize": quantize,
+          "lstm": lstm, "bytes": len(flatbuffer), "ops": sorted(tflite.op_names(flatbuffer))}
+
+
+def main(argv):
+  del argv
+  from cimha_tf.deploy.source import load_workdir
+  logging.info("loading %s (checkpoint %s)", FLAGS.workdir, FLAGS.checkpoint)
+  trained = load_workdir(FLAGS.workdir, FLAGS.checkpoint)
+  logging.info("exporting %s to %s", FLAGS.format, FLAGS.output)
+  if FLAGS.format == "saved_model":
+    if FLAGS.quantize != "none":
+      raise app.UsageError("--quantize applies to --format=tflite only")
+    summary = export_saved_model(trained, FLAGS.output, FLAGS.version, FLAGS.overwrite,
+                                 FLAGS.top_k)
+  else:
+    summary = export_tflite(trained, FLAGS.output, FLAGS.quantize, FLAGS.overwrite,
+                            FLAGS.tflite_lstm, FLAGS.tflite_batch_size)
+  print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,59 @@
+"""Top-k moments for one query in one video, with an exported model.
+
+  python -m cimha_tf.predict --model=EXPORT/cimha/1 (or FILE.tflite) --features=FILE \
+      --query="a person opens a door" --duration=30.5 [--top_k=5] [--feature_key=KEY]
+
+--features: .npy (T, D), .npz (key `features`, or --feature_key), or an HDF5 file (entry
+--feature_key, optional when it holds one) -- the layouts cimha_tf.data.features reads.
+Longer videos are mean-pooled to the model's max_video_len steps.
+Duration: features carry no timestamps, so the video's length in seconds must be given:
+--duration=S, or --clip_seconds=C when each feature row covers C seconds (duration =
+rows * C; e.g. 2 for moment_detr / UniVTG CLIP features). Neither -> an error.
+A .tflite model reads vocab.json beside it (or --vocab). Prints JSON on stdout:
+{"query", "features", "duration", "num_steps", "windows": [[start_s, end_s, score], ...]}.
+"""
+
+import json
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "SavedModel folder (EXPORT, EXPORT/cimha or a version) or .tflite.")
+flags.DEFINE_string("features", None, "Feature file: .npy, .npz or HDF5.")
+flags.DEFINE_string("feature_key", None, "Key in the .npz / entry in the HDF5 file.")
+flags.DEFINE_string("query", None, "The sentence to localise.")
+flags.DEFINE_float("duration", None, "Video length in seconds.")
+flags.DEFINE_float("clip_seconds", None, "Seconds per feature row; duration = rows * this.")
+flags.DEFINE_integer("top_k", 5, "Number of windows.", lower_bound=1)
+flags.DEFINE_string("vocab", None, "vocab.json for a .tflite model (default: beside it).")
+flags.mark_flags_as_required(["model", "features", "query"])
+
+
+def resolve_duration(duration, clip_seconds, num_rows):
+  if duration is not None and clip_seconds is not None:
+    raise ValueError("pass --duration or --clip_seconds, not both")
+  if duration is not None:
+    return float(duration)
+  if clip_seconds is not None:
+    if clip_seconds <= 0:
+      raise ValueError(f"--clip_seconds={clip_seconds}: expected > 0")
+    return float(clip_seconds) * num_rows
+  raise ValueError("the video's duration is unknown: pass --duration=SECONDS (or "
+                   "--clip_seconds=C if each feature row covers C seconds)")
+
+
+def main(argv):
+  del argv
+  from cimha_tf.data.features import load_feature_file
+  from cimha_tf.deploy.predictor import load_predictor
+  features = load_feature_file(FLAGS.features, FLAGS.feature_key)
+  duration = resolve_duration(FLAGS.duration, FLAGS.clip_seconds, features.shape[0])
+  predictor = load_predictor(FLAGS.model, FLAGS.vocab)
+  windows = predictor.predict(features, FLAGS.query, duration, FLAGS.top_k)
+  print(json.dumps({"query": FLAGS.query, "features": FLAGS.features, "duration": duration,
+                    "num_steps": min(features.shape[0], predictor.max_video_len),
+                    "windows": windows}, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)
