@@ -1,0 +1,51 @@
+"""Bi-LSTM with exact masking (eqs 2, 10, 11).
+
+The backward direction reads each sequence reversed WITHIN its valid length (gather
+t -> len-1-t for t < len, identity on padding), and its outputs are gathered back the
+same way; the forward direction reaches padding only after every valid step. So padded
+steps can never change a valid output, no Keras mask is needed (masks force the slow LSTM
+path), and padded outputs are zeroed.
+"""
+
+import keras
+from keras import ops
+
+from cimha_tf.model import masking
+from cimha_tf.model.lstm import make_lstm
+
+
+def reverse_within_length(x, length):
+  """x (B, T, D) with each row's first length[b] steps reversed; padding left in place."""
+  t = ops.arange(ops.shape(x)[1], dtype="int32")[None, :]
+  n = ops.cast(length, "int32")[:, None]
+  idx = ops.where(t < n, n - 1 - t, t)
+  return ops.take_along_axis(x, idx[:, :, None], axis=1)
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+class BiLSTM(keras.layers.Layer):
+  """(B, T, Din), valid (B, T) -> (B, T, 2*units): [forward, backward], 0 on padding."""
+
+  def __init__(self, units, implementation="keras", **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+    self.implementation = implementation
+    self.forward_lstm = make_lstm(units, implementation, "forward")
+    self.backward_lstm = make_lstm(units, implementation, "backward")
+
+  def build(self, x_shape, valid_shape=None):
+    self.forward_lstm.build(x_shape)
+    self.backward_lstm.build(x_shape)
+
+  def call(self, x, valid):
+    n = masking.lengths(valid)
+    fw = self.forward_lstm(x)
+    bw = reverse_within_length(self.backward_lstm(reverse_within_length(x, n)), n)
+    return masking.zero_padded(ops.concatenate([fw, bw], axis=-1), valid)
+
+  def compute_output_shape(self, x_shape, valid_shape=None):
+    return tuple(x_shape[:-1]) + (2 * self.units,)
+
+  def get_config(self):
+    return {**super().get_config(), "units": self.units,
+            "implementation": self.implementation}

@@ -1,0 +1,79 @@
+"""The model section of every experiment config (`config.model`), with why each default."""
+
+import ml_collections
+
+VARIANTS = ("mha", "cimha_wo_ms", "cimha")
+CROSS_FUSIONS = ("backprojection", "pool_tile")
+LSTM_IMPLEMENTATIONS = ("keras", "unrolled")
+
+
+def default_config():
+  """Returns the model ConfigDict; configs/*.py start from it and override fields."""
+  c = ml_collections.ConfigDict()
+  # The paper's full model; "cimha_wo_ms" and "mha" are its two ablation rows.
+  c.variant = "cimha"
+  # PAPER.md's default reading of eqs 7/9: eq 7's word-length output mapped back onto
+  # the frames through eq 8's attention weights; "pool_tile" is ExCL's sentence-vector
+  # reading, kept so the choice can be measured.
+  c.cross_fusion = "backprojection"
+  # Model width D. Not given by the paper; 128 is the benchmark width (issue 7) and
+  # matches VSLNet/ExCL-sized models trained on ~10k-40k queries.
+  c.width = 128
+  # 4 heads of 32 dims: enough heads to attend to several phrases, each head still wide.
+  c.num_heads = 4
+  # Standard transformer dropout; the datasets are small (12k Charades queries).
+  c.dropout = 0.1
+  # Feed-forward hidden width (eqs 5-6): the usual 2-4x of D, the lower end for speed.
+  c.ffn_width = 256
+  # Query Bi-LSTM units per direction (eq 2): 2 x 64 = D, so eq 3's skip needs no projection.
+  c.query_lstm_units = 64
+  # Start/end Bi-LSTM units per direction (eqs 10-11): 2 x 64 = D, as ExCL's sizes.
+  c.span_lstm_units = 64
+  # Hidden width of the start/end/segment MLPs (eqs 12, 13, 15).
+  c.mlp_width = 128
+  # PAPER.md: at most 128 video steps (longer videos are mean-pooled into 128 bins) and
+  # 25 query words; the learned position table has max_video_len rows.
+  c.max_video_len = 128
+  c.max_query_len = 25
+  # GloVe 300-d word vectors (PAPER.md, eq 2).
+  c.embedding_dim = 300
+  # Frozen GloVe by default (ExCL/VSLNet practice; 12k queries cannot retrain 300-d
+  # vectors for a 10k+ vocabulary). Without a given matrix the embedding always trains.
+  c.train_embeddings = False
+  # lambda of the total loss (eq 16's BCE). Not in the paper; 1.0 weighs the per-step
+  # mean BCE (~0.7 at start) below the two NLL terms (~log N each), so boundaries lead.
+  # Ignored (no head, no loss) for the "mha" and "cimha_wo_ms" variants.
+  c.segment_loss_weight = 1.0
+  # Eqs 7-8 are written without a skip, unlike eqs 3-4. Literally read, a frame's s_t is
+  # then a mix of word vectors that differs from its neighbours only through attention
+  # weights, which starves the boundary LSTMs of the frame's own content; the skip
+  # (query-side input added back, as in transformer cross-attention) is on by default
+  # and False gives the literal reading.
+  c.cross_skip = True
+  # "keras" = keras.layers.LSTM (tf.while_loop); "unrolled" = plain ops over a static
+  # time axis with the same weights (TFLite built-in ops, no Flex). Swappable with
+  # cimha_tf.model.with_lstm_implementation.
+  c.lstm_implementation = "keras"
+  return c
+
+
+def check_config(c):
+  """Raises ValueError naming the field when a model config value is out of range."""
+  def need(ok, field, expected):
+    if not ok:
+      raise ValueError(f"model.{field} = {c.get(field)!r}: expected {expected}")
+
+  need(c.variant in VARIANTS, "variant", f"one of {VARIANTS}")
+  need(c.cross_fusion in CROSS_FUSIONS, "cross_fusion", f"one of {CROSS_FUSIONS}")
+  need(c.lstm_implementation in LSTM_IMPLEMENTATIONS, "lstm_implementation",
+       f"one of {LSTM_IMPLEMENTATIONS}")
+  for field in ("width", "num_heads", "ffn_width", "query_lstm_units", "span_lstm_units",
+                "mlp_width", "max_video_len", "max_query_len", "embedding_dim"):
+    need(int(c[field]) >= 1, field, "a positive integer")
+  need(c.width % c.num_heads == 0, "width", f"a multiple of num_heads={c.num_heads}")
+  need(0.0 <= c.dropout < 1.0, "dropout", "in [0, 1)")
+  need(c.segment_loss_weight >= 0.0, "segment_loss_weight", ">= 0")
+
+
+def has_segment_head(c):
+  return c.variant == "cimha"

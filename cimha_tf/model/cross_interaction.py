@@ -1,0 +1,81 @@
+"""Eqs 7-9: the cross-interaction block, s_t = [v^q, q^v]_t per video step.
+
+eq 8  q^v = MHA(Q=v_hat, K=V=q_hat): frames attend to valid words -> (B, N, D).
+eq 7  v^q = MHA(Q=q_hat, K=V=v_hat): words attend to valid frames -> (B, L, D).
+eq 9  needs v^q per frame (PAPER.md, "the one real ambiguity"):
+  "backprojection": A_vq @ v^q, A_vq (B, N, L) = eq 8's attention averaged over heads
+      (exactly 0 on padded words, so padded words' v^q never leak);
+  "pool_tile": v^q averaged over valid words, tiled over the N frames (ExCL).
+Variant "mha" has eq 8 only: s = q^v, width D; otherwise s has width 2D.
+`cross_skip` adds each MHA's query-side input back (then LayerNorm); see config.py.
+"""
+
+import keras
+from keras import ops
+
+from cimha_tf.model import masking
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+class CrossInteraction(keras.layers.Layer):
+  """(v_hat (B,N,D), q_hat (B,L,D), video_mask (B,N), query_mask (B,L)) -> s (B,N,D|2D)."""
+
+  def __init__(self, num_heads, variant="cimha", cross_fusion="backprojection",
+               cross_skip=True, dropout=0.0, **kwargs):
+    super().__init__(**kwargs)
+    if cross_fusion not in ("backprojection", "pool_tile"):
+      raise ValueError(f"cross_fusion={cross_fusion!r}: expected backprojection or pool_tile")
+    self.num_heads = num_heads
+    self.variant = variant
+    self.cross_fusion = cross_fusion
+    self.cross_skip = cross_skip
+    self.dropout = dropout
+    self.two_way = variant != "mha"
+    self.drop = keras.layers.Dropout(dropout)
+    self.norm_qv = keras.layers.LayerNormalization(name="norm_qv")
+    self.norm_vq = keras.layers.LayerNormalization(name="norm_vq")
+    self.mha_qv = self.mha_vq = None
+
+  def build(self, v_hat_shape, q_hat_shape, video_mask_shape=None, query_mask_shape=None):
+    v_shape, q_shape = v_hat_shape, q_hat_shape
+    d = v_shape[-1]
+    if q_shape[-1] != d:
+      raise ValueError(f"{self.name}: video width {d} != query width {q_shape[-1]}")
+    self.mha_qv = keras.layers.MultiHeadAttention(self.num_heads, d // self.num_heads,
+                                                  dropout=self.dropout, name="mha_qv")
+    self.mha_qv.build(v_shape, q_shape)
+    self.norm_qv.build(v_shape)
+    if self.two_way:
+      self.mha_vq = keras.layers.MultiHeadAttention(self.num_heads, d // self.num_heads,
+                                                    dropout=self.dropout, name="mha_vq")
+      self.mha_vq.build(q_shape, v_shape)
+      self.norm_vq.build(q_shape)
+
+  def _skip(self, x, y, norm, training):
+    return norm(x + self.drop(y, training=training)) if self.cross_skip else y
+
+  def call(self, v_hat, q_hat, video_mask, query_mask, training=None):
+    qv, scores = self.mha_qv(v_hat, q_hat, attention_mask=masking.key_mask(v_hat, query_mask),
+                             return_attention_scores=True, training=training)  # eq 8
+    qv = self._skip(v_hat, qv, self.norm_qv, training)
+    if not self.two_way:
+      return qv
+    vq = self.mha_vq(q_hat, v_hat, attention_mask=masking.key_mask(q_hat, video_mask),
+                     training=training)  # eq 7
+    vq = self._skip(q_hat, vq, self.norm_vq, training)
+    if self.cross_fusion == "backprojection":
+      per_frame = ops.matmul(ops.mean(scores, axis=1), vq)
+    else:
+      pooled = masking.masked_mean(vq, query_mask)
+      per_frame = ops.zeros_like(qv) + pooled[:, None, :]
+    return ops.concatenate([per_frame, qv], axis=-1)  # eq 9
+
+  def compute_output_shape(self, v_hat_shape, q_hat_shape, video_mask_shape=None,
+                           query_mask_shape=None):
+    d = (2 if self.two_way else 1) * v_hat_shape[-1]
+    return tuple(v_hat_shape[:-1]) + (d,)
+
+  def get_config(self):
+    return {**super().get_config(), "num_heads": self.num_heads, "variant": self.variant,
+            "cross_fusion": self.cross_fusion, "cross_skip": self.cross_skip,
+            "dropout": self.dropout}

@@ -1,0 +1,63 @@
+"""Losses of eqs 14 and 16, and compile_model wiring them for model.fit.
+
+Total: NLL(start) + NLL(end) + lambda * masked BCE(inside). Each is a plain per-sample
+Keras loss function attached to its output by name in `compile`, so Keras does the
+reduction: mean over the local batch, then divided by the number of replicas under a
+tf.distribute strategy, i.e. the mean over the GLOBAL batch (tests check this against a
+single-device step). No train_step override: checkpoints, callbacks, steps_per_execution
+and jit_compile keep working as Keras defines them.
+
+NLL is taken on the output probabilities (the model's outputs are probabilities by
+contract) with p clipped to >= EPS: the masked softmax keeps valid steps' probabilities
+well above EPS in practice, and a GT step on padding (a label bug) gives a large, finite
+loss instead of inf/NaN.
+"""
+
+import keras
+from keras import ops
+
+from cimha_tf.model import config as config_lib
+
+EPS = 1e-7
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+def span_nll(y_true, y_pred):
+  """y_true (B,) or (B, 1) int step; y_pred (B, N) probs -> (B,) -log P(step)."""
+  idx = ops.reshape(ops.cast(y_true, "int32"), (-1, 1))
+  p = ops.take_along_axis(y_pred, idx, axis=1)[:, 0]
+  return -ops.log(ops.clip(p, EPS, 1.0))
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+def masked_bce(y_true, y_pred):
+  """y_true (B, N) in {1 inside, 0 outside, -1 padded (ignored)}; -> (B,) mean BCE."""
+  y_true = ops.cast(y_true, y_pred.dtype)
+  valid = ops.greater_equal(y_true, 0.0)
+  p = ops.clip(y_pred, EPS, 1.0 - EPS)
+  bce = -(y_true * ops.log(p) + (1.0 - y_true) * ops.log(1.0 - p))
+  bce = ops.where(valid, bce, ops.zeros_like(bce))
+  count = ops.sum(ops.cast(valid, y_pred.dtype), axis=-1)
+  return ops.sum(bce, axis=-1) / ops.maximum(count, 1.0)
+
+
+def losses_and_weights(model_config):
+  """({output: loss_fn}, {output: weight}); no inside loss for variants without eq 15."""
+  losses = {"start_probs": span_nll, "end_probs": span_nll}
+  weights = {"start_probs": 1.0, "end_probs": 1.0}
+  if config_lib.has_segment_head(model_config):
+    losses["inside_probs"] = masked_bce
+    weights["inside_probs"] = float(model_config.segment_loss_weight)
+  return losses, weights
+
+
+def compile_model(model, model_config, learning_rate=1e-4, **compile_kwargs):
+  """Compiles with Adam(learning_rate) (PAPER.md: 1e-4) and the per-output losses.
+
+  compile_kwargs go to model.compile (optimizer, steps_per_execution, jit_compile, ...).
+  Call inside `strategy.scope()` when training under a tf.distribute strategy.
+  """
+  losses, weights = losses_and_weights(model_config)
+  optimizer = compile_kwargs.pop("optimizer", None) or keras.optimizers.Adam(learning_rate)
+  model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, **compile_kwargs)
+  return model

@@ -1,0 +1,80 @@
+"""One LSTM direction, in two interchangeable implementations (model.lstm_implementation).
+
+"keras": keras.layers.LSTM(return_sequences=True) (a tf.while_loop on TensorFlow).
+"unrolled": the same cell in plain ops over a static time axis: one input matmul for all
+steps, then per step z = x_t W + h U + b with gates (i, f, c, o), exactly LSTMCell's
+math and weights layout [kernel (Din, 4u), recurrent_kernel (u, 4u), bias (4u,)], so
+weights move between the two with get_weights/set_weights. Converted to TFLite it is
+built-in ops only (no Flex). With an unknown time axis it falls back to ops.scan.
+Neither takes a mask: callers put valid steps first (see bilstm.py).
+"""
+
+import keras
+from keras import ops
+
+
+def _bias_init(units):
+  # Keras LSTM's unit_forget_bias=True: forget gate bias 1, others 0.
+  def init(shape, dtype=None):
+    return ops.concatenate([ops.zeros((units,)), ops.ones((units,)),
+                            ops.zeros((2 * units,))], axis=0)
+  return init
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+class UnrolledLSTM(keras.layers.Layer):
+  """(B, T, Din) -> (B, T, units); weights and math identical to keras.layers.LSTM."""
+
+  def __init__(self, units, **kwargs):
+    super().__init__(**kwargs)
+    self.units = units
+
+  def build(self, input_shape):
+    u = self.units
+    self.kernel = self.add_weight(name="kernel", shape=(input_shape[-1], 4 * u),
+                                  initializer="glorot_uniform")
+    self.recurrent_kernel = self.add_weight(name="recurrent_kernel", shape=(u, 4 * u),
+                                            initializer="orthogonal")
+    self.bias = self.add_weight(name="bias", shape=(4 * u,), initializer=_bias_init(u))
+
+  def _step(self, xw_t, h, c):
+    u = self.units
+    z = xw_t + ops.matmul(h, self.recurrent_kernel) + self.bias
+    i = ops.sigmoid(z[:, :u])
+    f = ops.sigmoid(z[:, u:2 * u])
+    g = ops.tanh(z[:, 2 * u:3 * u])
+    o = ops.sigmoid(z[:, 3 * u:])
+    c = f * c + i * g
+    return o * ops.tanh(c), c
+
+  def call(self, x):
+    xw = ops.matmul(x, self.kernel)  # all steps' input projections in one matmul
+    h = c = ops.zeros_like(xw[:, 0, : self.units])
+    steps = x.shape[1]
+    if steps is not None:
+      outputs = []
+      for t in range(steps):
+        h, c = self._step(xw[:, t], h, c)
+        outputs.append(h)
+      return ops.stack(outputs, axis=1)
+
+    def body(carry, xw_t):
+      h, c = self._step(xw_t, *carry)
+      return (h, c), h
+
+    _, hs = ops.scan(body, (h, c), ops.transpose(xw, (1, 0, 2)))
+    return ops.transpose(hs, (1, 0, 2))
+
+  def compute_output_shape(self, input_shape):
+    return tuple(input_shape[:-1]) + (self.units,)
+
+  def get_config(self):
+    return {**super().get_config(), "units": self.units}
+
+
+def make_lstm(units, implementation, name):
+  if implementation == "keras":
+    return keras.layers.LSTM(units, return_sequences=True, name=name)
+  if implementation == "unrolled":
+    return UnrolledLSTM(units, name=name)
+  raise ValueError(f"lstm_implementation={implementation!r}: expected 'keras' or 'unrolled'")

@@ -1,0 +1,57 @@
+"""Mask helpers shared by the layers: padded steps never reach a valid output.
+
+Masks are explicit tensors (video_mask (B, N) float 1/0, query mask from token != 0),
+never Keras `_keras_mask`s: those force the slow masked LSTM path and are easy to drop.
+Valid steps come first (docs/design.md), so a length is the mask's sum.
+"""
+
+import keras
+from keras import ops
+
+# Added to padded logits; exp(NEG - max) underflows to exactly 0 in float32, and unlike
+# -inf it cannot produce NaN.
+NEG = -1e9
+
+
+def as_bool(mask):
+  return ops.greater(ops.cast(mask, "float32"), 0.5)
+
+
+def zero_padded(x, mask):
+  """x (B, T, D) with padded steps set to 0 (where, not multiply: NaN * 0 is NaN)."""
+  return ops.where(as_bool(mask)[:, :, None], x, ops.zeros_like(x))
+
+
+def lengths(mask):
+  """(B,) int32 number of valid steps."""
+  return ops.sum(ops.cast(as_bool(mask), "int32"), axis=1)
+
+
+def key_mask(query, key_valid):
+  """(B, Tq, Tk) bool attention mask letting every query row see only valid keys."""
+  rows = ops.greater(ops.ones_like(query[:, :, :1]), 0.0)
+  return ops.logical_and(rows, as_bool(key_valid)[:, None, :])
+
+
+def masked_softmax(logits, mask):
+  """Softmax over the last axis restricted to valid steps: exactly 0 on padded steps."""
+  valid = as_bool(mask)
+  probs = ops.softmax(ops.where(valid, logits, ops.full_like(logits, NEG)), axis=-1)
+  return ops.where(valid, probs, ops.zeros_like(probs))
+
+
+def masked_mean(x, mask):
+  """(B, T, D) -> (B, D) mean over valid steps."""
+  m = ops.cast(as_bool(mask), x.dtype)[:, :, None]
+  return ops.sum(x * m, axis=1) / ops.maximum(ops.sum(m, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+class TokenMask(keras.layers.Layer):
+  """query_tokens (B, L) int -> (B, L) float32 mask, 1 where token != 0 (0 = padding)."""
+
+  def call(self, tokens):
+    return ops.cast(ops.not_equal(tokens, 0), "float32")
+
+  def compute_output_spec(self, tokens):
+    return keras.KerasTensor(tokens.shape, dtype="float32")

@@ -1,0 +1,59 @@
+"""Eqs 10-14: the dependent start/end head (ExCL's conditioned LSTMs).
+
+eq 10  h_start = BiLSTM_start(s)        eq 11  h_end = BiLSTM_end(h_start)
+eq 12  c_start = MLP_start([h_start, s])   eq 13  c_end = MLP_end([h_end, s])
+eq 14  P = softmax over valid steps only (exactly 0 on padded steps).
+"""
+
+import keras
+from keras import ops
+
+from cimha_tf.model import masking
+from cimha_tf.model.bilstm import BiLSTM
+
+
+def mlp(width, dropout, name):
+  """Hidden ReLU layer then a scalar per step (eqs 12, 13, 15)."""
+  return keras.Sequential([keras.layers.Dense(width, activation="relu"),
+                           keras.layers.Dropout(dropout), keras.layers.Dense(1)], name=name)
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+class SpanHead(keras.layers.Layer):
+  """s (B, N, Ds), video_mask (B, N) -> (start_probs, end_probs), each (B, N)."""
+
+  def __init__(self, lstm_units, mlp_width, dropout=0.0, lstm_implementation="keras",
+               **kwargs):
+    super().__init__(**kwargs)
+    self.lstm_units = lstm_units
+    self.mlp_width = mlp_width
+    self.dropout = dropout
+    self.lstm_implementation = lstm_implementation
+    self.start_lstm = BiLSTM(lstm_units, lstm_implementation, name="start_lstm")
+    self.end_lstm = BiLSTM(lstm_units, lstm_implementation, name="end_lstm")
+    self.start_mlp = mlp(mlp_width, dropout, "start_mlp")
+    self.end_mlp = mlp(mlp_width, dropout, "end_mlp")
+
+  def build(self, s_shape, video_mask_shape=None):
+    h_shape = tuple(s_shape[:-1]) + (2 * self.lstm_units,)
+    cat_shape = tuple(s_shape[:-1]) + (2 * self.lstm_units + s_shape[-1],)
+    self.start_lstm.build(s_shape)
+    self.end_lstm.build(h_shape)
+    self.start_mlp.build(cat_shape)
+    self.end_mlp.build(cat_shape)
+
+  def call(self, s, video_mask, training=None):
+    h_start = self.start_lstm(s, video_mask)
+    h_end = self.end_lstm(h_start, video_mask)
+    c_start = self.start_mlp(ops.concatenate([h_start, s], -1), training=training)[..., 0]
+    c_end = self.end_mlp(ops.concatenate([h_end, s], -1), training=training)[..., 0]
+    return (masking.masked_softmax(c_start, video_mask),
+            masking.masked_softmax(c_end, video_mask))
+
+  def compute_output_shape(self, s_shape, video_mask_shape=None):
+    return tuple(s_shape[:-1]), tuple(s_shape[:-1])
+
+  def get_config(self):
+    return {**super().get_config(), "lstm_units": self.lstm_units,
+            "mlp_width": self.mlp_width, "dropout": self.dropout,
+            "lstm_implementation": self.lstm_implementation}

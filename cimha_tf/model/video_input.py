@@ -1,0 +1,62 @@
+"""Video input (eq 1) and the learned temporal position embedding of eq 5."""
+
+import keras
+from keras import ops
+
+from cimha_tf.model import masking
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+class VideoProjection(keras.layers.Layer):
+  """Eq 1: v0 = f_encoder(V), a linear map of the pre-extracted clip features to width D.
+
+  Padded steps are zeroed first (with `where`, so NaN or garbage in padding cannot reach
+  any output); any feature dim Dv works, fixed when the layer is built.
+  """
+
+  def __init__(self, width, dropout=0.0, **kwargs):
+    super().__init__(**kwargs)
+    self.width = width
+    self.dropout = dropout
+    self.dense = keras.layers.Dense(width, name="dense")
+    self.drop = keras.layers.Dropout(dropout)
+
+  def build(self, features_shape, video_mask_shape=None):
+    self.dense.build(features_shape)
+
+  def call(self, features, video_mask, training=None):
+    x = masking.zero_padded(ops.cast(features, self.compute_dtype), video_mask)
+    return self.drop(self.dense(x), training=training)
+
+  def compute_output_shape(self, features_shape, video_mask_shape=None):
+    return tuple(features_shape[:-1]) + (self.width,)
+
+  def get_config(self):
+    return {**super().get_config(), "width": self.width, "dropout": self.dropout}
+
+
+@keras.saving.register_keras_serializable(package="cimha_tf")
+class TemporalPositionEmbedding(keras.layers.Layer):
+  """Eq 5's PositionalEncoding: a learned (max_len, D) table added per step (as BERT)."""
+
+  def __init__(self, max_len, **kwargs):
+    super().__init__(**kwargs)
+    self.max_len = max_len
+
+  def build(self, input_shape):
+    self.table = self.add_weight(
+        name="table", shape=(self.max_len, input_shape[-1]),
+        initializer=keras.initializers.TruncatedNormal(stddev=0.02))
+
+  def call(self, x):
+    n = x.shape[1]
+    if n is not None and n > self.max_len:
+      raise ValueError(f"video_features has {n} steps: expected at most max_video_len="
+                       f"{self.max_len} (pool longer videos into {self.max_len} bins)")
+    return x + self.table[None, : ops.shape(x)[1], :]
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "max_len": self.max_len}
