@@ -3,7 +3,9 @@
 Training order: shards shuffled, read interleaved, videos shuffled, each video unrolled
 into its queries, then a query-level shuffle buffer, so neighbouring batch entries come
 from different videos and shards. Small splits (shards under `cache_bytes` in all) are
-decoded once and cached in memory; later epochs only shuffle, tile and batch.
+decoded once and cached in memory; later epochs only shuffle and batch. Unrolling shares
+each video's feature tensor among its queries (tfrecords.unroll), so the features are
+copied once per query, into the batch, and the shuffle buffers hold references.
 
 Distribution: under a tf.distribute strategy, input is auto-sharded by FILE when the
 split has at least as many shards as input workers (each worker reads its own files, no
@@ -85,12 +87,14 @@ def _inputs(q):
           "query_tokens": q["query_tokens"]}
 
 
-def _to_train(q):
+def _to_train(v, q):
+  q = tfrecords.merge(v, q)
   return _inputs(q), {"start_probs": q["start_step"], "end_probs": q["end_step"],
                       "inside_probs": q["inside"]}
 
 
-def _to_eval(q):
+def _to_eval(v, q):
+  q = tfrecords.merge(v, q)
   return _inputs(q), {"qid": q["qid"], "vid": q["vid"], "duration": q["duration"],
                       "num_steps": q["num_steps"]}
 
@@ -135,8 +139,7 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
       records = records.shuffle(VIDEO_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     videos = _parse_videos(records, meta, deterministic)
 
-  queries = videos.map(tfrecords.per_query, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=deterministic).unbatch()
+  queries = videos.flat_map(tfrecords.unroll)
   if shuffle:
     queries = queries.shuffle(QUERY_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
   if repeat:
@@ -158,7 +161,7 @@ def eval_dataset(data_dir, split, batch_size):
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   records = tf.data.TFRecordDataset(files)
-  ds = _parse_videos(records, meta, True).map(tfrecords.per_query).unbatch()
+  ds = _parse_videos(records, meta, True).flat_map(tfrecords.unroll)
   ds = ds.batch(batch_size).map(_to_eval, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   options = tf.data.Options()
   options.deterministic = True

@@ -150,7 +150,7 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
   embeddings, glove_report = None, None
   if glove:
     from cimha_tf.data import glove as glove_lib
-    matrix, glove_report = glove_lib.load_glove(glove, vocab)
+    matrix, glove_report = glove_lib.load_glove(glove, vocab, progress=progress)
     np.save(os.path.join(output_dir, EMBEDDINGS), np.asarray(matrix, np.float32))
     embeddings = EMBEDDINGS
   elif os.path.exists(os.path.join(output_dir, EMBEDDINGS)):
@@ -204,6 +204,11 @@ def prepare(dataset, annotations, features, output_dir, **kwargs):
   return prepare_splits(splits, features, output_dir, dataset=dataset, **kwargs)
 
 
+def _counts(counter):
+  total = sum(counter.values())
+  return f"{total} ({', '.join(f'{k} {v}' for k, v in sorted(counter.items()))})" if total else "0"
+
+
 def format_accounting(meta):
   """Human-readable per-split accounting for the console."""
   lines = [f"{meta['dataset']}: feature_dim {meta['feature_dim']}, vocab {meta['vocab_size']} "
@@ -211,10 +216,11 @@ def format_accounting(meta):
            f"embeddings {meta['embeddings']}"]
   for name, s in meta["splits"].items():
     lines.append(f"  {name}: read {s['read']}, kept {s['kept']} in {s['videos']} videos "
-                 f"({len(s['records'])} shards), dropped {sum(s['dropped'].values())} "
-                 f"{s['dropped'] or ''}, repaired {s['repaired'] or '{}'}, videos skipped "
-                 f"{sum(s['videos_skipped'].values())} {s['videos_skipped'] or ''}, "
-                 f"videos pooled {s['videos_pooled']}")
-  if meta.get("glove"):
-    lines.append(f"  glove: {meta['glove']}")
+                 f"({len(s['records'])} shards), dropped {_counts(s['dropped'])}, repaired "
+                 f"{_counts(s['repaired'])}, videos skipped {_counts(s['videos_skipped'])} of "
+                 f"{s['videos_read']}, videos pooled {s['videos_pooled']}")
+  g = meta.get("glove")
+  if isinstance(g, dict):
+    lines.append("  glove: " + ", ".join(f"{k} {g[k]}" for k in ("found", "missing", "case_fallback",
+                                                                   "bad_lines", "duplicates") if k in g))
   return "\n".join(lines)

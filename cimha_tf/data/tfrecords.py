@@ -10,8 +10,8 @@ parallel lists; token ids and windows are flattened with a length per query:
   window_steps [2 * sum of num_windows] int64 (inclusive start, end pairs), num_windows [Q]
 
 `parse_video` (graph code for tf.data) decodes one record into padded per-video tensors
-and per-query label tensors, vectorised over the queries; `per_query` + unbatch() turn
-that into one element per query. Shards are SPLIT-00000-of-0000N.tfrecord.
+and per-query label tensors, vectorised over the queries; `unroll` turns that into one
+element per query without copying the video's features. Shards are SPLIT-00000-of-0000N.tfrecord.
 """
 
 import dataclasses
@@ -179,9 +179,18 @@ def parse_video(serialized, feature_dim, max_video_len, max_query_len, feature_d
 PER_VIDEO = ("video_features", "video_mask", "num_steps", "vid")
 
 
-def per_query(video):
-  """Per-video dict from `parse_video` -> every field with a leading query axis (Q, ...);
-  `Dataset.unbatch()` then yields one element per query."""
+def unroll(video):
+  """Per-video dict from `parse_video` -> Dataset of (video part, query part) per query.
+
+  The video part is the same tensor for all of the video's queries (Dataset.from_tensors
+  .repeat shares the buffer), so unrolling and shuffle buffers hold references, not copies:
+  the features are copied once, when batched. `merge` joins the parts afterwards.
+  """
   q = tf.shape(video["qid"])[0]
-  tiled = {k: tf.repeat(video[k][None], q, axis=0) for k in PER_VIDEO}
-  return {**video, **tiled}
+  whole = tf.data.Dataset.from_tensors({k: video[k] for k in PER_VIDEO}).repeat(tf.cast(q, tf.int64))
+  parts = tf.data.Dataset.from_tensor_slices({k: v for k, v in video.items() if k not in PER_VIDEO})
+  return tf.data.Dataset.zip((whole, parts))
+
+
+def merge(video_part, query_part):
+  return {**video_part, **query_part}
