@@ -153,3 +153,35 @@ def test_binary_end_to_end_on_synthetic(tmp_path):
   qids = np.concatenate([m["qid"] for _, m in pipeline.eval_dataset(out, "test", 4).as_numpy_iterator()])
   with open(os.path.join(out, "annotations", "test.jsonl")) as f:
     assert sorted(qids.tolist()) == sorted(json.loads(line)["qid"] for line in f)
+
+
+def test_real_charades_accounting_with_partial_features(shared_data, tmp_path):
+  """The real Charades-STA annotations with features for a few videos only: every query
+  read is accounted for, the missing videos' queries as dropped "missing_video"."""
+  pytest.importorskip("cimha_tf.data.annotations")
+  from cimha_tf.data.annotations import read_dataset
+  splits = read_dataset("charades_sta", str(shared_data / "charades_sta"))
+  feats = tmp_path / "feats"
+  feats.mkdir()
+  rng = np.random.default_rng(0)
+  have = {}
+  for name, (records, _) in splits.items():
+    vids = sorted({r.vid for r in records})[:5]
+    have[name] = set(vids)
+    for vid in vids:
+      np.save(feats / f"{vid}.npy", rng.normal(size=(int(rng.integers(50, 300)), 8)).astype(np.float32))
+  meta = prepare.prepare_splits(splits, str(feats), str(tmp_path / "out"), dataset="charades_sta",
+                                skip_bad_videos=True, progress=False)
+  assert meta["splits"]["train"]["read"] == 12408 and meta["splits"]["test"]["read"] == 3720
+  for name, (records, report) in splits.items():
+    s = meta["splits"][name]
+    kept = [r for r in records if r.vid in have[name]]
+    assert s["kept"] == len(kept) and s["videos"] == 5
+    assert s["dropped"]["missing_video"] == len(records) - len(kept)
+    assert s["videos_skipped"] == {"missing_video": len({r.vid for r in records}) - 5}
+    assert s["read"] == s["kept"] + sum(s["dropped"].values())
+    assert s["repaired"] == dict(report.repaired)
+  # the vocabulary covers all training queries, not only the kept ones
+  vocab = text.Vocabulary.load(str(tmp_path / "out" / "vocab.json"))
+  train_words = {t for r in splits["train"][0] for t in text.tokenize(r.query)}
+  assert len(vocab) == len(train_words) + 2
