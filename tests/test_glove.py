@@ -5,7 +5,7 @@ import pytest
 
 from cimha_tf.data import synthetic
 from cimha_tf.data.annotations import read_dataset
-from cimha_tf.data.glove import MISSING_STD, load_glove
+from cimha_tf.data.glove import MISSING_STD, infer_dim, load_glove
 from cimha_tf.data.text import PAD_ID, UNK_ID, Vocabulary
 
 DIM = 4
@@ -105,3 +105,16 @@ def test_synthetic_glove_covers_synthetic_vocabulary(tmp_path):
   assert report["missing"] == 0 and report["bad_lines"] == 0
   assert report["duplicates"] == 1   # the synthetic file's planted 840B quirks
   assert matrix.shape == (len(vocab), 6) and np.all(np.any(matrix[1:] != 0, axis=1))
+
+
+def test_infer_dim(tmp_path, vocab):
+  path = _write(tmp_path / "g.txt", [_line(". . .", _vec(1)), _line("door", _vec(2))])
+  assert infer_dim(path) == DIM
+  matrix, report = load_glove(path, vocab, dim=None, progress=False)
+  assert report["dim"] == DIM and matrix.shape == (len(vocab), DIM)
+  np.testing.assert_array_equal(matrix[2], _vec(2))
+  header = _write(tmp_path / "h.txt", ["3 7\n"])
+  assert infer_dim(header) == 7
+  empty = _write(tmp_path / "e.txt", ["lonely\n"])
+  with pytest.raises(ValueError, match="e.txt:1: expected `TOKEN"):
+    load_glove(empty, vocab, dim=None, progress=False)

@@ -2,6 +2,7 @@
 
 One pass over the file (glove.840B.300d.txt is 5.6 GB: it is streamed, never held), keeping
 only vocabulary words. Rules, as documented for users:
+  * The vector width is `dim`, or by default read from the first line (see `infer_dim`).
   * A line is `TOKEN v1 ... v_dim`, single-space separated. The vector is the last `dim`
     fields; everything before, joined by spaces, is the token, so glove.840B's tokens that
     contain spaces (". . .", "at name@domain.com") are read correctly.
@@ -18,7 +19,7 @@ only vocabulary words. Rules, as documented for users:
 """
 
 import os
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -38,11 +39,34 @@ def _vector(values: bytes, dim):
   return vec if vec.shape == (dim,) and np.isfinite(vec).all() else None
 
 
-def load_glove(path: str, vocab: Vocabulary, dim: int = 300, seed: int = 0,
+def infer_dim(path: str) -> int:
+  """The vector width from the first line: a word2vec header's DIM, else the fields after the
+  token (the token being the leading non-numeric fields, at least one)."""
+  with open(path, "rb") as f:
+    fields = f.readline().rstrip(b" \r\n").split(b" ")
+  if len(fields) == 2 and all(x.isdigit() for x in fields):
+    return int(fields[1])
+  token_fields = 1
+  while token_fields < len(fields) and not _is_number(fields[token_fields]):
+    token_fields += 1
+  dim = len(fields) - token_fields
+  if dim < 1:
+    raise ValueError(f"{path}:1: expected `TOKEN v1 ... vD`, got {len(fields)} field(s)")
+  return dim
+
+
+def load_glove(path: str, vocab: Vocabulary, dim: Optional[int] = None, seed: int = 0,
                progress: bool = True) -> Tuple[np.ndarray, Dict]:
-  """-> (float32 (len(vocab), dim) matrix, report dict). See the module docstring."""
+  """-> (float32 (len(vocab), dim) matrix, report dict). See the module docstring.
+
+  dim=None (the default) takes the width from the file's first line (`infer_dim`): 300 for
+  glove.840B.300d.txt, 50 for the demo's synthetic file. An explicit dim is checked against
+  the first line (a clear error on mismatch).
+  """
   if not os.path.isfile(path):
     raise FileNotFoundError(f"GloVe file {path} not found")
+  if dim is None:
+    dim = infer_dim(path)
   if dim < 1:
     raise ValueError(f"dim must be >= 1, got {dim}")
   wanted = {t: i for i, t in enumerate(vocab.tokens) if i not in (PAD_ID, UNK_ID)}
@@ -125,8 +149,12 @@ def _numeric_head(line: bytes, dim: int) -> bool:
   extra = line.rsplit(b" ", dim)[0].split(b" ")[1:]
   if not extra:
     return False
+  return all(_is_number(x) for x in extra)
+
+
+def _is_number(field: bytes) -> bool:
   try:
-    [float(x) for x in extra]
+    float(field)
   except ValueError:
     return False
   return True
