@@ -199,3 +199,47 @@ def test_auto_shard_policy():
   assert pipeline.auto_shard_policy(4, num_workers=2) == policy.FILE
   assert pipeline.auto_shard_policy(1, num_workers=2) == policy.DATA
   assert pipeline.auto_shard_policy(1, num_workers=1) == policy.FILE
+
+
+def test_verify_split(prepared, tmp_path):
+  import shutil
+  _, out, splits = prepared
+  assert pipeline.verify_split(out, "train") == {
+      "videos": 7, "queries": len(splits["train"][0])}
+  copy = str(tmp_path / "copy")
+  shutil.copytree(out, copy)
+  meta = pipeline.read_metadata(copy)
+  shard = os.path.join(copy, meta["splits"]["train"]["records"][1])
+  with open(shard, "r+b") as f:
+    f.truncate(os.path.getsize(shard) - 7)
+  with pytest.raises(ValueError, match=f"{os.path.basename(shard)}: unreadable TFRecord"):
+    pipeline.verify_split(copy, "train")
+  meta["feature_dim"] = D + 1
+  with open(os.path.join(copy, "metadata.json"), "w") as f:
+    json.dump(meta, f)
+  with pytest.raises(ValueError, match=r"test-00000-of-00002.tfrecord record 0, video 'test_v0': feature_dim 4"):
+    pipeline.verify_split(copy, "test")
+  meta["feature_dim"], meta["splits"]["test"]["queries"] = D, 999
+  with open(os.path.join(copy, "metadata.json"), "w") as f:
+    json.dump(meta, f)
+  with pytest.raises(ValueError, match="metadata.json says 3 / 999"):
+    pipeline.verify_split(copy, "test")
+
+
+def test_check_video_rejects_inconsistent_records():
+  from cimha_tf.data import tfrecords
+  entry = tfrecords.QueryEntry(1, 10.0, [3, 4], 0, 1, np.array([[0, 1]]))
+  good = tfrecords.encode_video("v", np.ones((3, D), np.float32), [entry])
+  assert tfrecords.check_video(good, D, N, L, "float32", "x") == 1
+  with pytest.raises(ValueError, match="feature bytes"):
+    tfrecords.check_video(good, D, N, L, "float16", "x")
+  with pytest.raises(ValueError, match="num_steps 3, expected 1..2"):
+    tfrecords.check_video(good, D, 2, L, "float32", "x")
+  with pytest.raises(ValueError, match="token lengths"):
+    tfrecords.check_video(good, D, N, 1, "float32", "x")
+  bad = tfrecords.encode_video("v", np.ones((3, D), np.float32),
+                               [tfrecords.QueryEntry(1, 10.0, [3], 2, 5, np.array([[2, 5]]))])
+  with pytest.raises(ValueError, match="outside"):
+    tfrecords.check_video(bad, D, N, L, "float32", "x")
+  with pytest.raises(ValueError, match="not a tf.train.Example"):
+    tfrecords.check_video(b"\xff\x00garbage", D, N, L, "float32", "x")

@@ -169,6 +169,31 @@ def eval_dataset(data_dir, split, batch_size):
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def verify_split(data_dir, split, progress=False):
+  """Reads every record of `split` once and checks it against metadata.json (field sizes,
+  dtypes, label ranges, video and query counts). Slow on big splits (a full read), so
+  opt-in; tf.data's own errors on a truncated shard do not name the file, this does."""
+  from tqdm import tqdm
+  meta = read_metadata(data_dir)
+  files = split_files(data_dir, split, meta)
+  videos = queries = 0
+  for path in tqdm(files, desc=f"verify {split}", unit="shard", disable=not progress):
+    try:
+      for i, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+        queries += tfrecords.check_video(record, meta["feature_dim"], meta["max_video_len"],
+                                         meta["max_query_len"], meta["feature_dtype"],
+                                         f"{path} record {i}")
+        videos += 1
+    except tf.errors.OpError as e:
+      raise ValueError(f"{path}: unreadable TFRecord shard ({type(e).__name__}: {e.message}); "
+                       "re-run python -m cimha_tf.prepare_data") from e
+  info = meta["splits"][split]
+  if (videos, queries) != (info["videos"], info["queries"]):
+    raise ValueError(f"{data_dir} split {split!r}: shards hold {videos} videos / {queries} queries, "
+                     f"metadata.json says {info['videos']} / {info['queries']}")
+  return {"videos": videos, "queries": queries}
+
+
 def steps_per_epoch(data_dir, split, batch_size, drop_remainder=False):
   """Batches in one pass over `split` (for repeat=True training)."""
   meta = read_metadata(data_dir)

@@ -194,3 +194,44 @@ def unroll(video):
 
 def merge(video_part, query_part):
   return {**video_part, **query_part}
+
+
+def check_video(serialized, feature_dim, max_video_len, max_query_len, feature_dtype, source):
+  """Python-side consistency check of one serialised video against the folder's metadata;
+  returns its number of queries, or raises ValueError naming `source` and the field."""
+  try:
+    ex = tf.train.Example.FromString(serialized).features.feature
+  except Exception as e:  # protobuf's DecodeError
+    raise ValueError(f"{source}: not a tf.train.Example ({e})") from e
+  missing = [k for k in _SPEC if k not in ex]
+  if missing:
+    raise ValueError(f"{source}: fields {missing} missing; not written by cimha_tf.prepare_data?")
+  ints = lambda k: list(ex[k].int64_list.value)  # noqa: E731
+  vid = ex["vid"].bytes_list.value[0].decode("utf-8", "replace")
+  where = f"{source}, video {vid!r}"
+  n, dim = ints("num_steps")[0], ints("feature_dim")[0]
+  if dim != feature_dim:
+    raise ValueError(f"{where}: feature_dim {dim}, metadata.json says {feature_dim}")
+  if not 1 <= n <= max_video_len:
+    raise ValueError(f"{where}: num_steps {n}, expected 1..{max_video_len} (max_video_len)")
+  nbytes = len(ex["features"].bytes_list.value[0])
+  want = n * dim * np.dtype(FEATURE_DTYPES[feature_dtype]).itemsize
+  if nbytes != want:
+    raise ValueError(f"{where}: {nbytes} feature bytes, expected {want} ({n} x {dim} {feature_dtype})")
+  q = len(ints("qid"))
+  lengths, windows, num_windows = ints("token_lengths"), ints("window_steps"), ints("num_windows")
+  per_query = {"duration": len(ex["duration"].float_list.value), "start_step": len(ints("start_step")),
+               "end_step": len(ints("end_step")), "token_lengths": len(lengths),
+               "num_windows": len(num_windows)}
+  bad = {k: v for k, v in per_query.items() if v != q}
+  if q == 0 or bad:
+    raise ValueError(f"{where}: {q} qids but per-query field lengths {bad or per_query}")
+  if sum(lengths) != len(ints("token_ids")) or not all(1 <= l <= max_query_len for l in lengths):
+    raise ValueError(f"{where}: token lengths {lengths} inconsistent with {len(ints('token_ids'))} "
+                     f"token ids or max_query_len {max_query_len}")
+  if len(windows) != 2 * sum(num_windows) or min(num_windows) < 1:
+    raise ValueError(f"{where}: {len(windows)} window step values for windows per query {num_windows}")
+  steps = ints("start_step") + ints("end_step") + windows
+  if not all(0 <= s < n for s in steps) or any(s > e for s, e in zip(ints("start_step"), ints("end_step"))):
+    raise ValueError(f"{where}: step labels outside [0, {n}) or start > end")
+  return q
