@@ -8,6 +8,7 @@ pred_saliency_scores = inside_probs over the video's valid steps.
 
 import math
 import os
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -30,28 +31,42 @@ def read_ground_truth(data_dir, split):
   return predictions_lib.read_ground_truth(path)
 
 
-def _decode(outputs, video_mask, top_k):
-  """(B, k) start steps, end steps, scores as numpy."""
+_FORWARD = weakref.WeakKeyDictionary()  # model -> {top_k: tf.function}; one trace per model
+
+
+def _forward_fn(model, top_k, with_curves):
   from cimha_tf.model import decode_spans
-  starts, ends, scores = decode_spans(outputs["start_probs"], outputs["end_probs"], video_mask, top_k)
-  return np.asarray(starts), np.asarray(ends), np.asarray(scores)
+  fns = _FORWARD.setdefault(model, {})
+  if (top_k, with_curves) not in fns:
+    model_ref = weakref.ref(model)  # no strong reference from value to key
+
+    @tf.function(reduce_retracing=True)
+    def forward(inputs):
+      outputs = model_ref()(inputs, training=False)
+      spans = decode_spans(outputs["start_probs"], outputs["end_probs"], inputs["video_mask"], top_k)
+      if with_curves:
+        return outputs, spans
+      return {"inside_probs": outputs["inside_probs"]}, spans
+    fns[top_k, with_curves] = forward
+  return fns[top_k, with_curves]
 
 
-def predict_rows(model, dataset, top_k, queries=None, total_batches=None, progress=True):
+def predict_rows(model, dataset, top_k, queries=None, total_batches=None, progress=True,
+                 curves=None):
   """Prediction rows for every query of an eval dataset ((inputs, meta) batches).
 
   queries: optional {qid: text} to fill the rows' "query" field.
+  curves: optional dict, filled with {qid: (start_probs, end_probs, inside_probs)} over
+  the valid steps (for figures).
   """
-  @tf.function(reduce_retracing=True)
-  def forward(inputs):
-    return model(inputs, training=False)
-
+  forward = _forward_fn(model, top_k, curves is not None)
   rows = []
   for inputs, meta in tqdm.tqdm(dataset, total=total_batches, desc="predict", unit="batch",
                                 disable=not progress, leave=False):
-    outputs = forward(inputs)
-    starts, ends, scores = _decode(outputs, inputs["video_mask"], top_k)
-    inside = outputs["inside_probs"].numpy()
+    outputs, (starts, ends, scores) = forward(inputs)
+    outputs = {k: v.numpy() for k, v in outputs.items()}
+    inside = outputs["inside_probs"]
+    starts, ends, scores = starts.numpy(), ends.numpy(), scores.numpy()
     num_steps = meta["num_steps"].numpy().astype(np.int64)
     duration = meta["duration"].numpy().astype(np.float64)
     start_s, end_s = timeline.steps_to_seconds(starts, ends, duration[:, None], num_steps[:, None])
@@ -61,21 +76,27 @@ def predict_rows(model, dataset, top_k, queries=None, total_batches=None, progre
           "qid": int(qid),
           "query": (queries or {}).get(int(qid), ""),
           "vid": vid.decode() if isinstance(vid, bytes) else str(vid),
+          # start step -1: the video has fewer than top_k windows (decode_spans)
           "pred_relevant_windows": [[round(float(s), 4), round(float(e), 4), float(sc)]
-                                    for s, e, sc in zip(start_s[b], end_s[b], scores[b])],
+                                    for s, e, sc, i in zip(start_s[b], end_s[b], scores[b], starts[b])
+                                    if i >= 0],
           "pred_saliency_scores": [round(float(x), 6) for x in inside[b, :num_steps[b]]],
       })
+      if curves is not None:
+        curves[int(qid)] = tuple(outputs[k][b, :num_steps[b]]
+                                 for k in ("start_probs", "end_probs", "inside_probs"))
   return rows
 
 
-def evaluate_split(model, data_dir, split, batch_size, top_k, progress=True):
+def evaluate_split(model, data_dir, split, batch_size, top_k, progress=True, curves=None):
   """(metrics, rows) of `model` on a prepared split; metrics as scorer.score_predictions
   (R1@0.3 ... R5@0.7, mIoU in percent, num_queries, num_missing)."""
   from cimha_tf.data import pipeline
   gt = read_ground_truth(data_dir, split)
   dataset = pipeline.eval_dataset(data_dir, split, batch_size)
   rows = predict_rows(model, dataset, top_k, queries={r["qid"]: r.get("query", "") for r in gt},
-                      total_batches=math.ceil(len(gt) / batch_size), progress=progress)
+                      total_batches=math.ceil(len(gt) / batch_size), progress=progress,
+                      curves=curves)
   # Every kept query must come back; a missing one is a pipeline bug, not a miss to hide.
   metrics = scorer.score_predictions(rows, gt, source=f"{data_dir} split {split!r}")
   return metrics, rows

@@ -29,8 +29,9 @@ def evaluate_workdir(config, workdir, split=None, checkpoint="best", num_figures
   model = wd.load_model(path)
   checks.check_checkpoint_data(model, path, workdir, config.data.dir, meta)
 
+  curves = {} if num_figures else None
   metrics, rows = runner.evaluate_split(model, config.data.dir, split, config.eval.batch_size,
-                                        config.eval.top_k, progress=progress)
+                                        config.eval.top_k, progress=progress, curves=curves)
   metrics_file = wd.metrics_path(workdir, split)
   os.makedirs(os.path.dirname(metrics_file), exist_ok=True)
   with open(metrics_file, "w") as f:
@@ -40,13 +41,7 @@ def evaluate_workdir(config, workdir, split=None, checkpoint="best", num_figures
   print(scorer.format_table(metrics))
   print(f"wrote {metrics_file} and {wd.predictions_path(workdir, split)}")
   if num_figures:
-    _figures(workdir, config, split, rows, num_figures)
-  return metrics
-
-
-def _figures(workdir, config, split, rows, num_figures):
-  try:
     from cimha_tf.training import figures
-  except ImportError:  # cimha_tf.visualize not available
-    return
-  figures.write_figures(workdir, config.data.dir, split, rows, num_figures, seed=config.seed)
+    figures.write_figures(workdir, split, rows, curves, runner.read_ground_truth(config.data.dir, split),
+                          num_figures, seed=config.seed)
+  return metrics

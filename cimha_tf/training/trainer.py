@@ -46,6 +46,17 @@ def write_workdir_files(out, config, meta):
   _write_json(wd.path(out, wd.VOCAB), vocab)
 
 
+def tensorboard_callbacks(log_dir):
+  """TensorBoard logging when the tensorboard package is installed (tf.summary needs it)."""
+  try:
+    import tensorboard  # noqa: F401
+  except ImportError:
+    print("warning: the tensorboard package is not installed: no logs in "
+          f"{log_dir} (pip install tensorboard)")
+    return []
+  return [keras.callbacks.TensorBoard(log_dir, update_freq="epoch")]
+
+
 def steps_per_epoch(config, meta):
   if config.train.steps_per_epoch:
     return int(config.train.steps_per_epoch)
@@ -95,7 +106,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
           config.data.dir, config.data.val_split, config.eval.batch_size, config.eval.top_k,
           best_path=wd.path(out, wd.BEST), state_path=wd.path(out, BEST_STATE)),
       keras.callbacks.ModelCheckpoint(wd.path(out, wd.LAST), save_freq="epoch"),
-      keras.callbacks.TensorBoard(wd.path(out, wd.LOGS), update_freq="epoch"),
+      *tensorboard_callbacks(wd.path(out, wd.LOGS)),
       # Last, so an epoch counts as done only once its checkpoints are written.
       keras.callbacks.BackupAndRestore(wd.path(out, wd.BACKUP), delete_checkpoint=False),
       *extra_callbacks,

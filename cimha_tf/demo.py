@@ -1,0 +1,39 @@
+"""The demo: synthetic data -> prepare -> train (configs/demo.py) -> evaluate, with baselines.
+
+  python -m cimha_tf.demo --workdir=DIR [--quick] [--config.train.epochs=5 ...]
+
+--quick shrinks the data and epochs (what the test suite runs). DIR ends up a normal
+training workdir: `python -m cimha_tf.evaluate --workdir=DIR` and export work on it.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from cimha_tf.training import cli
+
+_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "configs", "demo.py")
+FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Demo config file.",
+                                          lock_config=True)
+flags.DEFINE_string("workdir", None, "Where the data, checkpoints and metrics go.")
+flags.DEFINE_bool("quick", False, "Fewer videos and epochs (a smoke run for tests).")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from cimha_tf.training import demo_lib
+  try:
+    demo_lib.run(_CONFIG.value, FLAGS.workdir, quick=FLAGS.quick)
+  except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:
+    print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,0 +1,114 @@
+"""The demo behind `python -m cimha_tf.demo`: synthetic data -> prepare -> train -> evaluate,
+with the fixed-prior and video-blind baselines (cimha_tf/training/baselines.py) beside it.
+
+WORKDIR is the training workdir itself (evaluate / export / predict work on it), with the
+raw synthetic files in WORKDIR/synthetic and the prepared folder in WORKDIR/prepared.
+"""
+
+import json
+import os
+
+from cimha_tf.training import baselines
+from cimha_tf.training import evaluation
+from cimha_tf.training import trainer
+
+DEMO_DATA = "demo_data.json"
+COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU")
+
+
+def data_settings(config, quick):
+  d = config.demo
+  return {"num_videos": int(d.quick_num_videos if quick else d.num_videos),
+          "feature_dim": int(d.feature_dim), "glove_dim": int(d.glove_dim),
+          "seed": int(d.data_seed), "val_every": int(d.val_every),
+          "max_video_len": int(config.model.max_video_len),
+          "max_query_len": int(config.model.max_query_len)}
+
+
+def carve_val(splits, every):
+  """Moves every `every`-th training video (in file order) with all its queries to "val"."""
+  from cimha_tf.data.records import ReadReport
+  records, report = splits["train"]
+  vids = list(dict.fromkeys(r.vid for r in records))
+  val_vids = set(vids[every - 1::every])
+  if not val_vids or len(val_vids) == len(vids):
+    raise ValueError(f"cannot carve a val split from {len(vids)} training videos (every {every}th)")
+  train = [r for r in records if r.vid not in val_vids]
+  val = [r for r in records if r.vid in val_vids]
+  report.read -= len(val)
+  report.kept -= len(val)
+  val_report = ReadReport(source=f"{report.source} (every {every}th video)", read=len(val), kept=len(val))
+  out = dict(splits)
+  out["train"], out["val"] = (train, report), (val, val_report)
+  return out
+
+
+def make_data(workdir, settings, progress=True):
+  """Writes and prepares the synthetic dataset unless WORKDIR already holds it."""
+  from cimha_tf.data import prepare, synthetic
+  from cimha_tf.data.annotations import read_dataset
+  prepared = os.path.join(workdir, "prepared")
+  stamp = os.path.join(workdir, DEMO_DATA)
+  if os.path.exists(stamp) and os.path.exists(os.path.join(prepared, "metadata.json")):
+    with open(stamp) as f:
+      old = json.load(f)
+    if old == settings:
+      print(f"reusing the synthetic data in {prepared}")
+      return prepared
+    raise ValueError(f"{workdir} holds a demo made with other settings ({old} != {settings}), "
+                     "e.g. --quick vs full: use a new --workdir")
+  os.makedirs(workdir, exist_ok=True)
+  paths = synthetic.write_synthetic_dataset(
+      os.path.join(workdir, "synthetic"), num_videos=settings["num_videos"],
+      feature_dim=settings["feature_dim"], glove_dim=settings["glove_dim"],
+      seed=settings["seed"], progress=progress)
+  splits = carve_val(read_dataset("charades_sta", paths["annotations"]), settings["val_every"])
+  meta = prepare.prepare_splits(
+      splits, paths["features"], prepared, dataset="synthetic_charades_sta", glove=paths["glove"],
+      max_video_len=settings["max_video_len"], max_query_len=settings["max_query_len"],
+      progress=progress)
+  print(prepare.format_accounting(meta))
+  with open(stamp, "w") as f:
+    json.dump(settings, f, indent=1)
+  return prepared
+
+
+def baseline_metrics(config):
+  """{name: metrics} of the two baselines, fitted on train, scored on the test split."""
+  from cimha_tf.evaluation import runner, scorer
+  train_rows = runner.read_ground_truth(config.data.dir, config.data.train_split)
+  test_rows = runner.read_ground_truth(config.data.dir, config.data.test_split)
+  prior = baselines.fit_fixed_prior(train_rows)
+  blind = baselines.fit_video_blind(train_rows)
+  return {
+      "fixed prior": scorer.score_predictions(baselines.predict_fixed_prior(prior, test_rows), test_rows),
+      "video-blind": scorer.score_predictions(baselines.predict_video_blind(blind, test_rows), test_rows),
+  }
+
+
+def format_rows(results):
+  head = f"{'method':<22}" + "".join(f"{c:>9}" for c in COLUMNS)
+  lines = [head, "-" * len(head)]
+  for name, m in results.items():
+    lines.append(f"{name:<22}" + "".join(f"{m[c]:>9.2f}" for c in COLUMNS))
+  return "\n".join(lines)
+
+
+def run(config, workdir, quick=False, progress=True, verbose=1):
+  """The whole demo; returns {"CI-MHA (this run)": metrics, "fixed prior": ..., "video-blind": ...}."""
+  settings = data_settings(config, quick)
+  config.data.dir = make_data(workdir, settings, progress)
+  if quick:
+    config.train.epochs = int(config.demo.quick_epochs)
+  trainer.train(config, workdir, verbose=verbose)
+  results = {"CI-MHA (this run)": evaluation.evaluate_workdir(
+      config, workdir, checkpoint="best", progress=progress)}
+  results.update(baseline_metrics(config))
+  out = os.path.join(workdir, "metrics", "demo.json")
+  os.makedirs(os.path.dirname(out), exist_ok=True)
+  with open(out, "w") as f:
+    json.dump({k: {c: v[c] for c in COLUMNS} for k, v in results.items()}, f, indent=1)
+  print(f"\nsynthetic test split ({results['CI-MHA (this run)']['num_queries']} queries), percent:")
+  print(format_rows(results))
+  print(f"wrote {out}")
+  return results

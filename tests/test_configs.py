@@ -1,0 +1,88 @@
+"""Experiment configs: paper values, command-line overrides, clear errors for bad keys/values."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+from ml_collections import config_flags
+
+from tests.conftest import REPO
+from cimha_tf.training import config as config_lib
+
+CONFIGS = ("charades_sta_i3d", "activitynet_captions_c3d", "tacos_c3d", "demo")
+
+
+def load(name, *overrides):
+  """Loads configs/NAME.py exactly as the binaries do (DEFINE_config_file, locked)."""
+  argv = ["prog", f"--config={REPO / 'configs' / (name + '.py')}", *overrides]
+  fv = flags.FlagValues()
+  holder = config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
+                                           sys_argv=argv)
+  fv(argv)
+  return holder.value
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_has_the_contract_keys_and_validates(name):
+  c = load(name)
+  for key in ("seed", "data.dir", "data.train_split", "data.val_split", "data.test_split",
+              "model.variant", "model.cross_fusion", "model.max_video_len", "model.max_query_len",
+              "train.epochs", "train.batch_size", "train.learning_rate", "train.steps_per_execution",
+              "train.jit_compile", "eval.top_k", "eval.batch_size"):
+    value = c
+    for part in key.split("."):
+      value = value[part]
+  assert "feature_dim" not in c.model and "vocab_size" not in c.model  # from metadata.json only
+  if name != "demo":  # the demo sets data.dir itself
+    config_lib.validate(c)
+
+
+@pytest.mark.parametrize("name", ["charades_sta_i3d", "activitynet_captions_c3d"])
+def test_paper_settings(name):
+  c = load(name)
+  assert (c.train.batch_size, c.train.learning_rate) == (100, 1e-4)
+  assert (c.model.max_video_len, c.model.max_query_len) == (128, 25)
+  assert (c.model.variant, c.model.cross_fusion) == ("cimha", "backprojection")
+
+
+def test_activitynet_test_split_is_a_config_value():
+  c = load("activitynet_captions_c3d")
+  assert (c.data.train_split, c.data.val_split, c.data.test_split) == ("train", "val_1", "val_2")
+  c = load("activitynet_captions_c3d", "--config.data.test_split=val_1", "--config.data.val_split=val_2")
+  assert (c.data.val_split, c.data.test_split) == ("val_2", "val_1")
+
+
+def test_command_line_overrides_reach_every_section():
+  c = load("charades_sta_i3d", "--config.train.batch_size=8", "--config.model.variant=mha",
+           "--config.model.cross_fusion=pool_tile", "--config.data.dir=/tmp/x",
+           "--config.train.epochs=3", "--config.eval.top_k=10")
+  assert (c.train.batch_size, c.model.variant, c.model.cross_fusion) == (8, "mha", "pool_tile")
+  assert (c.data.dir, c.train.epochs, c.eval.top_k) == ("/tmp/x", 3, 10)
+
+
+def test_unknown_key_fails_in_process():
+  with pytest.raises((AttributeError, KeyError), match="batchsize"):
+    load("charades_sta_i3d", "--config.train.batchsize=8")
+
+
+def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path):
+  r = subprocess.run(
+      [sys.executable, "-m", "cimha_tf.train", f"--config={REPO / 'configs' / 'demo.py'}",
+       f"--workdir={tmp_path / 'wd'}", "--config.train.batchsize=8"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert r.returncode == 2, r.stderr[-2000:]
+  assert "unknown config key in --config.train.batchsize" in r.stderr
+  assert not (tmp_path / "wd").exists()  # nothing written, no training step
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("train.epochs", 0, ">= 1"), ("train.batch_size", 0, ">= 1"),
+    ("train.learning_rate", 0.0, "> 0"), ("eval.top_k", 0, ">= 1"), ("data.dir", "", "prepared")])
+def test_validate_names_the_bad_value(key, value, expected):
+  c = load("charades_sta_i3d")
+  section, field = key.split(".")
+  c[section][field] = value
+  with pytest.raises(ValueError, match=f"config.{key}=.*expected.*{expected}"):
+    config_lib.validate(c)
