@@ -185,3 +185,27 @@ def test_real_charades_accounting_with_partial_features(shared_data, tmp_path):
   vocab = text.Vocabulary.load(str(tmp_path / "out" / "vocab.json"))
   train_words = {t for r in splits["train"][0] for t in text.tokenize(r.query)}
   assert len(vocab) == len(train_words) + 2
+
+
+@pytest.mark.parametrize("layout", ["npz_dir", "hdf5"])
+def test_same_records_from_every_layout(tmp_path, layout):
+  import h5py
+  feats, splits = _setup(str(tmp_path))
+  kw = dict(skip_bad_videos=True, progress=False, max_video_len=8)
+  ref = prepare.prepare_splits(splits, feats, str(tmp_path / "ref"), **kw)
+  other = tmp_path / layout
+  if layout == "hdf5":
+    other = tmp_path / "feats.h5"
+    with h5py.File(other, "w") as f:
+      for name in os.listdir(feats):
+        f.create_group(name[:-4]).create_dataset("c3d_features", data=np.load(os.path.join(feats, name)))
+  else:
+    other.mkdir()
+    for name in os.listdir(feats):
+      np.savez(other / (name[:-4] + ".npz"), features=np.load(os.path.join(feats, name)))
+  meta = prepare.prepare_splits(splits, str(other), str(tmp_path / "out"), feature_layout=layout, **kw)
+  assert meta["feature_layout"] == layout
+  assert meta["splits"] == ref["splits"]
+  for split, info in meta["splits"].items():
+    for shard in info["records"]:
+      assert (tmp_path / "out" / shard).read_bytes() == (tmp_path / "ref" / shard).read_bytes()

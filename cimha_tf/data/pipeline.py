@@ -2,7 +2,7 @@
 
 Training order: shards shuffled, read interleaved, videos shuffled, each video unrolled
 into its queries, then a query-level shuffle buffer, so neighbouring batch entries come
-from different videos and shards. Small splits (shards under `cache_bytes` in all) are
+from different videos and shards. Small splits (decoded videos under `cache_bytes`) are
 decoded once and cached in memory; later epochs only shuffle and batch. Unrolling shares
 each video's feature tensor among its queries (tfrecords.unroll), so the features are
 copied once per query, into the batch, and the shuffle buffers hold references.
@@ -118,10 +118,9 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if deterministic and seed is None:
     seed = 0
-  total_bytes = sum(os.path.getsize(f) for f in files)
-  if meta["feature_dtype"] == "float16":
-    total_bytes *= 2
-  cache = total_bytes <= cache_bytes
+  # The cache holds decoded videos padded to max_video_len, in float32.
+  videos_bytes = meta["splits"][split]["videos"] * meta["max_video_len"] * meta["feature_dim"] * 4
+  cache = videos_bytes <= cache_bytes
 
   names = tf.data.Dataset.from_tensor_slices(files)
   if cache:
