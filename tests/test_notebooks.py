@@ -65,7 +65,19 @@ def _execute(name, params, cwd, kernel_name, cell_timeout=600):
       f"{k} = {v!r}" for k, v in params.items())
   NotebookClient(nb, timeout=cell_timeout, kernel_name=kernel_name,
                  resources={"metadata": {"path": str(cwd)}}).execute()
+  _print_timings(name, nb)
   return nb
+
+
+def _print_timings(name, nb):
+  """Seconds per code cell (shown with pytest -s; where a slow CI run spends its time)."""
+  from datetime import datetime
+  for i, cell in enumerate(nb.cells):
+    t = cell.metadata.get("execution", {})
+    if "iopub.status.busy" in t and "shell.execute_reply" in t:
+      seconds = (datetime.fromisoformat(t["shell.execute_reply"].replace("Z", "+00:00")) -
+                 datetime.fromisoformat(t["iopub.status.busy"].replace("Z", "+00:00"))).total_seconds()
+      print(f"{name} cell {i:2d}: {seconds:6.1f} s  {cell.source.splitlines()[0][:60]!r}")
 
 
 def _outputs(nb, kind):
