@@ -12,10 +12,12 @@ from cimha_tf.model import masking
 from cimha_tf.model.bilstm import BiLSTM
 
 
-def mlp(width, dropout, name):
-  """Hidden ReLU layer then a scalar per step (eqs 12, 13, 15)."""
+def mlp(width, dropout, name, output_bias=True):
+  """Hidden ReLU layer then a scalar per step (eqs 12, 13, 15). The start/end logits
+  take no output bias: a softmax is shift-invariant, so it would never get a gradient."""
   return keras.Sequential([keras.layers.Dense(width, activation="relu"),
-                           keras.layers.Dropout(dropout), keras.layers.Dense(1)], name=name)
+                           keras.layers.Dropout(dropout),
+                           keras.layers.Dense(1, use_bias=output_bias)], name=name)
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -31,8 +33,8 @@ class SpanHead(keras.layers.Layer):
     self.lstm_implementation = lstm_implementation
     self.start_lstm = BiLSTM(lstm_units, lstm_implementation, name="start_lstm")
     self.end_lstm = BiLSTM(lstm_units, lstm_implementation, name="end_lstm")
-    self.start_mlp = mlp(mlp_width, dropout, "start_mlp")
-    self.end_mlp = mlp(mlp_width, dropout, "end_mlp")
+    self.start_mlp = mlp(mlp_width, dropout, "start_mlp", False)
+    self.end_mlp = mlp(mlp_width, dropout, "end_mlp", False)
 
   def build(self, s_shape, video_mask_shape=None):
     h_shape = tuple(s_shape[:-1]) + (2 * self.lstm_units,)
