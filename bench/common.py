@@ -1,0 +1,153 @@
+"""Shared benchmark plumbing: flags, timing statistics, memory, machine info, JSON out.
+
+Every figure script is `python -m bench.NAME [--quick] [--output=FILE]`; it prints and
+writes one JSON object with `figure`, `quick`, `machine`, `results`, `peak_rss_mb`, `notes`.
+Timings are medians over repetitions after warm-up, with min/max and the interquartile
+range as the spread: the CI machine is shared, so single numbers mean little.
+"""
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+from absl import flags
+import numpy as np
+
+QUICK = flags.DEFINE_bool("quick", False, "tiny shapes and few repetitions (CI smoke run)")
+OUTPUT = flags.DEFINE_string("output", None, "JSON file to write (default: print only)")
+REPS = flags.DEFINE_integer("reps", None, "timed repetitions (default 5, 2 with --quick)")
+WARMUP = flags.DEFINE_integer("warmup", None, "untimed warm-up calls (default 2, 1 with --quick)")
+
+# The paper's shapes (PAPER.md) and the peers' width (issue 7).
+PAPER_SHAPES = dict(max_video_len=128, max_query_len=25, feature_dim=1024, batch_size=100,
+                    width=128, vocab_size=8000)
+# --quick: tiny, only to keep the scripts working in CI (< 60 s for the whole set).
+QUICK_SHAPES = dict(max_video_len=16, max_query_len=6, feature_dim=32, batch_size=4,
+                    width=16, vocab_size=50)
+
+
+def shapes():
+  return dict(QUICK_SHAPES if QUICK.value else PAPER_SHAPES)
+
+
+def reps():
+  return REPS.value or (2 if QUICK.value else 5)
+
+
+def warmup():
+  return WARMUP.value if WARMUP.value is not None else (1 if QUICK.value else 2)
+
+
+def stats(seconds):
+  """Median and spread of a list of durations (seconds)."""
+  a = np.asarray(seconds, dtype=np.float64)
+  if a.size == 0:
+    raise ValueError("stats() needs at least one timing")
+  q1, med, q3 = np.percentile(a, [25, 50, 75])
+  return {"median_s": float(med), "min_s": float(a.min()), "max_s": float(a.max()),
+          "iqr_s": float(q3 - q1), "reps": int(a.size)}
+
+
+def time_calls(fn, n_warmup=None, n_reps=None, sync=None):
+  """Times fn() n_reps times after n_warmup untimed calls; sync(result) forces completion."""
+  n_warmup = warmup() if n_warmup is None else n_warmup
+  n_reps = reps() if n_reps is None else n_reps
+  for _ in range(n_warmup):
+    r = fn()
+    if sync:
+      sync(r)
+  times = []
+  for _ in range(n_reps):
+    t0 = time.perf_counter()
+    r = fn()
+    if sync:
+      sync(r)
+    times.append(time.perf_counter() - t0)
+  return stats(times)
+
+
+def rate(timing, items):
+  """items/s at the median, and at the slowest/fastest repetition (the spread)."""
+  return {"median": items / timing["median_s"], "low": items / timing["max_s"],
+          "high": items / timing["min_s"]}
+
+
+def peak_rss_mb():
+  """Peak resident memory of this process so far (Linux reports KiB)."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def machine_info():
+  import keras
+  import tensorflow as tf
+  cpu = platform.processor() or ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.startswith("model name"):
+          cpu = line.split(":", 1)[1].strip()
+          break
+  except OSError:
+    pass
+  try:
+    load = os.getloadavg()
+  except OSError:
+    load = None
+  return {"cpu": cpu, "cores": os.cpu_count(), "load_avg_1_5_15": load,
+          "python": sys.version.split()[0], "tensorflow": tf.__version__,
+          "keras": keras.__version__, "platform": platform.platform(),
+          "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def matmul_rate(n=None, n_reps=None):
+  """This machine's fp32 matmul rate (FLOP/s): the ceiling achieved FLOP/s is compared to."""
+  import tensorflow as tf
+  n = n or (128 if QUICK.value else 1024)
+  a = tf.random.normal([n, n])
+  b = tf.random.normal([n, n])
+  mm = tf.function(lambda: tf.matmul(a, b))
+  t = time_calls(lambda: mm(), n_reps=n_reps or reps(), sync=lambda r: r.numpy())
+  flops = 2.0 * n ** 3
+  return {"n": n, "flops_per_s": flops / t["median_s"], "spread": rate(t, flops), "timing": t}
+
+
+def report(figure, results, notes=(), extra=None):
+  """Prints and (with --output) writes the figure's JSON; returns the payload."""
+  payload = {"figure": figure, "quick": bool(QUICK.value), "machine": machine_info(),
+             "results": results, "peak_rss_mb": peak_rss_mb(), "notes": list(notes)}
+  if extra:
+    payload.update(extra)
+  text = json.dumps(payload, indent=2, sort_keys=False)
+  print(text)
+  if OUTPUT.value:
+    os.makedirs(os.path.dirname(os.path.abspath(OUTPUT.value)), exist_ok=True)
+    with open(OUTPUT.value, "w") as f:
+      f.write(text + "\n")
+  return payload
+
+
+def synthetic_batch(batch_size, n, l, dv, vocab_size, seed=0, full=False):
+  """Inputs/labels of the design.md contract with random valid lengths (real masks)."""
+  rng = np.random.default_rng(seed)
+  nv = np.full(batch_size, n) if full else rng.integers(max(1, n // 4), n + 1, batch_size)
+  nq = np.full(batch_size, l) if full else rng.integers(max(1, l // 3), l + 1, batch_size)
+  vmask = (np.arange(n)[None] < nv[:, None]).astype(np.float32)
+  feats = rng.standard_normal((batch_size, n, dv)).astype(np.float32) * vmask[:, :, None]
+  toks = rng.integers(2, vocab_size, (batch_size, l)).astype(np.int32)
+  toks = np.where(np.arange(l)[None] < nq[:, None], toks, 0).astype(np.int32)
+  start = (rng.random(batch_size) * nv * 0.5).astype(np.int32)
+  end = np.minimum(nv - 1, start + (rng.random(batch_size) * nv * 0.5).astype(np.int32))
+  steps = np.arange(n)[None]
+  inside = np.where(steps < nv[:, None],
+                    ((steps >= start[:, None]) & (steps <= end[:, None])).astype(np.float32),
+                    -1.0).astype(np.float32)
+  inputs = {"video_features": feats, "video_mask": vmask, "query_tokens": toks}
+  labels = {"start_probs": start.astype(np.int32), "end_probs": end.astype(np.int32),
+            "inside_probs": inside}
+  return inputs, labels

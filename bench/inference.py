@@ -1,0 +1,136 @@
+"""Figure 2: inference batch-1 latency (ms) and batch-100 throughput (samples/s).
+
+Engines, same weights: the Keras model under tf.function (fixed shapes; LSTM forms keras,
+fused BlockLSTM; keras with jit_compile), the SavedModel's `serving_tokens` signature
+(input checks + model + top-k decoding, cimha_tf.deploy.saved_model), and TFLite in the
+LiteRT interpreter (cimha_tf.deploy.tflite: fused LSTM ops; float32, float16 weights,
+dynamic-range int8) with num_threads = the machine's cores.
+
+  python -m bench.inference [--quick] [--output=bench/results/inference.json]
+"""
+
+import os
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from bench import common
+from bench import models
+
+ENGINES = flags.DEFINE_list(
+    "engines", None, "subset to run: keras, keras_jit, fused, saved_model, tflite_float32, "
+    "tflite_float16, tflite_dynamic_int8 (default: all)")
+
+QUANTS = {"tflite_float32": "none", "tflite_float16": "float16",
+          "tflite_dynamic_int8": "dynamic_int8"}
+
+
+def _want(name):
+  return not ENGINES.value or name in ENGINES.value
+
+
+def _inputs(s, batch):
+  x, _ = common.synthetic_batch(batch, s["max_video_len"], s["max_query_len"],
+                                s["feature_dim"], s["vocab_size"], seed=1)
+  return x
+
+
+def _time(fn, batch):
+  t = common.time_calls(fn)
+  return {"latency_ms": 1e3 * t["median_s"], "samples_per_s": common.rate(t, batch),
+          "timing": t}
+
+
+def keras_engine(model, s, jit):
+  import tensorflow as tf
+  fn = tf.function(lambda x: model(x, training=False), jit_compile=jit)
+  out = {}
+  for batch in (1, s["batch_size"]):
+    x = {k: tf.constant(v) for k, v in _inputs(s, batch).items()}
+    t0 = time.perf_counter()
+    fn(x)["start_probs"].numpy()
+    r = _time(lambda: fn(x)["start_probs"].numpy(), batch)
+    r["first_call_s"] = time.perf_counter() - t0
+    out[f"batch{batch}"] = r
+  return out
+
+
+def saved_model_engine(model, cfg, s, tmp):
+  import tensorflow as tf
+  from cimha_tf.deploy import saved_model
+  vocab = ["<pad>", "<unk>"] + [f"w{i}" for i in range(2, s["vocab_size"])]
+  path = saved_model.export(model, vocab, os.path.join(tmp, "sm"), cfg, top_k=5)
+  loaded = tf.saved_model.load(path)
+  sig = loaded.signatures[saved_model.SIGNATURE_TOKENS]
+  out = {}
+  for batch in (1, s["batch_size"]):
+    x = _inputs(s, batch)
+    feeds = {"query_tokens": tf.constant(x["query_tokens"]),
+             "video_features": tf.constant(x["video_features"]),
+             "video_length": tf.constant(x["video_mask"].sum(1).astype(np.int32)),
+             "duration": tf.constant(np.full(batch, 30.0, np.float32))}
+    out[f"batch{batch}"] = _time(lambda: sig(**feeds)["scores"].numpy(), batch)
+  return out
+
+
+def tflite_engines(model, s, names):
+  from cimha_tf.deploy import tflite
+  quants = [QUANTS[n] for n in names]
+  out = {n: {} for n in names}
+  for batch in (1, s["batch_size"]):
+    t0 = time.perf_counter()
+    blobs = tflite.convert_many(model, s["max_video_len"], s["max_query_len"], quants,
+                                lstm="fused", batch_size=batch)
+    convert_s = time.perf_counter() - t0
+    x = _inputs(s, batch)
+    for name in names:
+      runner = tflite.TFLiteModel(blobs[QUANTS[name]], num_threads=os.cpu_count())
+      r = _time(lambda: runner.run_batch(x["video_features"], x["video_mask"],
+                                         x["query_tokens"]), batch)
+      r["convert_s_all_quantizations"] = convert_s
+      r["bytes"] = len(blobs[QUANTS[name]])
+      out[name][f"batch{batch}"] = r
+  return out
+
+
+def main(argv):
+  del argv
+  s = common.shapes()
+  results, notes = {}, []
+  model, cfg = models.build(s, "keras")
+  for name, jit in (("keras", False), ("keras_jit", True)):
+    if _want(name):
+      try:
+        results[name] = keras_engine(model, s, jit)
+      except Exception as e:
+        notes.append(f"{name}: {type(e).__name__}: {str(e)[:300]}")
+  if _want("fused"):
+    fused, _ = models.build(s, "fused")
+    fused.set_weights(model.get_weights())
+    results["fused"] = keras_engine(fused, s, False)
+  with tempfile.TemporaryDirectory() as tmp:
+    if _want("saved_model"):
+      try:
+        results["saved_model"] = saved_model_engine(model, cfg, s, tmp)
+      except Exception as e:
+        notes.append(f"saved_model: {type(e).__name__}: {str(e)[:300]}")
+    names = [n for n in QUANTS if _want(n)]
+    if names:
+      try:
+        results.update(tflite_engines(model, s, names))
+      except Exception as e:
+        notes.append(f"tflite: {type(e).__name__}: {str(e)[:300]}")
+  notes.append("saved_model times include its input checks and top-5 decoding; TFLite runs "
+               f"with num_threads={os.cpu_count()}; batch-1 = latency, batch-{s['batch_size']}"
+               " = throughput")
+  common.report("inference", results, notes, extra={"shapes": s, "target": {
+      "tflite_float32_batch1_ms": 3.5, "batch100_samples_per_s": 400,
+      "peers_batch1_ms": {"VSLNet": 12, "ExCL": 7},
+      "peers_batch100_samples_per_s": {"VSLNet": 200, "ExCL": 270}}})
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,48 @@
+"""The model under benchmark: cimha_tf.model at the benchmark shapes, LSTM form switchable.
+
+lstm: "keras" | "unrolled" (cimha_tf.model's two implementations) | "fused" (the
+BlockLSTM prototype in bench/fused_lstm.py, same weights). Embeddings are a fixed random
+GloVe-shaped matrix, frozen as in the real configs (train_embeddings=False).
+"""
+
+import contextlib
+
+import numpy as np
+
+LSTMS = ("keras", "unrolled", "fused")
+
+
+def model_config(s):
+  from cimha_tf.model import default_config
+  c = default_config()
+  c.width = s["width"]
+  c.num_heads = 4 if s["width"] % 4 == 0 else 1
+  c.max_video_len = s["max_video_len"]
+  c.max_query_len = s["max_query_len"]
+  if s["width"] < 64:  # --quick: keep every size tiny
+    c.ffn_width = 2 * s["width"]
+    c.query_lstm_units = c.span_lstm_units = s["width"] // 2
+    c.mlp_width = s["width"]
+    c.embedding_dim = 8
+  return c
+
+
+def build(s, lstm="keras", seed=0):
+  """-> (model, model_config) at shapes s (bench.common.shapes())."""
+  import keras
+  from cimha_tf.model import build_model
+  if lstm not in LSTMS:
+    raise ValueError(f"lstm={lstm!r}: expected one of {LSTMS}")
+  keras.utils.set_random_seed(seed)
+  c = model_config(s)
+  if lstm == "unrolled":
+    c.lstm_implementation = "unrolled"
+  emb = np.random.default_rng(seed).standard_normal(
+      (s["vocab_size"], c.embedding_dim)).astype(np.float32) * 0.3
+  ctx = contextlib.nullcontext()
+  if lstm == "fused":
+    from bench.fused_lstm import model_uses_fused_lstm
+    ctx = model_uses_fused_lstm()
+  with ctx:
+    model = build_model(c, s["feature_dim"], s["vocab_size"], embeddings=emb)
+  return model, c

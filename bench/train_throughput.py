@@ -1,0 +1,90 @@
+"""Figure 1: training throughput (samples/s) of one full step: forward, loss, backward, Adam.
+
+The step is Keras's own (compile_model + fit: no Python in the step), fed from an
+in-memory repeated batch so only the step is timed. Variants: LSTM form (keras /
+unrolled / fused BlockLSTM), jit_compile (XLA), steps_per_execution; batch 100 and 16.
+Each fit is timed per execution (on_train_batch_end), warm-up executions dropped.
+
+  python -m bench.train_throughput [--quick] [--output=bench/results/train_throughput.json]
+"""
+
+import time
+
+from absl import app
+from absl import flags
+import keras
+
+from bench import common
+from bench import models
+
+VARIANTS = flags.DEFINE_list(
+    "variants", None, "subset of variant names to run (default: all of the mode's)")
+
+# (name, lstm, jit_compile, steps_per_execution)
+FULL = [("keras", "keras", False, 1), ("keras+spe8", "keras", False, 8),
+        ("keras+jit", "keras", True, 1), ("unrolled", "unrolled", False, 1),
+        ("unrolled+jit", "unrolled", True, 1), ("fused", "fused", False, 1),
+        ("fused+spe8", "fused", False, 8)]
+# --quick: the cheapest-to-trace forms only (CI checks the script, not the numbers).
+QUICK = [("fused", "fused", False, 1), ("fused+spe2", "fused", False, 2)]
+
+
+class _Timer(keras.callbacks.Callback):
+
+  def on_train_begin(self, logs=None):
+    self.marks = [time.perf_counter()]
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.marks.append(time.perf_counter())
+
+
+def measure(s, batch_size, lstm, jit, spe):
+  import tensorflow as tf
+  from cimha_tf.model import compile_model
+  model, cfg = models.build(s, lstm)
+  compile_model(model, cfg, 1e-4, jit_compile=jit, steps_per_execution=spe)
+  x, y = common.synthetic_batch(batch_size, s["max_video_len"], s["max_query_len"],
+                                s["feature_dim"], s["vocab_size"])
+  ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+  n_warm, n_reps = common.warmup(), common.reps()
+  timer = _Timer()
+  model.fit(ds, steps_per_epoch=spe * (n_warm + n_reps), epochs=1, verbose=0,
+            callbacks=[timer])
+  gaps = [b - a for a, b in zip(timer.marks, timer.marks[1:])]
+  first = gaps[0]  # trace/compile + first execution
+  t = common.stats([g / spe for g in gaps[n_warm:]])
+  return {"lstm": lstm, "jit_compile": jit, "steps_per_execution": spe,
+          "batch_size": batch_size, "samples_per_s": common.rate(t, batch_size),
+          "step_ms": 1e3 * t["median_s"], "step_timing": t, "first_execution_s": first,
+          "parameters": int(model.count_params())}
+
+
+def main(argv):
+  del argv
+  s = common.shapes()
+  variants = QUICK if common.QUICK.value else FULL
+  if VARIANTS.value:
+    variants = [v for v in variants if v[0] in VARIANTS.value]
+  batches = [s["batch_size"], 16] if not common.QUICK.value else [s["batch_size"]]
+  results, notes = {}, []
+  for bs in batches:
+    for name, lstm, jit, spe in variants:
+      key = f"{name}@batch{bs}"
+      try:
+        results[key] = measure(s, bs, lstm, jit, spe)
+        print(f"{key}: {results[key]['samples_per_s']['median']:.1f} samples/s", flush=True)
+      except Exception as e:  # e.g. BlockLSTM has no XLA kernel: record, go on
+        notes.append(f"{key}: {type(e).__name__}: {str(e)[:300]}")
+  for bs in batches:  # ratios within one run are what survives the shared machine's noise
+    ref = results.get(f"keras@batch{bs}")
+    for k, r in results.items():
+      if k.endswith(f"@batch{bs}"):
+        r["speedup_vs_keras_same_batch"] = (
+            r["samples_per_s"]["median"] / ref["samples_per_s"]["median"] if ref else None)
+  notes.append("synthetic inputs with real masks (random valid lengths); frozen embeddings")
+  common.report("train_throughput", results, notes, extra={"shapes": s, "target": {
+      "samples_per_s_at_batch100": 120, "peers": {"VSLNet": 50, "ExCL": 80}}})
+
+
+if __name__ == "__main__":
+  app.run(main)
