@@ -30,7 +30,7 @@ def main(argv):
   from cimha_tf.training import demo_lib
   try:
     demo_lib.run(_CONFIG.value, FLAGS.workdir, quick=FLAGS.quick)
-  except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
     print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
     sys.exit(1)
 

@@ -61,7 +61,7 @@ def main(argv):
                          "--predictions/--ground_truth (score a file)")
   try:
     score_mode() if scoring else workdir_mode()
-  except (ValueError, FileNotFoundError, KeyError) as e:
+  except (ValueError, FileNotFoundError) as e:
     print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
     sys.exit(1)
 

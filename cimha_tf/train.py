@@ -27,7 +27,7 @@ def main(argv):
   from cimha_tf.training import trainer
   try:
     trainer.train(_CONFIG.value, FLAGS.workdir)
-  except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as e:
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
     print(f"FATAL: {e}", file=sys.stderr)
     sys.exit(1)
   print(f"done: {FLAGS.workdir}")

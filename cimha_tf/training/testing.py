@@ -60,3 +60,50 @@ def tiny_config(data_dir, epochs=2, batch_size=8, seed=0):
                         test_split="test", epochs=epochs, batch_size=batch_size,
                         learning_rate=3e-3, seed=seed, top_k=3, model=m)
   return c
+
+
+def write_tiny_config_file(path, data_dir, **overrides):
+  """A configs/*.py-style file returning tiny_config(data_dir, **overrides), for the binaries."""
+  with open(path, "w") as f:
+    f.write("from cimha_tf.training import testing\n\n\n"
+            f"def get_config():\n  return testing.tiny_config({str(data_dir)!r}, **{overrides!r})\n")
+  return path
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_TRAINED = {}
+
+
+def run_binary(module, *args, timeout=600, env=None, check=True):
+  """Runs `python -m module args` from the repository root; returns the CompletedProcess."""
+  import subprocess
+  import sys
+  r = subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
+                     capture_output=True, text=True, timeout=timeout)
+  if check and r.returncode != 0:
+    raise AssertionError(f"python -m {module} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+  return r
+
+
+def trained_tiny_workdirs(base_dir):
+  """Prepares the tiny dataset and trains it twice, concurrently, with the train binary into
+  two workdirs (the second is for the reproducibility check); once per process, since test
+  modules share it and each training costs a graph trace.
+  -> {"workdir": A, "workdir_b": B, "prepared": DIR, "config": config file}."""
+  import subprocess
+  import sys
+  if "tiny" not in _TRAINED:
+    os.makedirs(base_dir, exist_ok=True)
+    prepared = write_tiny_prepared(os.path.join(base_dir, "data"))
+    config = write_tiny_config_file(os.path.join(base_dir, "tiny_config.py"), prepared, epochs=2)
+    workdirs = [os.path.join(base_dir, name) for name in ("workdir", "workdir_b")]
+    procs = [subprocess.Popen([sys.executable, "-m", "cimha_tf.train", f"--config={config}",
+                               f"--workdir={w}"], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for w in workdirs]
+    for p in procs:
+      out, _ = p.communicate(timeout=900)
+      if p.returncode != 0:
+        raise AssertionError(f"train binary failed ({p.returncode}):\n{out[-6000:]}")
+    _TRAINED["tiny"] = {"workdir": workdirs[0], "workdir_b": workdirs[1], "prepared": prepared,
+                        "config": config, "log": out}
+  return _TRAINED["tiny"]

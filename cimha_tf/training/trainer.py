@@ -21,6 +21,7 @@ from cimha_tf.training import strategy as strategy_lib
 from cimha_tf.training import workdir as wd
 
 BEST_STATE = "best_state.json"
+HISTORY = "history.csv"
 
 
 def seed_everything(seed, deterministic=True):
@@ -106,6 +107,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
           config.data.dir, config.data.val_split, config.eval.batch_size, config.eval.top_k,
           best_path=wd.path(out, wd.BEST), state_path=wd.path(out, BEST_STATE)),
       keras.callbacks.ModelCheckpoint(wd.path(out, wd.LAST), save_freq="epoch"),
+      keras.callbacks.CSVLogger(wd.path(out, HISTORY), append=True),  # one row per epoch run
       *tensorboard_callbacks(wd.path(out, wd.LOGS)),
       # Last, so an epoch counts as done only once its checkpoints are written.
       keras.callbacks.BackupAndRestore(wd.path(out, wd.BACKUP), delete_checkpoint=False),

@@ -1,0 +1,104 @@
+"""tf.distribute: two logical CPU devices under MirroredStrategy match one device, and two
+worker processes under MultiWorkerMirroredStrategy train and agree on the weights.
+
+Each case runs in subprocesses: logical devices and collective ops are process-global."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cimha_tf.training import testing
+from cimha_tf.training import workdir as wd
+
+MIRRORED_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from cimha_tf.data import pipeline
+from cimha_tf.training import strategy as strategy_lib, testing, trainer
+
+prepared = sys.argv[1]
+config = testing.tiny_config(prepared, batch_size=8)
+meta = pipeline.read_metadata(prepared)
+batch = pipeline.train_dataset(prepared, "train", batch_size=8, shuffle=False, deterministic=True).take(1)
+results = {}
+weights = None
+for name, devices in (("one", ["/cpu:0"]), ("two", ["/cpu:0", "/cpu:1"])):
+  keras.utils.set_random_seed(0)
+  strategy = strategy_lib.get_strategy(devices)
+  model = trainer.build_and_compile(config, meta, strategy)
+  if weights is None:
+    weights = model.get_weights()
+  model.set_weights(weights)
+  loss = model.evaluate(batch, verbose=0, return_dict=True)["loss"]
+  hist = model.fit(batch, epochs=1, verbose=0).history["loss"][0]
+  results[name] = {"replicas": strategy.num_replicas_in_sync, "loss": loss, "fit_loss": hist,
+                   "weights": [w.tolist() for w in model.get_weights()[:4]]}
+print("RESULT " + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+  return testing.write_tiny_prepared(str(tmp_path_factory.mktemp("dist") / "data"), num_videos=(6, 2, 2))
+
+
+def test_two_logical_devices_give_the_loss_of_one(prepared):
+  r = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, prepared], cwd=testing.REPO,
+                     capture_output=True, text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-4000:]
+  res = json.loads(r.stdout.split("RESULT ", 1)[1])
+  assert (res["one"]["replicas"], res["two"]["replicas"]) == (1, 2)
+  assert res["two"]["loss"] == pytest.approx(res["one"]["loss"], rel=1e-5)
+  assert res["two"]["fit_loss"] == pytest.approx(res["one"]["fit_loss"], rel=1e-5)
+  for a, b in zip(res["one"]["weights"], res["two"]["weights"]):  # after one identical step
+    np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-6)
+
+
+def _free_ports(n):
+  socks = [socket.socket() for _ in range(n)]
+  for s in socks:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in socks]
+  for s in socks:
+    s.close()
+  return ports
+
+
+def test_two_workers_train_and_agree_on_the_weights(prepared, tmp_path):
+  config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
+  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+  w = tmp_path / "w"
+  procs = []
+  for index in range(2):
+    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
+                                                 "task": {"type": "worker", "index": index}}))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "cimha_tf.train", f"--config={config}", f"--workdir={w}",
+         "--config.train.steps_per_epoch=2"],
+        cwd=testing.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  outs = []
+  try:
+    for p in procs:
+      outs.append(p.communicate(timeout=900)[0])
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-4000:]
+  assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outs[0]
+  chief = wd.load_model(str(w / wd.LAST))
+  other = wd.load_model(str(w / "worker_1" / wd.LAST))
+  for a, b in zip(chief.get_weights(), other.get_weights()):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert json.load(open(w / wd.BACKUP / "training_metadata.json"))["epoch"] == 1
+  assert json.load(open(w / "worker_1" / wd.BACKUP / "training_metadata.json"))["epoch"] == 1

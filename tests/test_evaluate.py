@@ -1,0 +1,167 @@
+"""The evaluate binary (both modes) and the runner that turns model outputs into rows."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cimha_tf.evaluation import runner
+from cimha_tf.training import evaluation
+from cimha_tf.training import testing
+from cimha_tf.training import workdir as wd
+
+METRIC_KEYS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
+
+
+class FixedModel:
+  """Stand-in for a Keras model: returns the given probabilities for any batch."""
+
+  def __init__(self, start, end, inside):
+    self.out = {k: tf.constant(v, tf.float32) for k, v in
+                (("start_probs", start), ("end_probs", end), ("inside_probs", inside))}
+
+  def __call__(self, inputs, training=False):
+    return self.out
+
+
+def brute_force_top_k(start, end, n, k):
+  pairs = sorted(((start[i] * end[j], -i, -j) for i in range(n) for j in range(i, n)), reverse=True)
+  return [(-i, -j, s) for s, i, j in pairs[:k]]
+
+
+def test_predict_rows_matches_brute_force_decoding_in_seconds():
+  rng = np.random.default_rng(0)
+  n_max, steps, durations = 6, np.array([6, 4]), np.array([12.0, 30.0])
+  mask = (np.arange(n_max)[None] < steps[:, None]).astype(np.float32)
+  start = rng.random((2, n_max)) * mask
+  end = rng.random((2, n_max)) * mask
+  start /= start.sum(1, keepdims=True)
+  end /= end.sum(1, keepdims=True)
+  inside = rng.random((2, n_max)) * mask
+  inputs = {"video_features": np.zeros((2, n_max, 3), np.float32), "video_mask": mask,
+            "query_tokens": np.ones((2, 4), np.int32)}
+  meta = {"qid": np.array([7, 9], np.int64), "vid": np.array([b"a", b"b"]),
+          "duration": durations.astype(np.float32), "num_steps": steps.astype(np.int32)}
+  ds = tf.data.Dataset.from_tensors((inputs, meta))
+  curves = {}
+  rows = runner.predict_rows(FixedModel(start, end, inside), ds, top_k=5,
+                             queries={7: "q seven"}, progress=False, curves=curves)
+  assert [r["qid"] for r in rows] == [7, 9] and [r["vid"] for r in rows] == ["a", "b"]
+  assert rows[0]["query"] == "q seven" and rows[1]["query"] == ""
+  for b, row in enumerate(rows):
+    n, T = steps[b], durations[b]
+    expected = brute_force_top_k(start[b], end[b], n, 5)
+    got = row["pred_relevant_windows"]
+    assert len(got) == 5
+    for (i, j, score), (s, e, sc) in zip(expected, got):
+      assert s == pytest.approx(i * T / n, abs=1e-4) and e == pytest.approx((j + 1) * T / n, abs=1e-4)
+      assert sc == pytest.approx(score, rel=1e-5)
+    np.testing.assert_allclose(row["pred_saliency_scores"], inside[b, :n], atol=1e-6)
+    np.testing.assert_allclose(curves[row["qid"]][0], start[b, :n], atol=1e-6)
+
+
+def test_predict_rows_drops_missing_windows_of_a_one_step_video():
+  inputs = {"video_features": np.zeros((1, 3, 2), np.float32),
+            "video_mask": np.array([[1, 0, 0]], np.float32), "query_tokens": np.ones((1, 2), np.int32)}
+  meta = {"qid": np.array([1]), "vid": np.array([b"v"]), "duration": np.array([5.0], np.float32),
+          "num_steps": np.array([1], np.int32)}
+  probs = np.array([[1.0, 0, 0]])
+  rows = runner.predict_rows(FixedModel(probs, probs, probs), tf.data.Dataset.from_tensors((inputs, meta)),
+                             top_k=5, progress=False)
+  assert rows[0]["pred_relevant_windows"] == [[0.0, 5.0, 1.0]]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  return testing.trained_tiny_workdirs(str(tmp_path_factory.getbasetemp() / "tiny_train"))
+
+
+def _iou(a, b):
+  inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+  union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+  return inter / union if union > 0 else 0.0
+
+
+def test_evaluate_binary_writes_metrics_predictions_and_figures(run):
+  w = run["workdir"]
+  out = testing.run_binary("cimha_tf.evaluate", f"--config={run['config']}", f"--workdir={w}",
+                           "--split=test").stdout
+  assert "R@1" in out and "mIoU" in out
+  metrics = json.load(open(wd.metrics_path(w, "test")))
+  gt = {r["qid"]: r for r in map(json.loads, open(os.path.join(run["prepared"], "annotations", "test.jsonl")))}
+  rows = [json.loads(line) for line in open(wd.predictions_path(w, "test"))]
+  assert sorted(r["qid"] for r in rows) == sorted(gt) and metrics["num_queries"] == len(gt)
+  # Independent recomputation of the headline numbers from the written file.
+  top1 = []
+  for r in rows:
+    g = gt[r["qid"]]
+    windows = r["pred_relevant_windows"]
+    assert 1 <= len(windows) <= 3  # eval.top_k of the tiny config
+    scores = [x[2] for x in windows]
+    assert scores == sorted(scores, reverse=True)
+    for s, e, _ in windows:
+      assert 0.0 <= s < e <= g["duration"] + 1e-4
+    assert len(r["pred_saliency_scores"]) == round(g["duration"] / 2.0)  # one per valid step (2 s)
+    top1.append(_iou(windows[0], g["relevant_windows"][0]))
+    r["_r5"] = max(_iou(x, g["relevant_windows"][0]) for x in windows)
+  top1 = np.array(top1)
+  for m in (0.3, 0.5, 0.7):
+    assert metrics[f"R1@{m:g}"] == pytest.approx(100 * np.mean(top1 >= m), abs=1e-6)
+    assert metrics[f"R5@{m:g}"] == pytest.approx(100 * np.mean([r["_r5"] >= m for r in rows]), abs=1e-6)
+  assert metrics["mIoU"] == pytest.approx(100 * top1.mean(), abs=1e-3)
+  for key in METRIC_KEYS:
+    assert 0.0 <= metrics[key] <= 100.0
+  figures = sorted(os.listdir(wd.figures_dir(w)))
+  assert any("_best_" in f for f in figures) and any("_worst_" in f for f in figures)
+  assert "test_recall_at_1.png" in figures
+  with open(os.path.join(wd.figures_dir(w), figures[0]), "rb") as f:
+    assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_without_config_uses_the_saved_one_and_last_checkpoint(run, tmp_path):
+  w = tmp_path / "copy"
+  import shutil
+  for name in (wd.CONFIG, wd.VOCAB, wd.DATA_META, wd.LAST):
+    (w).mkdir(exist_ok=True)
+    shutil.copy(wd.path(run["workdir"], name), w / name)
+  metrics = evaluation.evaluate_workdir(evaluation.saved_config(str(w)), str(w), split="val",
+                                        checkpoint="last", num_figures=0, progress=False)
+  history = (open(os.path.join(run["workdir"], "history.csv")).read().splitlines())
+  header, last = history[0].split(","), history[-1].split(",")
+  assert metrics["R1@0.5"] == pytest.approx(float(last[header.index("val_R1@0.5")]), abs=1e-3)
+  assert os.path.exists(wd.predictions_path(str(w), "val"))
+  with pytest.raises(FileNotFoundError, match="best.keras not found"):
+    evaluation.evaluate_workdir(evaluation.saved_config(str(w)), str(w), checkpoint="best")
+
+
+def test_evaluate_refuses_data_of_another_feature_dim(run, tmp_path):
+  other = testing.write_tiny_prepared(str(tmp_path), num_videos=(2, 1, 1), feature_dim=6)
+  c = evaluation.saved_config(run["workdir"])
+  c.data.dir = other
+  with pytest.raises(ValueError, match="takes video features of dim 8 but .*feature_dim=6"):
+    evaluation.evaluate_workdir(c, run["workdir"], num_figures=0)
+
+
+def test_scoring_mode_reproduces_moment_detr_metrics(shared_data, tmp_path):
+  q = shared_data / "qvhighlights"
+  out = tmp_path / "m.json"
+  r = testing.run_binary("cimha_tf.evaluate", f"--predictions={q / 'moment_detr_sample_val_preds.jsonl'}",
+                         f"--ground_truth={q / 'highlight_val_release.jsonl'}", f"--output={out}")
+  assert "MR-full-R1@0.5" in r.stdout
+  golden = json.load(open(q / "moment_detr_sample_val_preds_metrics.json"))["brief"]
+  got = json.load(open(out))["qvhighlights"]["brief"]
+  for key in ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1"):
+    assert got[key] == pytest.approx(golden[key], abs=0.005)
+
+
+def test_modes_are_exclusive_and_complete(tmp_path):
+  r = testing.run_binary("cimha_tf.evaluate", f"--workdir={tmp_path}", "--predictions=p.jsonl",
+                         "--ground_truth=g.jsonl", check=False)
+  assert r.returncode != 0 and "either --workdir" in r.stderr
+  r = testing.run_binary("cimha_tf.evaluate", "--predictions=p.jsonl", check=False)
+  assert r.returncode != 0 and "needs both --predictions and --ground_truth" in r.stderr
+  r = testing.run_binary("cimha_tf.evaluate", f"--predictions={tmp_path / 'none.jsonl'}",
+                         f"--ground_truth={tmp_path / 'none.jsonl'}", check=False)
+  assert r.returncode == 1 and "none.jsonl" in r.stderr

@@ -1,0 +1,176 @@
+"""The train binary end to end on a tiny planted dataset: workdir contents, checkpoints,
+TensorBoard, reproducibility, and the clear errors before any training step."""
+
+import csv
+import glob
+import json
+import math
+import os
+import shutil
+
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cimha_tf.training import callbacks as callbacks_lib
+from cimha_tf.training import strategy as strategy_lib
+from cimha_tf.training import testing
+from cimha_tf.training import trainer
+from cimha_tf.training import workdir as wd
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+  return testing.trained_tiny_workdirs(str(tmp_path_factory.getbasetemp() / "tiny_train"))
+
+
+def history(workdir):
+  with open(os.path.join(workdir, trainer.HISTORY)) as f:
+    return list(csv.DictReader(f))
+
+
+def test_workdir_holds_config_vocab_meta_and_checkpoints(run):
+  w, prepared = run["workdir"], run["prepared"]
+  saved = json.load(open(wd.path(w, wd.CONFIG)))
+  expected = json.loads(testing.tiny_config(prepared, epochs=2).to_json())
+  assert saved == expected
+  assert json.load(open(wd.path(w, wd.VOCAB))) == json.load(open(os.path.join(prepared, "vocab.json")))
+  assert json.load(open(wd.path(w, wd.DATA_META))) == json.load(open(os.path.join(prepared, "metadata.json")))
+  assert json.load(open(os.path.join(w, wd.BACKUP, "training_metadata.json")))["epoch"] == 2
+  for which in ("best", "last"):
+    model = wd.load_model(wd.checkpoint_path(w, which))
+    assert model.input["video_features"].shape[-1] == 8
+
+
+def test_last_checkpoint_gives_valid_probabilities(run):
+  from cimha_tf.data import pipeline
+  model = wd.load_model(wd.checkpoint_path(run["workdir"], "last"))
+  inputs, meta = next(iter(pipeline.eval_dataset(run["prepared"], "test", 8)))
+  out = model(inputs, training=False)
+  mask = inputs["video_mask"].numpy()
+  for key in ("start_probs", "end_probs"):
+    p = out[key].numpy()
+    np.testing.assert_allclose((p * mask).sum(1), 1.0, atol=1e-5)
+    assert np.all(p[mask == 0] == 0)
+  assert np.all(np.isfinite(out["inside_probs"].numpy()))
+
+
+def test_history_has_every_epoch_with_val_metrics_and_best_is_the_best_epoch(run):
+  rows = history(run["workdir"])
+  assert [int(r["epoch"]) for r in rows] == [0, 1]
+  for r in rows:
+    for key in ("loss", "val_R1@0.3", "val_R1@0.5", "val_R1@0.7", "val_R5@0.5", "val_mIoU"):
+      assert math.isfinite(float(r[key]))
+  values = [float(r["val_R1@0.5"]) for r in rows]
+  state = json.load(open(os.path.join(run["workdir"], trainer.BEST_STATE)))
+  assert state["best"] == pytest.approx(max(values))
+  assert state["epoch"] == 1 + values.index(max(values))  # first epoch reaching the max
+
+
+def test_tensorboard_logs_hold_train_and_val_metrics(run):
+  tags = set()
+  for path in glob.glob(os.path.join(run["workdir"], wd.LOGS, "**", "events.out.tfevents.*"), recursive=True):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(v.tag for v in event.summary.value)
+  assert any(t.endswith("R1@0.5") for t in tags), tags
+  assert any(t.endswith("loss") for t in tags), tags
+
+
+def test_two_runs_of_the_same_config_are_identical(run):
+  a, b = history(run["workdir"]), history(run["workdir_b"])
+  assert a == b  # every loss and every val metric, to the printed digit
+  ma = wd.load_model(wd.checkpoint_path(run["workdir"], "last"))
+  mb = wd.load_model(wd.checkpoint_path(run["workdir_b"], "last"))
+  for x, y in zip(ma.get_weights(), mb.get_weights()):
+    np.testing.assert_array_equal(x, y)
+
+
+# Bad input: each must fail before the first training step (no model is even built).
+
+def _config(run, **overrides):
+  c = testing.tiny_config(run["prepared"], epochs=2)
+  for key, value in overrides.items():
+    section, field = key.split("__")
+    c[section][field] = value
+  return c
+
+
+def _fails_before_training(config, workdir, match):
+  with pytest.raises(ValueError, match=match):
+    trainer.train(config, str(workdir), verbose=0)
+  assert not os.path.exists(wd.path(str(workdir), wd.LAST))
+
+
+def test_missing_split(run, tmp_path):
+  _fails_before_training(_config(run, data__val_split="dev"), tmp_path / "w",
+                         r"metadata.json has no split 'dev' \(has \['test', 'train', 'val'\]\)")
+
+
+def test_empty_split(run, tmp_path):
+  data = tmp_path / "data"
+  shutil.copytree(run["prepared"], data)
+  meta = json.load(open(data / "metadata.json"))
+  meta["splits"]["val"]["queries"] = 0
+  json.dump(meta, open(data / "metadata.json", "w"))
+  c = _config(run)
+  c.data.dir = str(data)
+  _fails_before_training(c, tmp_path / "w", "split 'val' is empty")
+
+
+def test_model_limits_smaller_than_the_prepared_data(run, tmp_path):
+  _fails_before_training(_config(run, model__max_video_len=8), tmp_path / "w",
+                         "prepared with max_video_len=16 but config.model.max_video_len=8")
+
+
+def test_workdir_of_a_different_model(run, tmp_path):
+  w = tmp_path / "w"
+  w.mkdir()
+  shutil.copy(wd.path(run["workdir"], wd.CONFIG), w / wd.CONFIG)
+  _fails_before_training(_config(run, model__width=32), w,
+                         r"different model .*model.width: 16 -> 32")
+
+
+def test_workdir_trained_on_another_feature_dim(run, tmp_path):
+  w = tmp_path / "w"
+  w.mkdir()
+  shutil.copy(wd.path(run["workdir"], wd.CONFIG), w / wd.CONFIG)
+  meta = json.load(open(wd.path(run["workdir"], wd.DATA_META)))
+  meta["feature_dim"] = 1024
+  json.dump(meta, open(w / wd.DATA_META, "w"))
+  _fails_before_training(_config(run), w, "feature_dim=1024 but .*metadata.json has feature_dim=8")
+
+
+def test_checkpoints_without_a_config(run, tmp_path):
+  w = tmp_path / "w"
+  w.mkdir()
+  shutil.copy(wd.path(run["workdir"], wd.LAST), w / wd.LAST)
+  _fails_before_training(_config(run), w, "no config.json")
+
+
+def test_nan_loss_stops_with_a_clear_message():
+  cb = callbacks_lib.StopOnNaN()
+  cb.set_model(_Dummy())
+  cb.on_epoch_begin(2)
+  cb.on_train_batch_end(0, {"loss": 1.5})
+  with pytest.raises(FloatingPointError, match=r"loss is nan at epoch 3, batch 5.*learning_rate"):
+    cb.on_train_batch_end(4, {"loss": float("nan")})
+  assert cb.model.stop_training
+
+
+class _Dummy:
+  stop_training = False
+
+
+def test_strategy_choice(monkeypatch):
+  monkeypatch.delenv("TF_CONFIG", raising=False)
+  s = strategy_lib.get_strategy()
+  assert isinstance(s, tf.distribute.MirroredStrategy) and s.num_replicas_in_sync == 1
+  assert strategy_lib.worker_dir("/w") == "/w"
+  cluster = {"worker": ["localhost:1", "localhost:2"]}
+  monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+  assert strategy_lib.num_workers() == 2 and not strategy_lib.is_chief()
+  assert strategy_lib.worker_dir("/w") == os.path.join("/w", "worker_1")
+  monkeypatch.setenv("TF_CONFIG", "{not json")
+  with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
+    strategy_lib.num_workers()
