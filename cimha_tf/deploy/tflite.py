@@ -31,6 +31,7 @@ kernel for it).
 
 import os
 import tempfile
+import uuid
 
 import numpy as np
 import tensorflow as tf
@@ -57,10 +58,14 @@ def _lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias):
   return outputs[:, -1], outputs, hs[-1], cs[-1], tf.zeros([])
 
 
-_fused_lstm = tf.function(
-    _lstm_sequence, autograph=False,
-    experimental_attributes={"api_implements": "lstm_cimha_tf_fused",
-                             "time_major": False, "go_backwards": False})
+def _composite_lstm():
+  # One function per LSTM layer, each with its own api_implements name (as Keras 2 did):
+  # functions sharing a name are interchangeable to Grappler's implementation selector,
+  # which then may run one layer's body (other shapes) at another layer's call site.
+  return tf.function(
+      _lstm_sequence, autograph=False,
+      experimental_attributes={"api_implements": f"lstm_{uuid.uuid4().hex}",
+                               "time_major": False, "go_backwards": False})
 
 
 def _fused_call(layer, x):
@@ -71,7 +76,9 @@ def _fused_call(layer, x):
     zeros = tf.zeros([tf.shape(x)[0], layer.units], x.dtype)
     return _lstm_sequence(x, zeros, zeros, *weights)[1]
   zeros = tf.zeros([x.shape[0], layer.units], x.dtype)
-  return _fused_lstm(x, zeros, zeros, *weights)[1]
+  if not hasattr(layer, "_cimha_composite_lstm"):
+    layer._cimha_composite_lstm = _composite_lstm()
+  return layer._cimha_composite_lstm(x, zeros, zeros, *weights)[1]
 
 
 def tflite_graph_model(model, lstm="fused"):
@@ -206,6 +213,7 @@ class TFLiteModel:
       self.interpreter = Interpreter(num_threads=num_threads, **kwargs)
     except (ValueError, RuntimeError) as e:
       raise ValueError(f"{self.source}: not a loadable TFLite model ({e})") from e
+    self.interpreter.allocate_tensors()  # reset_all_variables needs allocated tensors
     self.runner = self.interpreter.get_signature_runner()
     details = self.runner.get_input_details()
     missing = [k for k in INPUTS if k not in details]
@@ -227,8 +235,12 @@ class TFLiteModel:
       if feeds[name].shape != want:
         raise ValueError(f"{name}: shape {feeds[name].shape}, expected {want} "
                          f"(fixed shapes of {self.source})")
+    # The fused LSTM keeps its state in variable tensors that persist across invocations;
+    # every query starts from zero state, as in Keras.
+    self.interpreter.reset_all_variables()
     out = self.runner(**feeds)
-    return {name: np.asarray(out[name]) for name in OUTPUTS}
+    # Copies: the runner's arrays may alias interpreter buffers reused by the next call.
+    return {name: np.array(out[name], copy=True) for name in OUTPUTS}
 
   def __call__(self, video_features, query_tokens):
     feats = np.asarray(video_features, np.float32)
