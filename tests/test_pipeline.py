@@ -243,3 +243,35 @@ def test_check_video_rejects_inconsistent_records():
     tfrecords.check_video(bad, D, N, L, "float32", "x")
   with pytest.raises(ValueError, match="not a tf.train.Example"):
     tfrecords.check_video(b"\xff\x00garbage", D, N, L, "float32", "x")
+
+
+@pytest.mark.parametrize("videos_per_shard,cache_bytes", [
+    (2, 0), (2, pipeline.DEFAULT_CACHE_BYTES), (100, 0)])
+def test_auto_sharding_splits_queries_across_workers(prepared, monkeypatch, tmp_path, cache_bytes,
+                                                     videos_per_shard):
+  """2 workers, as tf.distribute shards input. Over 4 shards by FILE: the workers' queries
+  are disjoint and together every query once. Over 1 shard by DATA: each worker keeps half
+  of its own shuffled stream (a partition only when the streams agree), all source rows."""
+  input_ops = pytest.importorskip("tensorflow.python.distribute.input_ops")
+  root, _, splits = prepared
+  out = str(tmp_path / "out")
+  meta = prepare.prepare_splits({"train": splits["train"]}, os.path.join(root, "feats"), out,
+                                max_video_len=N, max_query_len=L, progress=False,
+                                videos_per_shard=videos_per_shard)
+  assert len(meta["splits"]["train"]["records"]) == (4 if videos_per_shard == 2 else 1)
+  monkeypatch.setattr(pipeline, "_input_workers", lambda: 2)
+  policy = tf.data.experimental.AutoShardPolicy
+  seen = []
+  for w in range(2):  # a fresh dataset per worker: in one process they would share the cache
+    ds = pipeline.train_dataset(out, "train", 3, seed=0, cache_bytes=cache_bytes)
+    assert ds.options().experimental_distribute.auto_shard_policy == (
+        policy.FILE if videos_per_shard == 2 else policy.DATA)
+    part = input_ops.auto_shard_dataset(ds, 2, w, 2)
+    seen += [x["video_features"][i].tobytes() + x["query_tokens"][i].tobytes()
+             for x, _ in part.as_numpy_iterator() for i in range(len(x["query_tokens"]))]
+  _, x, m = flat(pipeline.eval_dataset(out, "train", 8))
+  want = [x["video_features"][i].tobytes() + x["query_tokens"][i].tobytes() for i in range(len(m["qid"]))]
+  if videos_per_shard == 2:
+    assert sorted(seen) == sorted(want)
+  else:
+    assert len(seen) == len(want) and set(seen) <= set(want)

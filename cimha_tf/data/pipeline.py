@@ -7,10 +7,12 @@ decoded once and cached in memory; later epochs only shuffle and batch. Unrollin
 each video's feature tensor among its queries (tfrecords.unroll), so the features are
 copied once per query, into the batch, and the shuffle buffers hold references.
 
-Distribution: under a tf.distribute strategy, input is auto-sharded by FILE when the
-split has at least as many shards as input workers (each worker reads its own files, no
-wasted reads), else by DATA (every worker reads everything and keeps its 1/W share);
-a FILE policy with too few files would fail or leave workers idle.
+Distribution: under a multi-worker tf.distribute strategy, input is auto-sharded by FILE
+when the split has at least as many shards as input workers: each worker reads its own
+files, so an epoch sees every query exactly once. With fewer shards (a FILE policy would
+fail) it is DATA: every worker reads everything and keeps every W-th element of its own
+shuffled stream, a random 1/W share per epoch rather than an exact partition. prepare
+writes 256 videos per shard (ActivityNet train: 40 shards), so real datasets get FILE.
 """
 
 import json
@@ -67,13 +69,17 @@ def split_files(data_dir, split, meta=None):
 
 
 def _input_workers():
+  """Input workers of the current strategy (multi-worker: the cluster's workers + chief)."""
   if not tf.distribute.has_strategy():
     return 1
   resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
   try:
-    return max(1, resolver.cluster_spec().num_tasks("worker")) if resolver else 1
+    spec = resolver.cluster_spec().as_dict() if resolver else {}
   except (ValueError, AttributeError):
-    return 1
+    spec = {}
+  if not spec and os.environ.get("TF_CONFIG"):
+    spec = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
+  return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
 
 
 def auto_shard_policy(num_files, num_workers=None):
@@ -143,8 +149,8 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
     queries = queries.shuffle(QUERY_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
   if repeat:
     queries = queries.repeat()
-  ds = queries.batch(batch_size, drop_remainder=drop_remainder,
-                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  # Plain batch: tf.distribute's auto-shard / rebatch rewrites fail on a parallel batch.
+  ds = queries.batch(batch_size, drop_remainder=drop_remainder)
   ds = ds.map(_to_train, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
   options = tf.data.Options()
   options.deterministic = deterministic
