@@ -131,3 +131,14 @@ def test_load_feature_file(tmp_path):
 def test_real_sample_npz(shared_data):
   a = fl.load_feature_file(str(shared_data / "sample_video" / "charades_sample_clip_vid.npz"))
   assert a.shape == (15, 512) and a.dtype == np.float32
+
+
+def test_probe_feature_dim_takes_the_majority(tmp_path):
+  videos = {"odd": np.ones((2, 7), np.float32), "b": np.ones((2, 5), np.float32),
+            "c": np.ones((3, 5), np.float32), "nan": np.full((2, 5), np.nan, np.float32)}
+  with fl.open_feature_store(_write("npy_dir", str(tmp_path), videos)) as store:
+    assert store.probe_feature_dim(["odd", "missing", "nan", "b", "c"]) == 5
+    assert store.feature_dim == 5
+    with pytest.raises(fl.FeatureError, match="dimension 7, expected 5"):
+      store.get("odd")
+    np.testing.assert_array_equal(store.get("c"), videos["c"])

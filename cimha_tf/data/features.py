@@ -214,6 +214,24 @@ class FeatureStore:
       self._dim = int(array.shape[1])
     return array
 
+  def probe_feature_dim(self, vids, count=8):
+    """Fixes the store's dimension to the most common one among the first `count` readable
+    `vids` (so one odd first video cannot make every other video "wrong_dim"); returns it."""
+    if self._dim is not None:
+      return self._dim
+    dims = []
+    for vid in vids:
+      if len(dims) == count:
+        break
+      try:
+        dims.append(int(self._read(vid).shape[1]))
+      except FeatureError:
+        continue
+    if dims:
+      values, counts = np.unique(dims, return_counts=True)
+      self._dim = int(values[np.argmax(counts)])
+    return self._dim
+
   def close(self):
     if self._h5 is not None:
       self._h5.close()

@@ -159,6 +159,7 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
   feature_dtype = "float16" if float16 else "float32"
   split_info = {}
   with features_lib.open_feature_store(features, feature_layout) as store:
+    store.probe_feature_dim(dict.fromkeys(r.vid for r in splits[train][0]))
     for name, (records, report) in splits.items():
       split_info[name] = _write_split(name, records, report, store, vocab, output_dir,
                                       max_video_len, max_query_len, feature_dtype,
