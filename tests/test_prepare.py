@@ -209,3 +209,30 @@ def test_same_records_from_every_layout(tmp_path, layout):
   for split, info in meta["splits"].items():
     for shard in info["records"]:
       assert (tmp_path / "out" / shard).read_bytes() == (tmp_path / "ref" / shard).read_bytes()
+
+
+def test_failed_run_leaves_no_partial_folder(tmp_path):
+  feats, splits = _setup(str(tmp_path))
+  out = str(tmp_path / "out")
+  prepare.prepare_splits(splits, feats, out, skip_bad_videos=True, progress=False)
+  assert os.path.exists(os.path.join(out, "metadata.json"))
+  with pytest.raises(fl.FeatureError):  # the same folder, without skipping: fails on 'gone'
+    prepare.prepare_splits(splits, feats, out, videos_per_shard=1, progress=False)
+  left = os.listdir(out)
+  assert "metadata.json" not in left  # no stale metadata describing other shards
+  assert not [n for n in left if n.endswith(".tmp") or n.startswith("train-")]
+  with pytest.raises(FileNotFoundError, match="metadata.json not found"):
+    pipeline.read_metadata(out)
+
+
+def test_float16_overflow(tmp_path):
+  feats, splits = _setup(str(tmp_path))
+  np.save(os.path.join(feats, "g1.npy"), np.full((20, 3), 1e6, np.float32))
+  kw = dict(skip_bad_videos=True, progress=False, float16=True)
+  meta = prepare.prepare_splits(splits, feats, str(tmp_path / "out"), **kw)
+  assert meta["splits"]["train"]["videos_skipped"]["float16_overflow"] == 1
+  assert meta["splits"]["train"]["dropped"]["float16_overflow"] == 2  # g1's two queries
+  kw["skip_bad_videos"] = False
+  with pytest.raises(fl.FeatureError, match="'g1'.*exceed float16's range"):
+    prepare.prepare_splits({"train": ([splits["train"][0][1]], ReadReport("x", read=1, kept=1))},
+                           feats, str(tmp_path / "out2"), **kw)

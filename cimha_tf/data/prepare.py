@@ -14,6 +14,7 @@ text has no token at all ("no_tokens"; the readers already drop empty sentences)
 import collections
 import json
 import os
+import re
 
 import numpy as np
 from tqdm import tqdm
@@ -29,6 +30,7 @@ VOCAB = "vocab.json"
 EMBEDDINGS = "embeddings.npy"
 ANNOTATIONS = "annotations"
 FORMAT_VERSION = 1
+F16_MAX = float(np.finfo(np.float16).max)
 
 
 def training_split(names):
@@ -60,9 +62,38 @@ def _check_unique_qids(split, records):
 
 def _clear_split(output_dir, split):
   """Removes shards of an earlier run, so metadata.json and the folder agree."""
+  pattern = re.compile(rf"^{re.escape(split)}-\d{{5}}-of-\d{{5}}\.tfrecord$")
   for name in os.listdir(output_dir):
-    if name.startswith(f"{split}-") and "-of-" in name and name.endswith(".tfrecord"):
+    if pattern.match(name):
       os.remove(os.path.join(output_dir, name))
+
+
+def _load_video(store, vid, max_video_len, feature_dtype):
+  raw = store.get(vid)
+  feats = pool_to_max_len(raw, max_video_len)
+  if feature_dtype == "float16" and np.abs(feats).max() > F16_MAX:
+    raise features_lib.FeatureError(
+        "float16_overflow", f"video {vid!r}: features up to {np.abs(feats).max():.4g} exceed "
+        f"float16's range ({F16_MAX}); prepare without --float16")
+  return feats, raw.shape[0] > max_video_len
+
+
+def _write_video(writer, vid, feats, recs, vocab, max_video_len, max_query_len, feature_dtype,
+                 dropped, kept_records):
+  entries, kept = [], []
+  for r in recs:
+    if not text_lib.tokenize(r.query):  # e.g. only dropped symbols: nothing to condition on
+      dropped["no_tokens"] += 1
+      continue
+    ids = vocab.encode(r.query, max_query_len)
+    lab = labels_lib.query_labels(r.windows, r.duration, feats.shape[0], max_video_len)
+    entries.append(tfrecords.QueryEntry(
+        qid=r.qid, duration=r.duration, token_ids=ids[ids != text_lib.PAD_ID].tolist(),
+        start_step=lab.start_step, end_step=lab.end_step, window_steps=lab.window_steps))
+    kept.append(r)
+  if entries:
+    writer.write(tfrecords.encode_video(vid, feats, entries, feature_dtype))
+    kept_records.extend(kept)
 
 
 def _write_split(split, records, report, store, vocab, output_dir, max_video_len,
@@ -74,34 +105,24 @@ def _write_split(split, records, report, store, vocab, output_dir, max_video_len
   kept_records, pooled_videos = [], 0
   _clear_split(output_dir, split)
   writer = tfrecords.ShardWriter(output_dir, split, videos_per_shard)
-  for vid, recs in tqdm(groups.items(), desc=f"{split} videos", unit="video", disable=not progress):
-    try:
-      raw = store.get(vid)
-    except features_lib.FeatureError as e:
-      if not skip_bad_videos:
-        raise features_lib.FeatureError(
-            e.reason, f"{e} ({len(recs)} {split} queries need video {vid!r}; "
-            "pass --skip_bad_videos to skip such videos and count their queries as dropped)") from e
-      skipped_videos[e.reason] += 1
-      dropped[e.reason] += len(recs)
-      continue
-    feats = pool_to_max_len(raw, max_video_len)
-    pooled_videos += raw.shape[0] > max_video_len
-    num_steps = feats.shape[0]
-    entries, kept = [], []
-    for r in recs:
-      if not text_lib.tokenize(r.query):  # e.g. only dropped symbols: nothing to condition on
-        dropped["no_tokens"] += 1
+  try:
+    for vid, recs in tqdm(groups.items(), desc=f"{split} videos", unit="video", disable=not progress):
+      try:
+        feats, pooled = _load_video(store, vid, max_video_len, feature_dtype)
+      except features_lib.FeatureError as e:
+        if not skip_bad_videos:
+          raise features_lib.FeatureError(
+              e.reason, f"{e} ({len(recs)} {split} queries need video {vid!r}; pass "
+              "--skip_bad_videos to skip such videos and count their queries as dropped)") from e
+        skipped_videos[e.reason] += 1
+        dropped[e.reason] += len(recs)
         continue
-      ids = vocab.encode(r.query, max_query_len)
-      lab = labels_lib.query_labels(r.windows, r.duration, num_steps, max_video_len)
-      entries.append(tfrecords.QueryEntry(
-          qid=r.qid, duration=r.duration, token_ids=ids[ids != text_lib.PAD_ID].tolist(),
-          start_step=lab.start_step, end_step=lab.end_step, window_steps=lab.window_steps))
-      kept.append(r)
-    if entries:
-      writer.write(tfrecords.encode_video(vid, feats, entries, feature_dtype))
-      kept_records.extend(kept)
+      pooled_videos += pooled
+      _write_video(writer, vid, feats, recs, vocab, max_video_len, max_query_len, feature_dtype,
+                   dropped, kept_records)
+  except BaseException:
+    writer.abort()
+    raise
   shards = writer.close()
 
   os.makedirs(os.path.join(output_dir, ANNOTATIONS), exist_ok=True)
@@ -145,6 +166,9 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
   train = training_split(splits)
   vocab = text_lib.Vocabulary.build(r.query for r in splits[train][0])
   os.makedirs(output_dir, exist_ok=True)
+  # metadata.json is written last: a folder without it is an unfinished preparation.
+  if os.path.exists(os.path.join(output_dir, pipeline.METADATA)):
+    os.remove(os.path.join(output_dir, pipeline.METADATA))
   vocab.save(os.path.join(output_dir, VOCAB))
 
   embeddings, glove_report = None, None

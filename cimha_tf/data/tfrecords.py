@@ -105,6 +105,14 @@ class ShardWriter:
       self._writer.close()
       self._writer = None
 
+  def abort(self):
+    """Closes and deletes the temporary files (preparation failed midway)."""
+    self._close_current()
+    for tmp in self._tmp:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+    self._tmp = []
+
   def close(self):
     self._close_current()
     names = [shard_name(self.split, i, len(self._tmp)) for i in range(len(self._tmp))]
