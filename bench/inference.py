@@ -28,8 +28,18 @@ QUANTS = {"tflite_float32": "none", "tflite_float16": "float16",
           "tflite_dynamic_int8": "dynamic_int8"}
 
 
+# --quick: the two engines the targets are about, batch 1 only (CI checks the script).
+QUICK_ENGINES = ("keras", "tflite_float32")
+
+
 def _want(name):
-  return not ENGINES.value or name in ENGINES.value
+  if ENGINES.value:
+    return name in ENGINES.value
+  return name in QUICK_ENGINES if common.QUICK.value else True
+
+
+def _batches(s):
+  return (1,) if common.QUICK.value else (1, s["batch_size"])
 
 
 def _inputs(s, batch):
@@ -48,7 +58,7 @@ def keras_engine(model, s, jit):
   import tensorflow as tf
   fn = tf.function(lambda x: model(x, training=False), jit_compile=jit)
   out = {}
-  for batch in (1, s["batch_size"]):
+  for batch in _batches(s):
     x = {k: tf.constant(v) for k, v in _inputs(s, batch).items()}
     t0 = time.perf_counter()
     fn(x)["start_probs"].numpy()
@@ -66,7 +76,7 @@ def saved_model_engine(model, cfg, s, tmp):
   loaded = tf.saved_model.load(path)
   sig = loaded.signatures[saved_model.SIGNATURE_TOKENS]
   out = {}
-  for batch in (1, s["batch_size"]):
+  for batch in _batches(s):
     x = _inputs(s, batch)
     feeds = {"query_tokens": tf.constant(x["query_tokens"]),
              "video_features": tf.constant(x["video_features"]),
@@ -80,7 +90,7 @@ def tflite_engines(model, s, names):
   from cimha_tf.deploy import tflite
   quants = [QUANTS[n] for n in names]
   out = {n: {} for n in names}
-  for batch in (1, s["batch_size"]):
+  for batch in _batches(s):
     t0 = time.perf_counter()
     blobs = tflite.convert_many(model, s["max_video_len"], s["max_query_len"], quants,
                                 lstm="fused", batch_size=batch)

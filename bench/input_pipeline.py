@@ -21,12 +21,12 @@ from absl import flags
 
 from bench import common
 
-VIDEOS = flags.DEFINE_integer("videos", None, "synthetic videos (default 120, 12 with --quick)")
+VIDEOS = flags.DEFINE_integer("videos", None, "synthetic videos (default 120, 6 with --quick)")
 
 
 def make_prepared(tmp, s):
   from cimha_tf.data import prepare, synthetic
-  n = VIDEOS.value or (12 if common.QUICK.value else 120)
+  n = VIDEOS.value or (6 if common.QUICK.value else 120)
   paths = synthetic.write_synthetic_dataset(os.path.join(tmp, "raw"), num_videos=n,
                                             feature_dim=s["feature_dim"], glove_dim=8,
                                             progress=False)

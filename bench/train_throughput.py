@@ -19,12 +19,13 @@ from bench import models
 
 VARIANTS = flags.DEFINE_list(
     "variants", None, "subset of variant names to run (default: all of the mode's)")
+BATCHES = flags.DEFINE_list("batches", None, "batch sizes (default 100,16; 4 with --quick)")
 
 # (name, lstm, jit_compile, steps_per_execution)
-FULL = [("keras", "keras", False, 1), ("keras+spe8", "keras", False, 8),
-        ("keras+jit", "keras", True, 1), ("unrolled", "unrolled", False, 1),
-        ("unrolled+jit", "unrolled", True, 1), ("fused", "fused", False, 1),
-        ("fused+spe8", "fused", False, 8)]
+FULL = [("keras", "keras", False, 1), ("keras+jit", "keras", True, 1),
+        ("unrolled", "unrolled", False, 1), ("unrolled+jit", "unrolled", True, 1),
+        ("fused", "fused", False, 1), ("fused+spe4", "fused", False, 4),
+        ("keras+spe4", "keras", False, 4)]
 # --quick: the cheapest-to-trace forms only (CI checks the script, not the numbers).
 QUICK = [("fused", "fused", False, 1), ("fused+spe2", "fused", False, 2)]
 
@@ -66,6 +67,8 @@ def main(argv):
   if VARIANTS.value:
     variants = [v for v in variants if v[0] in VARIANTS.value]
   batches = [s["batch_size"], 16] if not common.QUICK.value else [s["batch_size"]]
+  if BATCHES.value:
+    batches = [int(b) for b in BATCHES.value]
   results, notes = {}, []
   for bs in batches:
     for name, lstm, jit, spe in variants:

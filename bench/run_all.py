@@ -1,0 +1,37 @@
+"""Runs every figure in one process (saves a TensorFlow start per figure) and writes
+OUTPUT_DIR/NAME.json for each; CI runs `python -m bench.run_all --quick`.
+
+  python -m bench.run_all [--quick] [--output_dir=bench/results] [--figures=a,b]
+"""
+
+import importlib
+import os
+import time
+
+from absl import app
+from absl import flags
+
+from bench import common
+
+FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
+           "profile_layers")
+OUTPUT_DIR = flags.DEFINE_string("output_dir", "bench/results", "folder for NAME.json")
+ONLY = flags.DEFINE_list("figures", None, f"subset of {FIGURES}")
+
+
+def main(argv):
+  names = ONLY.value or FIGURES
+  unknown = sorted(set(names) - set(FIGURES))
+  if unknown:
+    raise app.UsageError(f"--figures: unknown {unknown}; expected some of {FIGURES}")
+  os.makedirs(OUTPUT_DIR.value, exist_ok=True)
+  for name in names:
+    module = importlib.import_module(f"bench.{name}")
+    flags.FLAGS.output = os.path.join(OUTPUT_DIR.value, f"{name}.json")
+    t0 = time.perf_counter()
+    module.main(argv)
+    print(f"[run_all] {name}: {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,141 @@
+"""Benchmarks stay runnable (their --quick mode, well-formed JSON) and their parts are
+right: the fused-LSTM prototype equals keras.layers.LSTM, the FLOP counter equals
+hand-counted matmuls, timing statistics equal numpy's. No timing assertions."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_stats_match_numpy():
+  from bench import common
+  t = [0.3, 0.1, 0.2, 0.5, 0.4, 0.9]
+  s = common.stats(t)
+  assert s["median_s"] == pytest.approx(np.median(t))
+  assert s["iqr_s"] == pytest.approx(np.percentile(t, 75) - np.percentile(t, 25))
+  assert (s["min_s"], s["max_s"], s["reps"]) == (0.1, 0.9, 6)
+  r = common.rate(s, 100)
+  assert r["low"] == pytest.approx(100 / 0.9) and r["high"] == pytest.approx(1000)
+  with pytest.raises(ValueError, match="at least one"):
+    common.stats([])
+
+
+def test_synthetic_batch_follows_the_model_contract():
+  from bench import common
+  x, y = common.synthetic_batch(7, 12, 5, 3, 20, seed=3)
+  assert x["video_features"].shape == (7, 12, 3) and x["video_features"].dtype == np.float32
+  assert x["query_tokens"].dtype == np.int32 and x["video_mask"].dtype == np.float32
+  n = x["video_mask"].sum(1).astype(int)
+  for b in range(7):  # valid steps first, padding zero, labels inside the valid part
+    assert (x["video_mask"][b, :n[b]] == 1).all() and (x["video_mask"][b, n[b]:] == 0).all()
+    assert not x["video_features"][b, n[b]:].any()
+    assert 0 <= y["start_probs"][b] <= y["end_probs"][b] < n[b]
+    inside = y["inside_probs"][b]
+    assert (inside[n[b]:] == -1).all()
+    assert inside[:n[b]].sum() == y["end_probs"][b] - y["start_probs"][b] + 1
+    words = x["query_tokens"][b] != 0
+    assert words[0] and not (words[1:] & ~words[:-1]).any()
+    assert (x["query_tokens"][b][words] >= 2).all()
+
+
+def test_fused_lstm_equals_keras_lstm_outputs_and_gradients():
+  import keras
+  import tensorflow as tf
+  from bench.fused_lstm import FusedLSTM
+  rng = np.random.default_rng(0)
+  x = tf.Variable(rng.standard_normal((3, 6, 5)).astype(np.float32))
+  ref = keras.layers.LSTM(4, return_sequences=True)
+  fused = FusedLSTM(4)
+  ref(x)
+  fused(x)
+  w = [rng.standard_normal(v.shape).astype(np.float32) * 0.5 for v in ref.get_weights()]
+  ref.set_weights(w)
+  fused.set_weights(w)  # same layout and gate order as Keras
+  grads = []
+  for layer in (ref, fused):
+    with tf.GradientTape() as tape:
+      y = layer(x)
+      loss = tf.reduce_sum(y * tf.cos(y))
+    grads.append((y.numpy(), tape.gradient(loss, [x] + layer.trainable_weights)))
+  np.testing.assert_allclose(grads[1][0], grads[0][0], atol=1e-5)
+  for g_fused, g_ref in zip(grads[1][1], grads[0][1]):
+    np.testing.assert_allclose(g_fused.numpy(), g_ref.numpy(), atol=1e-5)
+
+
+def test_model_bilstm_with_fused_directions_equals_keras_form():
+  import tensorflow as tf
+  from bench.fused_lstm import FusedLSTM, model_uses_fused_lstm
+  from cimha_tf.model.bilstm import BiLSTM
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal((3, 7, 5)).astype(np.float32)
+  valid = (np.arange(7)[None] < np.array([[7], [3], [1]])).astype(np.float32)
+  ref = BiLSTM(4, "keras")
+  with model_uses_fused_lstm():
+    fused = BiLSTM(4, "keras")
+  assert isinstance(fused.forward_lstm, FusedLSTM)
+  assert not isinstance(BiLSTM(4, "keras").forward_lstm, FusedLSTM)  # patch undone
+  ref(x, valid)
+  fused(x, valid)
+  fused.set_weights(ref.get_weights())
+  np.testing.assert_allclose(fused(x, valid).numpy(), ref(x, valid).numpy(), atol=1e-5)
+
+
+def test_op_flops_counts_matmul_batchmatmul_and_einsum():
+  import tensorflow as tf
+  from bench.flops import _MATMULS, op_flops
+
+  @tf.function
+  def f(a, b, c, d, e):
+    return (tf.matmul(a, b), tf.matmul(b, a, transpose_a=True, transpose_b=True),
+            tf.matmul(c, d), tf.einsum("bnd,de->bne", c, e))
+
+  graph = f.get_concrete_function(
+      tf.TensorSpec([3, 4]), tf.TensorSpec([4, 5]), tf.TensorSpec([2, 6, 4]),
+      tf.TensorSpec([2, 4, 7]), tf.TensorSpec([4, 9])).graph
+  counted = sorted(op_flops(op) for op in graph.get_operations() if op.type in _MATMULS)
+  # (3x4)(4x5); (5x4)(4x3) via transposes; batch 2 of (6x4)(4x7); einsum over b,n,d,e
+  expected = sorted([2 * 3 * 4 * 5, 2 * 5 * 4 * 3, 2 * 2 * 6 * 4 * 7, 2 * 2 * 6 * 4 * 9])
+  assert counted == expected
+
+
+EXPECTED_FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
+                    "profile_layers")
+
+
+def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+             CUDA_VISIBLE_DEVICES="")
+  r = subprocess.run([sys.executable, "-m", "bench.run_all", "--quick",
+                      f"--output_dir={tmp_path}"], cwd=REPO, env=env, capture_output=True,
+                     text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-3000:]
+  docs = {}
+  for name in EXPECTED_FIGURES:
+    with open(tmp_path / f"{name}.json") as f:
+      d = json.load(f)
+    assert d["figure"] == name and d["quick"] is True
+    assert {"cpu", "cores", "tensorflow", "keras", "time_utc"} <= set(d["machine"])
+    assert d["peak_rss_mb"] > 0 and isinstance(d["notes"], list) and d["results"]
+    docs[name] = d["results"]
+  for key, r in docs["train_throughput"].items():
+    assert r["batch_size"] == 4 and r["samples_per_s"]["median"] > 0
+    assert r["samples_per_s"]["low"] <= r["samples_per_s"]["median"] <= r["samples_per_s"]["high"]
+  for engine in ("keras", "tflite_float32"):
+    assert docs["inference"][engine]["batch1"]["latency_ms"] > 0
+  for k in ("pipeline_cached", "pipeline_uncached"):
+    assert docs["input_pipeline"][k]["ratio_to_training"] > 0
+  assert {"import_only", "inference_keras"} <= set(docs["memory"])
+  assert all(v["peak_rss_mb"] > 0 for v in docs["memory"].values())
+  fl = docs["flops"]
+  assert fl["ops_with_unknown_shapes"] == 0
+  assert fl["forward_flops_per_sample"] == sum(fl["forward_flops_by_block"].values()) > 0
+  assert fl["forward_flops_per_sample"] < fl["train_flops_per_sample"] < 3 * fl["forward_flops_per_sample"]
+  assert all(a["fraction_of_matmul_rate"] > 0 for a in fl["achieved"].values())
+  assert all(v["fwd_bwd_ms"] > 0 for v in docs["profile_layers"].values())
