@@ -236,3 +236,11 @@ def test_float16_overflow(tmp_path):
   with pytest.raises(fl.FeatureError, match="'g1'.*exceed float16's range"):
     prepare.prepare_splits({"train": ([splits["train"][0][1]], ReadReport("x", read=1, kept=1))},
                            feats, str(tmp_path / "out2"), **kw)
+
+
+def test_unusable_record_names_the_query(tmp_path):
+  feats, _ = _setup(str(tmp_path))
+  recs = [QueryRecord(7, "g0", 0.0, "a person", [(0.0, 1.0)])]
+  with pytest.raises(ValueError, match="qid=7 of video 'g0': duration must be > 0"):
+    prepare.prepare_splits({"train": (recs, ReadReport("x", read=1, kept=1))}, feats,
+                           str(tmp_path / "out"), progress=False)

@@ -86,7 +86,10 @@ def _write_video(writer, vid, feats, recs, vocab, max_video_len, max_query_len, 
       dropped["no_tokens"] += 1
       continue
     ids = vocab.encode(r.query, max_query_len)
-    lab = labels_lib.query_labels(r.windows, r.duration, feats.shape[0], max_video_len)
+    try:
+      lab = labels_lib.query_labels(r.windows, r.duration, feats.shape[0], max_video_len)
+    except ValueError as e:  # readers repair windows; this is a reader bug or a hand-made record
+      raise ValueError(f"query qid={r.qid} of video {vid!r}: {e}") from e
     entries.append(tfrecords.QueryEntry(
         qid=r.qid, duration=r.duration, token_ids=ids[ids != text_lib.PAD_ID].tolist(),
         start_step=lab.start_step, end_step=lab.end_step, window_steps=lab.window_steps))
