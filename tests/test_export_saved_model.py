@@ -1,0 +1,262 @@
+"""SavedModel export: both signatures, parity with the Keras model, bad input -> INVALID_ARGUMENT.
+
+`deploy_setup()` (shared by the deploy test modules, built once per pytest process):
+synthetic Charades-style data (512-d features) through the real prepare path, a tiny
+model trained for a few steps, saved as a training workdir, then exported with the
+real `python -m cimha_tf.export` command to a SavedModel and a float32 TFLite file.
+"""
+
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAX_VIDEO_LEN, MAX_QUERY_LEN, VIDEO_DIM = 32, 12, 512
+_CACHE = {}
+
+
+def _tiny_model_config():
+  from cimha_tf.model import default_config
+  c = default_config()
+  c.width, c.num_heads, c.ffn_width, c.mlp_width = 16, 2, 32, 16
+  c.query_lstm_units = c.span_lstm_units = 8
+  c.embedding_dim, c.dropout = 8, 0.0
+  c.max_video_len, c.max_query_len = MAX_VIDEO_LEN, MAX_QUERY_LEN
+  return c
+
+
+def run_module(*args, timeout=600):
+  """Runs `python -m ARGS` from the repository; returns stdout, fails with stderr."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=timeout)
+  if proc.returncode != 0:
+    raise AssertionError(f"python -m {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+  return proc.stdout
+
+
+def _split_arrays(prepared, split):
+  """(inputs, meta) of a prepared split as numpy arrays, in file order."""
+  from cimha_tf.data import pipeline
+  batches = list(pipeline.eval_dataset(prepared, split, 256))
+  inputs = {k: np.concatenate([b[0][k].numpy() for b in batches]) for k in batches[0][0]}
+  meta = {k: np.concatenate([b[1][k].numpy() for b in batches]) for k in batches[0][1]}
+  return inputs, meta
+
+
+def _labels(prepared, split, meta):
+  from cimha_tf import timeline
+  with open(os.path.join(prepared, "annotations", f"{split}.jsonl")) as f:
+    windows = {r["qid"]: r["relevant_windows"][0] for r in map(json.loads, f)}
+  starts, ends, inside = [], [], []
+  for qid, duration, n in zip(meta["qid"], meta["duration"], meta["num_steps"]):
+    s, e = timeline.seconds_to_steps(*windows[int(qid)], float(duration), int(n))
+    starts.append(int(s))
+    ends.append(int(e))
+    inside.append(timeline.inside_mask(int(s), int(e), int(n), MAX_VIDEO_LEN))
+  return {"start_probs": np.array(starts, np.int32), "end_probs": np.array(ends, np.int32),
+          "inside_probs": np.stack(inside)}
+
+
+def deploy_setup():
+  """Dict: root, prepared, workdir, model (Keras), tokens, inputs (test split, numpy),
+  queries, saved_model (version dir), tflite (float32 file)."""
+  if _CACHE:
+    return _CACHE
+  import keras
+  from cimha_tf.data import prepare, synthetic
+  from cimha_tf.model import build_model, compile_model
+  from cimha_tf.training import workdir as wd
+  from cimha_tf.training.config import experiment_config
+
+  root = tempfile.mkdtemp(prefix="cimha_deploy_test_")
+  atexit.register(shutil.rmtree, root, True)
+  raw = synthetic.write_synthetic_dataset(os.path.join(root, "raw"), num_train_videos=24,
+                                          num_test_videos=25, queries_per_video=4,
+                                          feature_dim=VIDEO_DIM, glove_dim=8, progress=False)
+  prepared = os.path.join(root, "prepared")
+  meta = prepare.prepare("charades_sta", raw["annotations"], raw["features"], prepared,
+                         max_video_len=MAX_VIDEO_LEN, max_query_len=MAX_QUERY_LEN,
+                         progress=False)
+  config = experiment_config(data_dir=prepared, train_split="train", val_split="test",
+                             test_split="test", epochs=1, batch_size=16, top_k=5,
+                             model=_tiny_model_config())
+  keras.utils.set_random_seed(0)
+  model = build_model(config.model, VIDEO_DIM, meta["vocab_size"])
+  # A few training steps so that the curves have clear peaks (quantization is judged on
+  # top-1 agreement, meaningless on an untrained model's flat curves).
+  train_x, train_meta = _split_arrays(prepared, "train")
+  compile_model(model, config.model, learning_rate=3e-3)
+  model.fit(train_x, _labels(prepared, "train", train_meta), batch_size=16, epochs=3,
+            verbose=0, shuffle=False)
+
+  workdir = os.path.join(root, "workdir")
+  os.makedirs(workdir)
+  with open(wd.path(workdir, wd.CONFIG), "w") as f:
+    f.write(config.to_json())
+  shutil.copy(os.path.join(prepared, "vocab.json"), wd.path(workdir, wd.VOCAB))
+  shutil.copy(os.path.join(prepared, "metadata.json"), wd.path(workdir, wd.DATA_META))
+  model.save(wd.path(workdir, wd.BEST))
+
+  inputs, extra = _split_arrays(prepared, "test")
+  with open(os.path.join(prepared, "annotations", "test.jsonl")) as f:
+    by_qid = {r["qid"]: r["query"] for r in map(json.loads, f)}
+  queries = [by_qid[int(q)] for q in extra["qid"]]
+  with open(os.path.join(prepared, "vocab.json")) as f:
+    tokens = json.load(f)["tokens"]
+
+  export_dir = os.path.join(root, "export")
+  out = json.loads(run_module("cimha_tf.export", f"--workdir={workdir}", "--format=saved_model",
+                              f"--output={export_dir}"))
+  tflite_path = os.path.join(root, "tflite", "cimha.tflite")
+  out_tfl = json.loads(run_module("cimha_tf.export", f"--workdir={workdir}", "--format=tflite",
+                                  f"--output={tflite_path}"))
+  _CACHE.update(root=root, prepared=prepared, workdir=workdir, model=model, tokens=tokens,
+                inputs=inputs, duration=extra["duration"], num_steps=extra["num_steps"],
+                queries=queries, saved_model=out["path"], saved_model_summary=out,
+                tflite=tflite_path, tflite_summary=out_tfl)
+  return _CACHE
+
+
+@pytest.fixture(scope="module")
+def setup():
+  return deploy_setup()
+
+
+@pytest.fixture(scope="module")
+def loaded(setup):
+  from cimha_tf.deploy import saved_model
+  return saved_model.load(setup["saved_model"])
+
+
+def _keras(setup, rows):
+  out = setup["model"]({k: v[rows] for k, v in setup["inputs"].items()}, training=False)
+  return {k: v.numpy() for k, v in out.items()}
+
+
+def _video_args(setup, rows):
+  x = setup["inputs"]
+  return dict(video_features=tf.constant(x["video_features"][rows]),
+              video_length=tf.constant(x["video_mask"][rows].sum(1).astype(np.int32)),
+              duration=tf.constant(setup["duration"][rows]))
+
+
+def test_layout_and_both_signatures_listed_by_saved_model_cli(setup):
+  path = setup["saved_model"]
+  assert path == os.path.join(setup["root"], "export", "cimha", "1")
+  assert os.path.isfile(os.path.join(path, "saved_model.pb"))
+  assert os.path.isfile(os.path.join(path, "assets.extra", "vocab.json"))
+  cli = shutil.which("saved_model_cli")
+  if cli is None:
+    pytest.skip("saved_model_cli not on PATH")
+  shown = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True,
+                         timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")).stdout
+  for needle in ("signature_def['serving_default']", "signature_def['serving_tokens']",
+                 "inputs['query'] tensor_info", "inputs['query_tokens'] tensor_info",
+                 "inputs['video_features'] tensor_info", "outputs['start_seconds'] tensor_info"):
+    assert needle in shown, needle
+
+
+def test_text_signature_matches_keras_model(setup, loaded):
+  sig = loaded[0].signatures["serving_default"]
+  rows = np.arange(len(setup["queries"]))
+  out = sig(query=tf.constant(setup["queries"]), **_video_args(setup, rows))
+  # In-graph tokenisation gives the prepared ids (the Python tokenizer's).
+  np.testing.assert_array_equal(out["query_tokens"].numpy(), setup["inputs"]["query_tokens"])
+  ref = _keras(setup, rows)
+  for name in ("start_probs", "end_probs", "inside_probs"):
+    np.testing.assert_allclose(out[name].numpy(), ref[name], atol=1e-5)
+  # Windows: brute force over all (i <= j) valid pairs of the Keras curves, in seconds.
+  for b in rows[:10]:
+    n = int(setup["num_steps"][b])
+    t = float(setup["duration"][b])
+    p = ref["start_probs"][b, :n, None] * ref["end_probs"][b, None, :n]
+    p = np.where(np.triu(np.ones((n, n), bool)), p, -1)
+    i, j = np.unravel_index(np.argmax(p), p.shape)
+    np.testing.assert_allclose(out["start_seconds"][b, 0], i * t / n, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["end_seconds"][b, 0], (j + 1) * t / n, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["scores"][b, 0], p[i, j], rtol=1e-4)
+    assert np.all(np.diff(out["scores"][b].numpy()) <= 1e-7)
+
+
+def test_token_signature_variable_n_and_l(setup, loaded):
+  sig = loaded[0].signatures["serving_tokens"]
+  rows = np.arange(6)
+  x = setup["inputs"]
+  n = int(x["video_mask"][rows].sum(1).max())       # shorter N than max_video_len
+  l = int((x["query_tokens"][rows] != 0).sum(1).max())  # shorter L than max_query_len
+  args = _video_args(setup, rows)
+  args["video_features"] = args["video_features"][:, :n]
+  out = sig(query_tokens=tf.constant(x["query_tokens"][rows, :l]), **args)
+  ref = _keras(setup, rows)
+  assert out["start_probs"].shape == (6, n)
+  np.testing.assert_allclose(out["end_probs"].numpy(), ref["end_probs"][:, :n], atol=1e-5)
+  assert out["start_seconds"].shape == (6, 5)
+
+
+BAD_TEXT = [
+    ("wrong feature dim", dict(video_features=np.zeros((1, 8, 7), np.float32)), "last dimension"),
+    ("too many steps", dict(video_features=np.zeros((1, MAX_VIDEO_LEN + 1, VIDEO_DIM), np.float32),
+                            video_length=np.array([3], np.int32)), "max_video_len"),
+    ("length past N", dict(video_length=np.array([9], np.int32)), "video_length"),
+    ("zero length", dict(video_length=np.array([0], np.int32)), "video_length"),
+    ("negative duration", dict(duration=np.array([-1.0], np.float32)), "duration"),
+    ("infinite duration", dict(duration=np.array([np.inf], np.float32)), "duration"),
+    ("NaN feature", dict(video_features=np.full((1, 8, VIDEO_DIM), np.nan, np.float32)), "NaN"),
+    ("batch mismatch", dict(duration=np.array([3.0, 4.0], np.float32)), "duration"),
+    ("empty query", dict(query=np.array([" “ ”  "])), "no tokens"),
+]
+
+
+@pytest.mark.parametrize("case,change,message", BAD_TEXT, ids=[c[0] for c in BAD_TEXT])
+def test_text_signature_bad_input_is_invalid_argument(loaded, case, change, message):
+  args = dict(query=np.array(["a person opens the door"]),
+              video_features=np.ones((1, 8, VIDEO_DIM), np.float32),
+              video_length=np.array([8], np.int32), duration=np.array([10.0], np.float32))
+  args.update(change)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    loaded[0].signatures["serving_default"](**{k: tf.constant(v) for k, v in args.items()})
+
+
+BAD_TOKENS = [
+    ("too long", np.ones((1, MAX_QUERY_LEN + 1), np.int32), "max_query_len"),
+    ("id past vocab", np.array([[2, 10 ** 6]], np.int32), "vocab_size"),
+    ("negative id", np.array([[2, -1]], np.int32), ">= 0"),
+    ("all padding", np.zeros((1, 4), np.int32), "at least one word|>= 1 word"),
+    ("word after padding", np.array([[2, 0, 3]], np.int32), "after 0 padding"),
+]
+
+
+@pytest.mark.parametrize("case,tokens,message", BAD_TOKENS, ids=[c[0] for c in BAD_TOKENS])
+def test_token_signature_bad_input_is_invalid_argument(loaded, case, tokens, message):
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+    loaded[0].signatures["serving_tokens"](
+        query_tokens=tf.constant(tokens), video_features=tf.ones((1, 8, VIDEO_DIM)),
+        video_length=tf.constant([8]), duration=tf.constant([10.0]))
+
+
+def test_load_errors_name_the_path(tmp_path):
+  from cimha_tf.deploy import saved_model
+  with pytest.raises(FileNotFoundError, match="no SavedModel"):
+    saved_model.load(tmp_path)
+  (tmp_path / "cimha" / "3").mkdir(parents=True)
+  (tmp_path / "cimha" / "3" / "saved_model.pb").write_bytes(b"not a protobuf")
+  with pytest.raises(ValueError, match="cannot load SavedModel .*cimha/3"):
+    saved_model.load(tmp_path)
+
+
+def test_export_refuses_to_overwrite_a_served_version(setup):
+  import types
+  from cimha_tf.export import export_saved_model
+  trained = types.SimpleNamespace(model=setup["model"], vocab_tokens=setup["tokens"],
+                                  model_config=None, top_k=5, checkpoint="best.keras")
+  with pytest.raises(FileExistsError, match="cimha/1 exists"):
+    export_saved_model(trained, os.path.join(setup["root"], "export"))

@@ -1,0 +1,138 @@
+"""TFLite export: built-in ops only, runs in LiteRT, parity with the Keras model, quantization."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.test_export_saved_model import MAX_QUERY_LEN, MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup
+
+
+@pytest.fixture(scope="module")
+def setup():
+  return deploy_setup()
+
+
+@pytest.fixture(scope="module")
+def quantized(setup):
+  """float16 and dynamic_int8 conversions of the workdir's model (one traced graph)."""
+  from cimha_tf.deploy import tflite
+  from cimha_tf.deploy.source import load_workdir
+  trained = load_workdir(setup["workdir"])
+  return tflite.convert_many(trained.model, MAX_VIDEO_LEN, MAX_QUERY_LEN,
+                             ("float16", "dynamic_int8"))
+
+
+def _run_all(model, setup):
+  """Curves of every test query, one batch-1 invoke each (as on a phone)."""
+  x = setup["inputs"]
+  outs = [model.run_batch(x["video_features"][b:b + 1], x["video_mask"][b:b + 1],
+                          x["query_tokens"][b:b + 1]) for b in range(len(x["video_mask"]))]
+  return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+
+def _top1(curves, mask):
+  """Brute-force best (i, j), i <= j, per row: independent of decode_spans."""
+  best = []
+  for s, e, m in zip(curves["start_probs"], curves["end_probs"], mask):
+    n = int(m.sum())
+    p = np.where(np.triu(np.ones((n, n), bool)), s[:n, None] * e[None, :n], -1)
+    best.append(np.unravel_index(np.argmax(p), p.shape))
+  return np.array(best)
+
+
+@pytest.fixture(scope="module")
+def keras_curves(setup):
+  out = setup["model"](setup["inputs"], training=False)
+  return {k: v.numpy() for k, v in out.items()}
+
+
+def test_cli_export_is_builtin_ops_with_fused_lstms(setup):
+  from cimha_tf.deploy import tflite
+  summary = setup["tflite_summary"]
+  assert summary["bytes"] > 0 and summary["quantize"] == "none"
+  with open(setup["tflite"], "rb") as f:
+    ops = tflite.op_names(f.read())
+  assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops
+  assert not [o for o in ops if o.startswith("FLEX") or o in ("CUSTOM", "WHILE")]
+  with open(summary["vocab"]) as f:
+    assert json.load(f)["tokens"] == setup["tokens"]
+
+
+def test_float32_parity_on_synthetic_test_split(setup, keras_curves):
+  from ai_edge_litert.interpreter import Interpreter  # the standalone LiteRT runtime
+  from cimha_tf.deploy import tflite
+  model = tflite.TFLiteModel(setup["tflite"])
+  assert isinstance(model.interpreter, Interpreter)
+  assert (model.batch_size, model.max_video_len, model.video_dim, model.max_query_len) == \
+      (1, MAX_VIDEO_LEN, VIDEO_DIM, MAX_QUERY_LEN)
+  got = _run_all(model, setup)
+  diffs = {k: float(np.abs(got[k] - keras_curves[k]).max()) for k in got}
+  print("float32 TFLite max abs diff vs Keras:", diffs)
+  assert len(setup["queries"]) >= 100
+  for name, d in diffs.items():
+    assert d <= 1e-4, (name, d)
+  # Repeated runs give the same curves: the fused LSTM state is reset between queries.
+  again = model.run_batch(*(setup["inputs"][k][:1] for k in tflite.INPUTS))
+  np.testing.assert_array_equal(again["start_probs"], got["start_probs"][:1])
+
+
+def test_quantized_top1_agreement_and_sizes(setup, keras_curves, quantized):
+  from cimha_tf.deploy import tflite
+  mask = setup["inputs"]["video_mask"]
+  want = _top1(keras_curves, mask)
+  sizes = {"none": setup["tflite_summary"]["bytes"]}
+  for quantize, flatbuffer in quantized.items():
+    sizes[quantize] = len(flatbuffer)
+    got = _top1(_run_all(tflite.TFLiteModel(flatbuffer), setup), mask)
+    agree = float((got == want).all(axis=1).mean())
+    print(f"{quantize}: same top-1 window on {agree:.1%} of {len(want)} queries")
+    assert agree >= 0.98, (quantize, agree)
+  print("sizes (bytes):", sizes)
+  assert sizes["float16"] < sizes["none"] and sizes["dynamic_int8"] < sizes["none"]
+
+
+def test_single_query_call_pads_and_masks(setup, keras_curves):
+  from cimha_tf.deploy import tflite
+  model = tflite.TFLiteModel(setup["tflite"])
+  x = setup["inputs"]
+  b = int(np.argmin(x["video_mask"].sum(1)))  # a shorter video
+  n = int(x["video_mask"][b].sum())
+  words = x["query_tokens"][b][x["query_tokens"][b] != 0]
+  out = model(x["video_features"][b, :n], words)
+  assert out["start_probs"].shape == (n,)
+  np.testing.assert_allclose(out["start_probs"], keras_curves["start_probs"][b, :n], atol=1e-4)
+
+
+@pytest.mark.parametrize("features,tokens,message", [
+    (np.zeros((4, VIDEO_DIM + 1)), [2], "expected \\(T, 512\\)"),
+    (np.zeros((MAX_VIDEO_LEN + 1, VIDEO_DIM)), [2], "pool longer videos"),
+    (np.zeros((0, VIDEO_DIM)), [2], "steps"),
+    (np.full((3, VIDEO_DIM), np.nan), [2], "NaN"),
+    (np.zeros((3, VIDEO_DIM)), [], "query_tokens"),
+    (np.zeros((3, VIDEO_DIM)), [2] * (MAX_QUERY_LEN + 1), "query_tokens"),
+])
+def test_bad_input_is_a_clear_error(setup, features, tokens, message):
+  from cimha_tf.deploy import tflite
+  model = tflite.TFLiteModel(setup["tflite"])
+  with pytest.raises(ValueError, match=message):
+    model(features, np.array(tokens, np.int32))
+  with pytest.raises(ValueError, match="video_mask: shape"):
+    model.run_batch(np.zeros((1, MAX_VIDEO_LEN, VIDEO_DIM)), np.zeros((1, 5)),
+                    np.zeros((1, MAX_QUERY_LEN)))
+
+
+def test_missing_or_corrupt_model_file(tmp_path):
+  from cimha_tf.deploy import tflite
+  with pytest.raises(FileNotFoundError, match="nope.tflite"):
+    tflite.TFLiteModel(tmp_path / "nope.tflite")
+  bad = tmp_path / "bad.tflite"
+  bad.write_bytes(b"\x00" * 64)
+  with pytest.raises(ValueError, match="bad.tflite"):
+    tflite.TFLiteModel(bad)
+
+
+def test_unknown_quantization_rejected(setup):
+  from cimha_tf.deploy import tflite
+  with pytest.raises(ValueError, match="quantize='int4'"):
+    tflite.convert(setup["model"], MAX_VIDEO_LEN, MAX_QUERY_LEN, quantize="int4")

@@ -1,0 +1,130 @@
+"""predict: SavedModel folder or .tflite, any feature file layout, windows in seconds."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.test_export_saved_model import MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
+
+
+@pytest.fixture(scope="module")
+def setup():
+  return deploy_setup()
+
+
+@pytest.fixture(scope="module")
+def predictors(setup):
+  from cimha_tf.deploy.predictor import load_predictor
+  return {"saved_model": load_predictor(setup["saved_model"]),
+          "tflite": load_predictor(setup["tflite"])}
+
+
+def _keras_top_windows(setup, b, k):
+  """Brute-force top-k windows in seconds from the Keras curves of test row b."""
+  x = {key: v[b:b + 1] for key, v in setup["inputs"].items()}
+  out = setup["model"](x, training=False)
+  n, t = int(setup["num_steps"][b]), float(setup["duration"][b])
+  s, e = out["start_probs"].numpy()[0, :n], out["end_probs"].numpy()[0, :n]
+  pairs = sorted(((s[i] * e[j], i, j) for i in range(n) for j in range(i, n)),
+                 key=lambda p: (-p[0], p[1], p[2]))[:k]
+  return [[i * t / n, (j + 1) * t / n, p] for p, i, j in pairs]
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
+def test_predict_matches_keras_windows(setup, predictors, fmt):
+  for b in (0, 5):
+    n = int(setup["num_steps"][b])
+    got = predictors[fmt].predict(setup["inputs"]["video_features"][b, :n], setup["queries"][b],
+                                  float(setup["duration"][b]), top_k=3)
+    want = _keras_top_windows(setup, b, 3)
+    np.testing.assert_allclose(np.array(got)[:, :2], np.array(want)[:, :2], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(np.array(got)[:, 2], np.array(want)[:, 2], rtol=1e-3)
+
+
+def test_top_k_beyond_the_exported_k_is_decoded_from_curves(setup, predictors):
+  b = 0
+  n = int(setup["num_steps"][b])
+  got = predictors["saved_model"].predict(setup["inputs"]["video_features"][b, :n],
+                                          setup["queries"][b], float(setup["duration"][b]),
+                                          top_k=8)
+  assert len(got) == 8
+  np.testing.assert_allclose(np.array(got)[:, :2], np.array(_keras_top_windows(setup, b, 8))[:, :2],
+                             rtol=1e-5, atol=1e-4)
+
+
+def test_long_video_is_pooled_and_both_formats_agree(predictors):
+  rng = np.random.default_rng(1)
+  feats = rng.normal(size=(3 * MAX_VIDEO_LEN + 5, VIDEO_DIM)).astype(np.float32)
+  a = predictors["saved_model"].predict(feats, "a person opens the door.", 60.0, top_k=5)
+  b = predictors["tflite"].predict(feats, "a person opens the door.", 60.0, top_k=5)
+  np.testing.assert_allclose(np.array(a), np.array(b), rtol=1e-4, atol=1e-4)
+  step = 60.0 / MAX_VIDEO_LEN
+  for s, e, p in a:
+    assert 0 <= s < e <= 60.0 + 1e-4 and p > 0
+    assert abs(s / step - round(s / step)) < 1e-3  # on the pooled steps' boundaries
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
+def test_cli_on_each_feature_layout(setup, tmp_path, fmt):
+  feats = setup["inputs"]["video_features"][0, :int(setup["num_steps"][0])]
+  np.save(tmp_path / "v.npy", feats)
+  np.savez(tmp_path / "v.npz", features=feats)
+  with h5py.File(tmp_path / "v.h5", "w") as f:
+    f["SYN0000"] = feats
+  model = setup["saved_model"] if fmt == "saved_model" else setup["tflite"]
+  results = []
+  for name in ("v.npy", "v.npz", "v.h5"):
+    out = json.loads(run_module("cimha_tf.predict", f"--model={model}",
+                                f"--features={tmp_path / name}",
+                                f"--query={setup['queries'][0]}",
+                                f"--duration={setup['duration'][0]}", "--top_k=3"))
+    assert out["num_steps"] == feats.shape[0] and len(out["windows"]) == 3
+    results.append(out["windows"])
+    if fmt == "saved_model":  # one subprocess per layout is enough for the slower format
+      break
+  for other in results[1:]:
+    np.testing.assert_allclose(other, results[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
+def test_cli_on_real_clip_features(setup, shared_data, fmt):
+  """The real 15 x 512 CLIP features of a Charades video, with the 512-d synthetic model."""
+  model = setup["saved_model"] if fmt == "saved_model" else setup["tflite"]
+  path = shared_data / "sample_video" / "charades_sample_clip_vid.npz"
+  out = json.loads(run_module("cimha_tf.predict", f"--model={model}", f"--features={path}",
+                              "--query=a person opens the door.", "--clip_seconds=2",
+                              "--top_k=5"))
+  assert out["duration"] == 30.0 and out["num_steps"] == 15
+  assert len(out["windows"]) == 5
+  scores = [w[2] for w in out["windows"]]
+  assert scores == sorted(scores, reverse=True) and all(0 < p <= 1 for p in scores)
+  for s, e, _ in out["windows"]:
+    assert 0 <= s < e <= 30.0 + 1e-4
+    assert abs(s / 2 - round(s / 2)) < 1e-4 and abs(e / 2 - round(e / 2)) < 1e-4
+
+
+def test_bad_input_errors(setup, predictors, tmp_path):
+  from cimha_tf.deploy.predictor import load_predictor
+  from cimha_tf.predict import resolve_duration
+  feats = np.zeros((4, VIDEO_DIM), np.float32)
+  for p in predictors.values():
+    with pytest.raises(ValueError, match="non-empty sentence"):
+      p.predict(feats, "   ", 10.0)
+    with pytest.raises(ValueError, match="duration"):
+      p.predict(feats, "a door", float("nan"))
+    with pytest.raises(ValueError, match="feature dimension"):
+      p.predict(np.zeros((4, 7), np.float32), "a door", 10.0)
+    with pytest.raises(ValueError, match="NaN"):
+      p.predict(np.full((4, VIDEO_DIM), np.nan, np.float32), "a door", 10.0)
+  with pytest.raises(ValueError, match="no tokens"):
+    predictors["tflite"].predict(feats, "“ ”", 10.0)
+  with pytest.raises(ValueError, match="--duration"):
+    resolve_duration(None, None, 15)
+  assert resolve_duration(None, 2.0, 15) == 30.0
+  with pytest.raises(FileNotFoundError, match="nothing.tflite"):
+    load_predictor(tmp_path / "nothing.tflite")
+  with pytest.raises(FileNotFoundError, match="vocab"):
+    (tmp_path / "m.tflite").write_bytes(open(setup["tflite"], "rb").read())
+    load_predictor(tmp_path / "m.tflite")

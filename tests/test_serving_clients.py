@@ -1,0 +1,130 @@
+"""The REST and gRPC clients' exact payloads, decoded as TF Serving decodes them and run
+through the locally loaded SavedModel signature, agree with the Keras model."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.test_export_saved_model import MAX_VIDEO_LEN, REPO, deploy_setup
+
+
+def _load(name):
+  path = os.path.join(REPO, "export", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(f"cimha_export_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.fixture(scope="module")
+def setup():
+  return deploy_setup()
+
+
+@pytest.fixture(scope="module")
+def loaded(setup):
+  from cimha_tf.deploy import saved_model
+  return saved_model.load(setup["saved_model"])[0]
+
+
+@pytest.fixture(scope="module")
+def batch(setup):
+  """Three test queries with their videos cut to their real length (different N)."""
+  x = setup["inputs"]
+  rows = [0, 1, int(np.argmin(x["video_mask"].sum(1)))]
+  feats = [x["video_features"][b, :int(x["video_mask"][b].sum())] for b in rows]
+  common = _load("request_common")
+  text = common.batch_inputs([setup["queries"][b] for b in rows], feats,
+                             [float(setup["duration"][b]) for b in rows], MAX_VIDEO_LEN)
+  words = [[int(t) for t in x["query_tokens"][b] if t] for b in rows]
+  tokens = common.batch_inputs(words, feats, [float(setup["duration"][b]) for b in rows],
+                               MAX_VIDEO_LEN)
+  ref = setup["model"]({k: v[rows] for k, v in x.items()}, training=False)
+  return rows, text, tokens, {k: v.numpy() for k, v in ref.items()}
+
+
+def _check(outputs, ref, text_inputs, setup, rows):
+  n = text_inputs["video_features"].shape[1]
+  for name in ("start_probs", "end_probs", "inside_probs"):
+    np.testing.assert_allclose(np.asarray(outputs[name]), ref[name][:, :n], atol=1e-5)
+  common = _load("request_common")
+  for i, b in enumerate(rows):
+    w = common.windows(outputs, i)
+    assert w and all(0 <= s < e <= setup["duration"][b] + 1e-4 for s, e, _ in w)
+
+
+def _rest_decode(payload):
+  """TF Serving's REST decoding: row format stacks the instances, columnar is direct."""
+  body = json.loads(json.dumps(payload))  # exactly what goes over the wire
+  if "instances" in body:
+    cols = {k: [inst[k] for inst in body["instances"]] for k in body["instances"][0]}
+  else:
+    cols = body["inputs"]
+  dtypes = {"query": tf.string, "video_features": tf.float32, "video_length": tf.int32,
+            "duration": tf.float32, "query_tokens": tf.int32}
+  return body["signature_name"], {k: tf.constant(v, dtypes[k]) for k, v in cols.items()}
+
+
+@pytest.mark.parametrize("fmt", ["instances", "inputs"])
+@pytest.mark.parametrize("kind", ["text", "tokens"])
+def test_rest_payload_runs_on_the_signature(setup, loaded, batch, fmt, kind):
+  rest = _load("rest_client")
+  rows, text, tokens, ref = batch
+  inputs = text if kind == "text" else tokens
+  signature = "serving_default" if kind == "text" else "serving_tokens"
+  payload = rest.build_payload(inputs, signature, fmt)
+  assert (fmt in payload) and payload["signature_name"] == signature
+  name, tensors = _rest_decode(payload)
+  out = {k: v.numpy() for k, v in loaded.signatures[name](**tensors).items()}
+  # Serialised back the way the server answers, parsed by the client.
+  if fmt == "inputs":
+    body = {"outputs": {k: v.tolist() for k, v in out.items() if v.dtype != object}}
+  else:
+    body = {"predictions": [{k: v[b].tolist() for k, v in out.items() if v.dtype != object}
+                            for b in range(len(rows))]}
+  _check(rest.parse_response(json.loads(json.dumps(body))), ref, text, setup, rows)
+
+
+@pytest.mark.parametrize("kind", ["text", "tokens"])
+def test_grpc_request_runs_on_the_signature(setup, loaded, batch, kind):
+  pytest.importorskip("tensorflow_serving.apis", reason="pip install tensorflow-serving-api")
+  from tensorflow_serving.apis import predict_pb2
+  grpc_client = _load("grpc_client")
+  rows, text, tokens, ref = batch
+  signature = "serving_default" if kind == "text" else "serving_tokens"
+  request = grpc_client.build_request(text if kind == "text" else tokens, signature)
+  wire = predict_pb2.PredictRequest.FromString(request.SerializeToString())
+  assert wire.model_spec.name == "cimha" and wire.model_spec.signature_name == signature
+  tensors = {k: tf.constant(tf.make_ndarray(v)) for k, v in wire.inputs.items()}
+  out = loaded.signatures[wire.model_spec.signature_name](**tensors)
+  response = predict_pb2.PredictResponse()
+  for k, v in out.items():
+    response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
+  parsed = grpc_client.parse_response(predict_pb2.PredictResponse.FromString(
+      response.SerializeToString()))
+  _check(parsed, ref, text, setup, rows)
+
+
+def test_rest_error_body_and_bad_batch_are_clear(setup):
+  rest = _load("rest_client")
+  common = _load("request_common")
+  with pytest.raises(RuntimeError, match="INVALID_ARGUMENT"):
+    rest.parse_response({"error": "INVALID_ARGUMENT: video_length: must be <= N"})
+  with pytest.raises(ValueError, match="as many queries"):
+    common.batch_inputs(["a"], [], [1.0], MAX_VIDEO_LEN)
+  with pytest.raises(ValueError, match="'rows'"):
+    rest.build_payload(common.batch_inputs(["a"], [np.ones((2, 3))], [1.0], 8), fmt="rows")
+
+
+def test_model_config_and_readme_commands(setup):
+  with open(os.path.join(REPO, "export", "models.config")) as f:
+    config = f.read()
+  assert 'name: "cimha"' in config and 'base_path: "/models/cimha"' in config
+  with open(os.path.join(REPO, "export", "README.md")) as f:
+    readme = f.read()
+  for needle in ("docker run", "tensorflow/serving", "8501", "8500", "--model_config_file"):
+    assert needle in readme
