@@ -7,6 +7,9 @@ training workdir: `python -m cimha_tf.evaluate --workdir=DIR` and export work on
 """
 
 import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
+
 import sys
 
 from absl import app, flags

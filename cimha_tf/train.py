@@ -7,6 +7,10 @@ MirroredStrategy over the local GPUs (or the CPU). Started again on the same wor
 resumes (cimha_tf/training/trainer.py).
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
+
 import sys
 
 from absl import app, flags

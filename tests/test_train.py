@@ -99,7 +99,8 @@ def _config(run, **overrides):
 def _fails_before_training(config, workdir, match):
   with pytest.raises(ValueError, match=match):
     trainer.train(config, str(workdir), verbose=0)
-  assert not os.path.exists(wd.path(str(workdir), wd.LAST))
+  for name in (trainer.HISTORY, wd.BACKUP, wd.LOGS):  # written from the first epoch on
+    assert not os.path.exists(wd.path(str(workdir), name))
 
 
 def test_missing_split(run, tmp_path):
