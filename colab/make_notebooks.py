@@ -220,8 +220,13 @@ inside probabilities over the video's time axis, the ground-truth moment shaded 
 top-1 prediction marked. `evaluate` wrote these into `RUN/figures/`.
 """),
       code(r'''
-figures = sorted((RUN / "figures").glob("*.png"))
-print(len(figures), "figures in", RUN / "figures")
+import itertools
+figures = [p for p in sorted((RUN / "figures").glob("*.png")) if "recall" not in p.name]
+print(len(figures), "query figures in", RUN / "figures")
+groups = {}  # one best, one worst, one random query first, then the rest
+for p in figures:
+  groups.setdefault(next((k for k in ("best", "worst", "random") if k in p.name), "other"), []).append(p)
+figures = [p for row in itertools.zip_longest(*groups.values()) for p in row if p]
 for fig in figures[:NUM_FIGURES]:
   print(fig.name)
   display(Image(filename=str(fig)))
@@ -524,7 +529,7 @@ display(Image(filename=str(curve_png)))
       code(r'''
 # A few test queries as the full model sees them (written by evaluate).
 best = VARIANTS[-1]
-for fig in sorted((workdir(best) / "figures").glob("*.png"))[:3]:
+for fig in [p for p in sorted((workdir(best) / "figures").glob("*.png")) if "recall" not in p.name][:3]:
   print(fig.name)
   display(Image(filename=str(fig)))
 '''),
