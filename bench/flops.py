@@ -64,9 +64,12 @@ def op_flops(op):
   return 2 * int(np.prod(vals, dtype=np.int64))
 
 
-def _scope(name):
-  # the functional model's ops are named LAYER_k/...: the layer is the block
-  return re.sub(r"_\d+$", "", name.split("/")[0])
+def _scope(name, model_name):
+  # the functional model's ops are named [MODEL/]LAYER_k/...: the layer is the block
+  parts = name.split("/")
+  if parts[0].startswith(model_name) and len(parts) > 1:
+    parts = parts[1:]
+  return re.sub(r"_\d+$", "", parts[0])
 
 
 def count_forward(s):
@@ -84,7 +87,7 @@ def count_forward(s):
       if f is None:
         unknown += 1
       else:
-        per_block[_scope(op.name)] += f
+        per_block[_scope(op.name, model.name)] += f
   return sum(per_block.values()), dict(per_block), unknown, model
 
 

@@ -27,7 +27,7 @@ FULL = [("keras", "keras", False, 1), ("keras+jit", "keras", True, 1),
         ("fused", "fused", False, 1), ("fused+spe4", "fused", False, 4),
         ("keras+spe4", "keras", False, 4)]
 # --quick: the cheapest-to-trace forms only (CI checks the script, not the numbers).
-QUICK = [("fused", "fused", False, 1), ("fused+spe2", "fused", False, 2)]
+QUICK = [("fused+spe2", "fused", False, 2)]
 
 
 class _Timer(keras.callbacks.Callback):

@@ -1,0 +1,110 @@
+"""Markdown tables from the figures' JSON (bench/results/*.json) for docs/benchmarks.md.
+
+  python -m bench.report [--results=bench/results]
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+RESULTS = flags.DEFINE_string("results", "bench/results", "folder of NAME.json files")
+
+
+def _load(name):
+  p = os.path.join(RESULTS.value, f"{name}.json")
+  if not os.path.exists(p):
+    return None
+  with open(p) as f:
+    return json.load(f)
+
+
+def _rate(r):
+  return f"{r['median']:.1f} ({r['low']:.1f}-{r['high']:.1f})"
+
+
+def render():
+  out = []
+  d = _load("train_throughput")
+  if d:
+    m = d["machine"]
+    out += [f"### 1. Training throughput ({m['time_utc']}, load {m['load_avg_1_5_15']})", "",
+            "| variant | batch | samples/s median (min-max) | x keras | first execution s |",
+            "|---|---|---|---|---|"]
+    for k, r in d["results"].items():
+      sp = r.get("speedup_vs_keras_same_batch")
+      out.append(f"| {k.split('@')[0]} | {r['batch_size']} | {_rate(r['samples_per_s'])} | "
+                 f"{sp:.2f} |" if sp else f"| {k.split('@')[0]} | {r['batch_size']} | "
+                 f"{_rate(r['samples_per_s'])} | - |")
+      out[-1] += f" {r['first_execution_s']:.0f} |"
+    out += [""] + [f"- {n}" for n in d["notes"]] + [""]
+  d = _load("inference")
+  if d:
+    m = d["machine"]
+    out += [f"### 2. Inference ({m['time_utc']}, load {m['load_avg_1_5_15']})", "",
+            "| engine | batch-1 latency ms (min-max) | batch-100 samples/s (min-max) |",
+            "|---|---|---|"]
+    for k, r in d["results"].items():
+      b1 = r.get("batch1")
+      bn = [v for kk, v in r.items() if kk != "batch1"]
+      lat = (f"{b1['latency_ms']:.2f} ({1e3 * b1['timing']['min_s']:.2f}-"
+             f"{1e3 * b1['timing']['max_s']:.2f})") if b1 else "-"
+      thr = _rate(bn[0]["samples_per_s"]) if bn else "-"
+      out.append(f"| {k} | {lat} | {thr} |")
+    out += [""] + [f"- {n}" for n in d["notes"]] + [""]
+  d = _load("input_pipeline")
+  if d:
+    r = d["results"]
+    out += ["### 3. Input pipeline", "", "| regime | examples/s (min-max) | ratio to training |",
+            "|---|---|---|"]
+    for k in ("pipeline_cached", "pipeline_uncached"):
+      out.append(f"| {k} | {_rate(r[k]['examples_per_s'])} | {r[k]['ratio_to_training']:.1f} |")
+    out.append(f"| training step (fused LSTM) | {_rate(r['train_step_fused_lstm']['samples_per_s'])} | 1 |")
+    out += ["", f"- dataset: {r['dataset']}"] + [f"- {n}" for n in d["notes"]] + [""]
+  d = _load("memory")
+  if d:
+    out += ["### 4. Peak memory (RSS, MiB, one process per role)", "", "| role | peak RSS MiB |",
+            "|---|---|"]
+    for k, r in d["results"].items():
+      extra = ""
+      if isinstance(r.get("detail"), dict) and "interpreter_process_peak_rss_mb" in r["detail"]:
+        extra = f" (interpreter-only process: {r['detail']['interpreter_process_peak_rss_mb']:.0f})"
+      out.append(f"| {k} | {r['peak_rss_mb']:.0f}{extra} |")
+    out += [""]
+  d = _load("flops")
+  if d:
+    r = d["results"]
+    out += ["### 5. FLOPs and achieved rate", "",
+            f"- forward: {r['forward_flops_per_sample'] / 1e6:.1f} MFLOP/sample; training step: "
+            f"{r['train_flops_per_sample'] / 1e6:.1f} MFLOP/sample",
+            f"- fp32 matmul rate measured in the same process: "
+            f"{r['matmul_rate']['flops_per_s'] / 1e9:.1f} GFLOP/s before, "
+            f"{r['matmul_rate_after']['flops_per_s'] / 1e9:.1f} after", "",
+            "| block | forward MFLOP/sample | share |", "|---|---|---|"]
+    tot = r["forward_flops_per_sample"]
+    for k, v in r["forward_flops_by_block"].items():
+      out.append(f"| {k} | {v / 1e6:.1f} | {100 * v / tot:.0f}% |")
+    out += ["", "| run | samples/s | achieved GFLOP/s | fraction of matmul rate |",
+            "|---|---|---|---|"]
+    for k, a in r["achieved"].items():
+      out.append(f"| {k} | {a['samples_per_s']:.1f} | {a['flops_per_s'] / 1e9:.2f} | "
+                 f"{a['fraction_of_matmul_rate']:.2f} |")
+    out += [""]
+  d = _load("profile_layers")
+  if d:
+    out += ["### Profile: forward+backward per block (batch %d)" % d["shapes"]["batch_size"], "",
+            "| block [implementation] | ms median (min-max) |", "|---|---|"]
+    for k, r in d["results"].items():
+      out.append(f"| {k} | {r['fwd_bwd_ms']:.0f} ({r['spread_ms'][0]:.0f}-{r['spread_ms'][1]:.0f}) |")
+    out += [""]
+  return "\n".join(out)
+
+
+def main(argv):
+  del argv
+  print(render())
+
+
+if __name__ == "__main__":
+  app.run(main)
