@@ -177,9 +177,10 @@ def test_lstm_implementations_agree(models):
   out = run(unrolled, x)
   for name in base:
     np.testing.assert_allclose(out[name], base[name], atol=1e-5, err_msg=name)
-  back = M.with_lstm_implementation(unrolled, "keras")
-  for name in base:
-    np.testing.assert_allclose(run(back, x)[name], base[name], atol=1e-5)
+  for impl in ("scan", "keras"):
+    other = M.with_lstm_implementation(unrolled, impl)
+    for name in base:
+      np.testing.assert_allclose(run(other, x)[name], base[name], atol=1e-5, err_msg=impl)
 
 
 def test_unrolled_lstm_matches_keras_lstm_static_and_dynamic():
@@ -193,6 +194,10 @@ def test_unrolled_lstm_matches_keras_lstm_static_and_dynamic():
   np.testing.assert_allclose(np.asarray(mine(x)), expected, atol=1e-6)
   dynamic = tf.function(mine, input_signature=[tf.TensorSpec([None, None, 5])])
   np.testing.assert_allclose(dynamic(x).numpy(), expected, atol=1e-6)  # ops.scan path
+  scan = UnrolledLSTM(4, unroll=False)
+  scan(x)
+  scan.set_weights(ref.get_weights())
+  np.testing.assert_allclose(np.asarray(scan(x)), expected, atol=1e-6)
 
 
 def test_bilstm_equals_per_row_unpadded_run():

@@ -70,7 +70,7 @@ def build_model(model_config, video_dim, vocab_size, embeddings=None):
 
 def with_lstm_implementation(model, implementation):
   """The same model (same weights, outputs equal to float rounding) with every Bi-LSTM
-  switched to `implementation` ("keras" or "unrolled", e.g. for TFLite without Flex)."""
+  switched to `implementation` ("keras", "scan", or "unrolled" e.g. for TFLite without Flex)."""
   if implementation not in config_lib.LSTM_IMPLEMENTATIONS:
     raise ValueError(f"implementation={implementation!r}: expected one of "
                      f"{config_lib.LSTM_IMPLEMENTATIONS}")

@@ -4,7 +4,7 @@ import ml_collections
 
 VARIANTS = ("mha", "cimha_wo_ms", "cimha")
 CROSS_FUSIONS = ("backprojection", "pool_tile")
-LSTM_IMPLEMENTATIONS = ("keras", "unrolled")
+LSTM_IMPLEMENTATIONS = ("keras", "unrolled", "scan")
 
 
 def default_config():
@@ -52,7 +52,8 @@ def default_config():
   c.cross_skip = True
   # "keras" = keras.layers.LSTM (tf.while_loop); "unrolled" = plain ops over a static
   # time axis with the same weights (TFLite built-in ops, no Flex). Swappable with
-  # cimha_tf.model.with_lstm_implementation.
+  # cimha_tf.model.with_lstm_implementation. "scan" = the unrolled cell's math in a
+  # loop (input projection hoisted out of it), same weights.
   c.lstm_implementation = "keras"
   return c
 

@@ -1,4 +1,4 @@
-"""One LSTM direction, in two interchangeable implementations (model.lstm_implementation).
+"""One LSTM direction, in interchangeable implementations (model.lstm_implementation).
 
 "keras": keras.layers.LSTM(return_sequences=True) (a tf.while_loop on TensorFlow).
 "unrolled": the same cell in plain ops over a static time axis: one input matmul for all
@@ -6,7 +6,12 @@ steps, then per step z = x_t W + h U + b with gates (i, f, c, o), exactly LSTMCe
 math and weights layout [kernel (Din, 4u), recurrent_kernel (u, 4u), bias (4u,)], so
 weights move between the two with get_weights/set_weights. Converted to TFLite it is
 built-in ops only (no Flex). With an unknown time axis it falls back to ops.scan.
-Neither takes a mask: callers put valid steps first (see bilstm.py).
+"scan": the unrolled cell's math always through ops.scan (a loop, like Keras's).
+None takes a mask: callers put valid steps first (see bilstm.py).
+Train with "keras" or "scan": tracing 128 unrolled steps (and their gradients) takes many minutes.
+Not offered: TensorFlow's fused BlockLSTMV2 kernel. Its forward pass uses Keras's gate
+order, but in TF 2.21 its registered gradient disagrees with finite differences (the f
+and c gate gradients come out mixed), so it would train the wrong function.
 """
 
 import keras
@@ -23,11 +28,16 @@ def _bias_init(units):
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class UnrolledLSTM(keras.layers.Layer):
-  """(B, T, Din) -> (B, T, units); weights and math identical to keras.layers.LSTM."""
+  """(B, T, Din) -> (B, T, units); weights and math identical to keras.layers.LSTM.
 
-  def __init__(self, units, **kwargs):
+  unroll=False always takes the ops.scan path ("scan" implementation): a loop like
+  Keras's, but with the input projection hoisted out of it.
+  """
+
+  def __init__(self, units, unroll=True, **kwargs):
     super().__init__(**kwargs)
     self.units = units
+    self.unroll = unroll
 
   def build(self, input_shape):
     u = self.units
@@ -51,30 +61,34 @@ class UnrolledLSTM(keras.layers.Layer):
     xw = ops.matmul(x, self.kernel)  # all steps' input projections in one matmul
     h = c = ops.zeros_like(xw[:, 0, : self.units])
     steps = x.shape[1]
-    if steps is not None:
+    if steps is not None and self.unroll:
       outputs = []
       for t in range(steps):
         h, c = self._step(xw[:, t], h, c)
         outputs.append(h)
       return ops.stack(outputs, axis=1)
 
-    def body(carry, xw_t):
-      h, c = self._step(xw_t, *carry)
-      return (h, c), h
+    u = self.units
 
-    _, hs = ops.scan(body, (h, c), ops.transpose(xw, (1, 0, 2)))
-    return ops.transpose(hs, (1, 0, 2))
+    def body(hc, xw_t):  # one carry tensor [h, c]: Keras's TF scan wants ys like carry
+      h, c = self._step(xw_t, hc[:, :u], hc[:, u:])
+      hc = ops.concatenate([h, c], axis=-1)
+      return hc, hc
+
+    _, hcs = ops.scan(body, ops.concatenate([h, c], axis=-1), ops.transpose(xw, (1, 0, 2)))
+    return ops.transpose(hcs[:, :, :u], (1, 0, 2))
 
   def compute_output_shape(self, input_shape):
     return tuple(input_shape[:-1]) + (self.units,)
 
   def get_config(self):
-    return {**super().get_config(), "units": self.units}
+    return {**super().get_config(), "units": self.units, "unroll": self.unroll}
 
 
 def make_lstm(units, implementation, name):
   if implementation == "keras":
     return keras.layers.LSTM(units, return_sequences=True, name=name)
-  if implementation == "unrolled":
-    return UnrolledLSTM(units, name=name)
-  raise ValueError(f"lstm_implementation={implementation!r}: expected 'keras' or 'unrolled'")
+  if implementation in ("unrolled", "scan"):
+    return UnrolledLSTM(units, unroll=implementation == "unrolled", name=name)
+  raise ValueError(f"lstm_implementation={implementation!r}: expected 'keras', 'unrolled' "
+                   "or 'scan'")
