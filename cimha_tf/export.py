@@ -11,7 +11,6 @@ Prints a JSON summary (paths, size in bytes, ops) on stdout.
 """
 
 import json
-import os
 
 from absl import app, flags, logging
 
@@ -30,36 +29,9 @@ flags.DEFINE_integer("tflite_batch_size", 1, "Fixed batch size of the TFLite mod
 flags.mark_flags_as_required(["workdir", "output"])
 
 
-def export_saved_model(trained, output, version=1, overwrite=False, top_k=None):
-  from cimha_tf.deploy import saved_model
-  path = saved_model.export(trained.model, trained.vocab_tokens, output, trained.model_config,
-                            top_k=top_k or trained.top_k, version=version, overwrite=overwrite,
-                            extra_meta={"checkpoint": os.path.abspath(trained.checkpoint)})
-  size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
-  return {"format": "saved_model", "path": path, "bytes": size}
-
-
-def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused", batch_size=1):
-  from cimha_tf.deploy import tflite
-  if not output.endswith(".tflite"):
-    raise ValueError(f"--output={output}: a TFLite export must be a .tflite file path")
-  if os.path.exists(output) and not overwrite:
-    raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-  c = trained.model_config
-  flatbuffer = tflite.convert(trained.model, c.max_video_len, c.max_query_len, quantize,
-                              lstm, batch_size)
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, "wb") as f:
-    f.write(flatbuffer)
-  vocab_path = os.path.join(os.path.dirname(os.path.abspath(output)), "vocab.json")
-  with open(vocab_path, "w", encoding="utf-8") as f:
-    json.dump({"tokens": trained.vocab_tokens}, f, ensure_ascii=False)
-  return {"format": "tflite", "path": output, "vocab": vocab_path, "quantize": quantize,
-          "lstm": lstm, "bytes": len(flatbuffer), "ops": sorted(tflite.op_names(flatbuffer))}
-
-
 def main(argv):
   del argv
+  from cimha_tf.deploy.exporter import export_saved_model, export_tflite
   from cimha_tf.deploy.source import load_workdir
   logging.info("loading %s (checkpoint %s)", FLAGS.workdir, FLAGS.checkpoint)
   trained = load_workdir(FLAGS.workdir, FLAGS.checkpoint)

@@ -29,23 +29,10 @@ flags.DEFINE_string("vocab", None, "vocab.json for a .tflite model (default: bes
 flags.mark_flags_as_required(["model", "features", "query"])
 
 
-def resolve_duration(duration, clip_seconds, num_rows):
-  if duration is not None and clip_seconds is not None:
-    raise ValueError("pass --duration or --clip_seconds, not both")
-  if duration is not None:
-    return float(duration)
-  if clip_seconds is not None:
-    if clip_seconds <= 0:
-      raise ValueError(f"--clip_seconds={clip_seconds}: expected > 0")
-    return float(clip_seconds) * num_rows
-  raise ValueError("the video's duration is unknown: pass --duration=SECONDS (or "
-                   "--clip_seconds=C if each feature row covers C seconds)")
-
-
 def main(argv):
   del argv
   from cimha_tf.data.features import load_feature_file
-  from cimha_tf.deploy.predictor import load_predictor
+  from cimha_tf.deploy.predictor import load_predictor, resolve_duration
   features = load_feature_file(FLAGS.features, FLAGS.feature_key)
   duration = resolve_duration(FLAGS.duration, FLAGS.clip_seconds, features.shape[0])
   predictor = load_predictor(FLAGS.model, FLAGS.vocab)

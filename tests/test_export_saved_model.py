@@ -255,7 +255,7 @@ def test_load_errors_name_the_path(tmp_path):
 
 def test_export_refuses_to_overwrite_a_served_version(setup):
   import types
-  from cimha_tf.export import export_saved_model
+  from cimha_tf.deploy.exporter import export_saved_model
   trained = types.SimpleNamespace(model=setup["model"], vocab_tokens=setup["tokens"],
                                   model_config=None, top_k=5, checkpoint="best.keras")
   with pytest.raises(FileExistsError, match="cimha/1 exists"):

@@ -106,8 +106,7 @@ def test_cli_on_real_clip_features(setup, shared_data, fmt):
 
 
 def test_bad_input_errors(setup, predictors, tmp_path):
-  from cimha_tf.deploy.predictor import load_predictor
-  from cimha_tf.predict import resolve_duration
+  from cimha_tf.deploy.predictor import load_predictor, resolve_duration
   feats = np.zeros((4, VIDEO_DIM), np.float32)
   for p in predictors.values():
     with pytest.raises(ValueError, match="non-empty sentence"):

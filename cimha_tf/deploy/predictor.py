@@ -84,6 +84,19 @@ class TFLitePredictor(_Base):
     return _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
 
 
+def resolve_duration(duration, clip_seconds, num_rows):
+  if duration is not None and clip_seconds is not None:
+    raise ValueError("pass --duration or --clip_seconds, not both")
+  if duration is not None:
+    return float(duration)
+  if clip_seconds is not None:
+    if clip_seconds <= 0:
+      raise ValueError(f"--clip_seconds={clip_seconds}: expected > 0")
+    return float(clip_seconds) * num_rows
+  raise ValueError("the video's duration is unknown: pass --duration=SECONDS (or "
+                   "--clip_seconds=C if each feature row covers C seconds)")
+
+
 def load_predictor(path, vocab_path=None):
   """A .tflite file -> TFLitePredictor; a folder -> SavedModelPredictor."""
   path = os.fspath(path)
