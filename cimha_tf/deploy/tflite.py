@@ -17,6 +17,9 @@ valid) and one of two LSTM forms, both with the model's exact weights:
   no mask reaches the LSTM. The composite pass sets cell_clip=10 on the op, which Keras
   does not have; we reset it to 0 (no clipping) in the flatbuffer so the op computes
   exactly Keras's cell. One op per direction is what makes batch-1 latency small.
+  The op keeps h and c in variable tensors that persist across invocations, so a runner
+  must reset them before each query (`interpreter.reset_all_variables()`; TFLiteModel
+  does; Android: `Interpreter.resetVariableTensors()`), or the state leaks between queries.
 * "unrolled": the model's UnrolledLSTM as is: N copies of the cell in plain built-in ops
   (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD). Slower and a larger graph; a fallback if a
   converter version stops fusing.
