@@ -73,6 +73,12 @@ def _free_ports(n):
   return ports
 
 
+@pytest.mark.slow  # two processes tracing the model: minutes on 2 cores, and it fails today:
+@pytest.mark.xfail(strict=True, reason=(
+    "Keras 3.15 Model.fit under MultiWorkerMirroredStrategy fails with 'Attempt to convert a "
+    "value ({'video_features': PerReplica ...}) with an unsupported type (dict) to a Tensor' "
+    "(known upstream: keras-team/keras#20585). strict: a fix makes this test fail until the "
+    "marker is removed."))
 def test_two_workers_train_and_agree_on_the_weights(prepared, tmp_path):
   config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
   workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]

@@ -93,7 +93,9 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
 
   seed_everything(config.seed, config.train.deterministic)
   strategy = strategy or strategy_lib.get_strategy()
-  print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
+  name = ("MultiWorkerMirroredStrategy" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          else type(strategy).__name__)
+  print(f"strategy: {name} with {strategy.num_replicas_in_sync} replica(s); "
         f"global batch {config.train.batch_size}")
   dataset = pipeline.train_dataset(
       config.data.dir, config.data.train_split, batch_size=config.train.batch_size,
