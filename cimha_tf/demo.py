@@ -10,7 +10,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
 
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -34,8 +33,7 @@ def main(argv):
   try:
     demo_lib.run(_CONFIG.value, FLAGS.workdir, quick=FLAGS.quick)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
-    sys.exit(1)
+    cli.exit_with_clear_error(e)
 
 
 if __name__ == "__main__":

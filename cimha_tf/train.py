@@ -11,7 +11,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
 
-import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -32,8 +31,7 @@ def main(argv):
   try:
     trainer.train(_CONFIG.value, FLAGS.workdir)
   except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    print(f"FATAL: {e}", file=sys.stderr)
-    sys.exit(1)
+    cli.exit_with_clear_error(e)
   print(f"done: {FLAGS.workdir}")
 
 

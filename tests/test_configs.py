@@ -1,6 +1,5 @@
 """Experiment configs: paper values, command-line overrides, clear errors for bad keys/values."""
 
-import os
 import subprocess
 import sys
 

@@ -8,7 +8,6 @@ import math
 import os
 import shutil
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow as tf

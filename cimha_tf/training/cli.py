@@ -17,3 +17,14 @@ def parse_flags(argv):
           f"{e} does not exist in the config file (check the spelling; the keys are listed in "
           "docs/design.md, 'Experiment config')", file=sys.stderr)
     sys.exit(2)
+
+
+def exit_with_clear_error(e):
+  """Our own checks' errors end the program with their message alone; errors raised inside
+  TensorFlow / Keras keep their traceback (their message alone rarely says where)."""
+  import traceback
+  frames = traceback.extract_tb(e.__traceback__)
+  if frames and "cimha_tf" not in frames[-1].filename:
+    raise e
+  print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
+  sys.exit(1)
