@@ -79,7 +79,16 @@ def rate(timing, items):
 
 
 def peak_rss_mb():
-  """Peak resident memory of this process so far (Linux reports KiB)."""
+  """Peak resident memory of this process so far, MiB: /proc/self/status VmHWM (this
+  program's own address space). getrusage's ru_maxrss is only the fallback: Linux carries
+  it over fork+exec, so a child started by a big parent reports the parent's peak."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("VmHWM:"):
+          return int(line.split()[1]) / 1024.0
+  except OSError:
+    pass
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

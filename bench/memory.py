@@ -2,8 +2,8 @@
 per role so the peaks do not mix: TF+Keras imported only; a training step (batch 100,
 keras and fused LSTM forms); Keras inference (batch 100); TFLite float32 (batch 1, after
 conversion: the conversion's peak is the converting process's, the interpreter alone is
-far smaller); the input pipeline alone. Peak RSS = getrusage(RUSAGE_SELF).ru_maxrss, which
-includes TensorFlow's C++ allocations (tracemalloc would see only Python objects).
+far smaller); the input pipeline alone. Peak RSS = the process's VmHWM (bench.common.peak_rss_mb),
+which includes TensorFlow's C++ allocations (tracemalloc would see only Python objects).
 
   python -m bench.memory [--quick] [--output=bench/results/memory.json]
 """
@@ -23,6 +23,7 @@ ROLE = flags.DEFINE_string("role", None, "internal: run one role in this process
 ROLES = ("import_only", "train_keras", "train_fused", "inference_keras", "tflite_float32",
          "input_pipeline")
 QUICK_ROLES = ("import_only", "inference_keras")
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_role(role, s):
@@ -53,10 +54,11 @@ def run_role(role, s):
             "msk = np.ones((1, m.max_video_len), np.float32)\n"
             "q = np.ones((1, m.max_query_len), np.int32)\n"
             "[m.run_batch(f, msk, q) for _ in range(5)]\n"
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)\n")
+            "from bench.common import peak_rss_mb\n"
+            "print(peak_rss_mb())\n")
     try:
       r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=600, check=True)
+                         timeout=600, check=True, cwd=_REPO)
       out = {"converting_process_peak_rss_mb": converted_rss,
              "interpreter_process_peak_rss_mb": float(r.stdout.strip().splitlines()[-1])}
     finally:
@@ -83,14 +85,14 @@ def main(argv):
     if common.QUICK.value:
       cmd.append("--quick")
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=3000,
-                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                       cwd=_REPO)
     lines = [l for l in r.stdout.splitlines() if l.startswith("ROLE_RESULT ")]
     if r.returncode != 0 or not lines:
       notes.append(f"{role}: exit {r.returncode}: {r.stderr.strip()[-300:]}")
       continue
     results[role] = json.loads(lines[-1][len("ROLE_RESULT "):])
     print(f"{role}: {results[role]['peak_rss_mb']:.0f} MiB", flush=True)
-  notes.append("peak RSS of a fresh process per role (getrusage ru_maxrss)")
+  notes.append("peak RSS (VmHWM) of a fresh process per role")
   common.report("memory", results, notes, extra={"shapes": s})
 
 
