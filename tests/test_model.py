@@ -152,7 +152,7 @@ def test_frozen_and_given_embeddings():
 
 
 @pytest.mark.parametrize("variant,fusion", [("cimha", "backprojection"),
-                                            ("cimha_wo_ms", "pool_tile"), ("mha", "pool_tile")])
+                                            ("cimha_wo_ms", "pool_tile")])
 def test_config_and_keras_file_round_trip(tmp_path, variant, fusion):
   model = M.build_model(tiny_config(variant, cross_fusion=fusion), DV, VOCAB)
   x = random_inputs(np.random.default_rng(6), [7, 3], 7, [4, 1], 4)
