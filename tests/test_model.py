@@ -177,8 +177,8 @@ def test_lstm_implementations_agree(models):
   out = run(unrolled, x)
   for name in base:
     np.testing.assert_allclose(out[name], base[name], atol=1e-5, err_msg=name)
-  for impl in ("scan", "keras"):
-    other = M.with_lstm_implementation(unrolled, impl)
+  for impl in ("scan",):
+    other = M.with_lstm_implementation(model, impl)
     for name in base:
       np.testing.assert_allclose(run(other, x)[name], base[name], atol=1e-5, err_msg=impl)
 
