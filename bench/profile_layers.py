@@ -18,7 +18,11 @@ import time
 from absl import app
 import numpy as np
 
+from absl import flags
+
 from bench import common
+
+BLOCKS = flags.DEFINE_list("blocks", None, "only blocks whose name starts with one of these")
 
 
 def _attention_plain(heads, key_dim):
@@ -111,6 +115,8 @@ def blocks(s):
       h2(h1(i)) for (h1, h2), i in zip(hs, (a, c, e))))(
           [(keras.layers.Dense(d, activation="relu"), keras.layers.Dense(1)) for _ in range(3)])),
       [x(b, n, 3 * d), x(b, n, 3 * d), x(b, n, 2 * d)], False)
+  if BLOCKS.value:
+    out = {k: v for k, v in out.items() if k.startswith(tuple(BLOCKS.value))}
   if common.QUICK.value:  # CI checks the script: one block of each kind
     keep = ("video_proj", "start BiLSTM", "video self-MHA [keras]", "video FFN")
     out = {k: v for k, v in out.items() if k.startswith(keep)}
