@@ -66,26 +66,25 @@ def test_long_video_is_pooled_and_both_formats_agree(predictors):
     assert abs(s / step - round(s / step)) < 1e-3  # on the pooled steps' boundaries
 
 
-@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
-def test_cli_on_each_feature_layout(setup, tmp_path, fmt):
+@pytest.mark.parametrize("fmt,layout", [("saved_model", "v.npy"), ("tflite", "v.h5")])
+def test_cli_and_every_feature_layout(setup, predictors, tmp_path, fmt, layout):
+  from cimha_tf.data.features import load_feature_file
   feats = setup["inputs"]["video_features"][0, :int(setup["num_steps"][0])]
   np.save(tmp_path / "v.npy", feats)
   np.savez(tmp_path / "v.npz", features=feats)
   with h5py.File(tmp_path / "v.h5", "w") as f:
     f["SYN0000"] = feats
+  query, duration = setup["queries"][0], float(setup["duration"][0])
+  want = predictors[fmt].predict(feats, query, duration, top_k=3)
+  for name in ("v.npy", "v.npz", "v.h5"):  # what the binary reads, in-process
+    got = predictors[fmt].predict(load_feature_file(tmp_path / name), query, duration, top_k=3)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
   model = setup["saved_model"] if fmt == "saved_model" else setup["tflite"]
-  results = []
-  for name in ("v.npy", "v.npz", "v.h5"):
-    out = json.loads(run_module("cimha_tf.predict", f"--model={model}",
-                                f"--features={tmp_path / name}",
-                                f"--query={setup['queries'][0]}",
-                                f"--duration={setup['duration'][0]}", "--top_k=3"))
-    assert out["num_steps"] == feats.shape[0] and len(out["windows"]) == 3
-    results.append(out["windows"])
-    if fmt == "saved_model":  # one subprocess per layout is enough for the slower format
-      break
-  for other in results[1:]:
-    np.testing.assert_allclose(other, results[0], rtol=1e-6)
+  out = json.loads(run_module("cimha_tf.predict", f"--model={model}",
+                              f"--features={tmp_path / layout}", f"--query={query}",
+                              f"--duration={duration}", "--top_k=3"))
+  assert out["num_steps"] == feats.shape[0] and out["duration"] == duration
+  np.testing.assert_allclose(out["windows"], want, rtol=1e-5)
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
