@@ -3,7 +3,10 @@
 The step is Keras's own (compile_model + fit: no Python in the step), fed from an
 in-memory repeated batch so only the step is timed. Variants: LSTM form (keras /
 unrolled / fused BlockLSTM), jit_compile (XLA), steps_per_execution; batch 100 and 16.
-Each fit is timed per execution (on_train_batch_end), warm-up executions dropped.
+Variants are timed round-robin (--interleave, default): every model is built and warmed
+first, then each round times one execution of each, so load drift on the shared machine
+hits all alike; --nointerleave times each variant's fit per execution
+(on_train_batch_end) one variant after another.
 
   python -m bench.train_throughput [--quick] [--output=bench/results/train_throughput.json]
 """
@@ -19,6 +22,8 @@ from bench import models
 
 VARIANTS = flags.DEFINE_list(
     "variants", None, "subset of variant names to run (default: all of the mode's)")
+INTERLEAVE = flags.DEFINE_bool(
+    "interleave", True, "time the variants in turn (round-robin) instead of one after another")
 BATCHES = flags.DEFINE_list("batches", None, "batch sizes (default 100,16; 4 with --quick)")
 
 # (name, lstm, jit_compile, steps_per_execution)
@@ -60,6 +65,36 @@ def measure(s, batch_size, lstm, jit, spe):
           "parameters": int(model.count_params())}
 
 
+def measure_interleaved(s, batch_size, variants):
+  """All variants' models built first, then timed in turn, one execution each per round:
+  load drift on the shared machine then hits every variant alike."""
+  import tensorflow as tf
+  from cimha_tf.model import compile_model
+  x, y = common.synthetic_batch(batch_size, s["max_video_len"], s["max_query_len"],
+                                s["feature_dim"], s["vocab_size"])
+  ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+  runs, out = {}, {}
+  for name, lstm, jit, spe in variants:
+    model, cfg = models.build(s, lstm)
+    compile_model(model, cfg, 1e-4, jit_compile=jit, steps_per_execution=spe)
+    t0 = time.perf_counter()
+    for _ in range(max(1, common.warmup())):  # the first also traces
+      model.fit(ds, steps_per_epoch=spe, epochs=1, verbose=0)
+    runs[name] = (model, spe, time.perf_counter() - t0, [], lstm, jit)
+  for _ in range(common.reps()):
+    for name, (model, spe, _, times, _, _) in runs.items():
+      t0 = time.perf_counter()
+      model.fit(ds, steps_per_epoch=spe, epochs=1, verbose=0)
+      times.append((time.perf_counter() - t0) / spe)
+  for name, (model, spe, warm_s, times, lstm, jit) in runs.items():
+    t = common.stats(times)
+    out[name] = {"lstm": lstm, "jit_compile": jit, "steps_per_execution": spe,
+                 "batch_size": batch_size, "samples_per_s": common.rate(t, batch_size),
+                 "step_ms": 1e3 * t["median_s"], "step_timing": t, "first_execution_s": warm_s,
+                 "parameters": int(model.count_params()), "interleaved": True}
+  return out
+
+
 def main(argv):
   del argv
   s = common.shapes()
@@ -71,6 +106,11 @@ def main(argv):
     batches = [int(b) for b in BATCHES.value]
   results, notes = {}, []
   for bs in batches:
+    if INTERLEAVE.value:
+      for name, r in measure_interleaved(s, bs, variants).items():
+        results[f"{name}@batch{bs}"] = r
+        print(f"{name}@batch{bs}: {r['samples_per_s']['median']:.1f} samples/s", flush=True)
+      continue
     for name, lstm, jit, spe in variants:
       key = f"{name}@batch{bs}"
       try:
