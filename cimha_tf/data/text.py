@@ -20,12 +20,13 @@ literal characters in the pattern string, which both engines read as code points
 """
 
 import json
-import os
 import re
 from collections import Counter
 from typing import Iterable, List
 
 import numpy as np
+
+from cimha_tf.data.jsonfile import read_json_object
 
 _WORD_CHAR = "[a-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]"
 _APOSTROPHE = "['\u2019]"
@@ -107,14 +108,8 @@ class Vocabulary:
 
   @classmethod
   def load(cls, path: str) -> "Vocabulary":
-    if not os.path.isfile(path):
-      raise FileNotFoundError(f"vocabulary file {path} not found")
-    try:
-      with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise ValueError(f"vocabulary file {path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict) or not isinstance(data.get("tokens"), list):
+    data = read_json_object(path, "vocabulary", expected='a JSON object {"tokens": [...]}')
+    if not isinstance(data.get("tokens"), list):
       raise ValueError(f"vocabulary file {path}: expected a JSON object {{\"tokens\": [...]}}")
     try:
       return cls(data["tokens"])

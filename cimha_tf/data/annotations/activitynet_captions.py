@@ -4,27 +4,14 @@ Each file is `{VIDEO: {"duration": s, "timestamps": [[s, e], ...], "sentences": 
 Splits are the files present, in that order. qid = the query's index in the file.
 """
 
-import json
 import os
 from typing import Dict, List, Tuple
 
 from cimha_tf.data.annotations.repair import add_query, parse_window
+from cimha_tf.data.jsonfile import read_json_object
 from cimha_tf.data.records import QueryRecord, ReadReport
 
 SPLITS = ("train", "val_1", "val_2")
-
-
-def load_json_object(path: str, what: str) -> dict:
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{what} file {path} not found")
-  try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path} is not valid JSON: {e}") from e
-  if not isinstance(data, dict):
-    raise ValueError(f"{path}: expected a JSON object keyed by video id")
-  return data
 
 
 def video_queries(path: str, vid: str, info, required=("timestamps", "sentences")):
@@ -48,7 +35,7 @@ def video_queries(path: str, vid: str, info, required=("timestamps", "sentences"
 
 
 def read_split(path: str) -> Tuple[List[QueryRecord], ReadReport]:
-  data = load_json_object(path, "ActivityNet Captions")
+  data = read_json_object(path, "ActivityNet Captions")
   records, report = [], ReadReport(source=path)
   for vid, info in data.items():
     queries = video_queries(path, vid, info, ("duration", "timestamps", "sentences"))

@@ -5,11 +5,11 @@ charades.json, `{VIDEO: {"subset", "duration", "actions"}}`. qid = the query's i
 among the split file's lines that hold a query (blank lines are not queries).
 """
 
-import json
 import os
 from typing import Dict, List, Tuple
 
 from cimha_tf.data.annotations.repair import add_query
+from cimha_tf.data.jsonfile import read_json_object
 from cimha_tf.data.records import QueryRecord, ReadReport
 
 SPLITS = ("train", "test")
@@ -21,15 +21,8 @@ def split_file(split: str) -> str:
 
 
 def load_durations(path: str) -> Dict[str, float]:
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"Charades-STA durations file {path} not found")
-  try:
-    with open(path, encoding="utf-8") as f:
-      data = json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:
-    raise ValueError(f"{path} is not valid JSON: {e}") from e
-  if not isinstance(data, dict):
-    raise ValueError(f"{path}: expected an object {{VIDEO: {{\"duration\": seconds, ...}}}}")
+  data = read_json_object(path, "Charades-STA durations",
+                          expected="an object {VIDEO: {\"duration\": seconds, ...}}")
   durations = {}
   for vid, info in data.items():
     if not isinstance(info, dict) or "duration" not in info:

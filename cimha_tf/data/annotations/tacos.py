@@ -10,7 +10,8 @@ import math
 import os
 from typing import Dict, List, Tuple
 
-from cimha_tf.data.annotations.activitynet_captions import load_json_object, video_queries
+from cimha_tf.data.annotations.activitynet_captions import video_queries
+from cimha_tf.data.jsonfile import read_json_object
 from cimha_tf.data.annotations.repair import add_query
 from cimha_tf.data.records import QueryRecord, ReadReport
 
@@ -18,7 +19,7 @@ SPLITS = ("train", "val", "test")
 
 
 def read_split(path: str) -> Tuple[List[QueryRecord], ReadReport]:
-  data = load_json_object(path, "TACoS")
+  data = read_json_object(path, "TACoS")
   records, report = [], ReadReport(source=path)
   for vid, info in data.items():
     queries = video_queries(path, vid, info, ("timestamps", "sentences", "fps", "num_frames"))
