@@ -215,7 +215,7 @@ def test_jsonl_windows_and_splits(tmp_path):
 
 @pytest.mark.parametrize("content, match", [
     (_line() + "\n" + _line(), r"x.jsonl:2: qid 1 already used on line 1"),
-    ("{bad json\n", r"x.jsonl:1: not a JSON object"),
+    ("{bad json\n", r"x.jsonl:1: not valid JSON"),
     (json.dumps({"qid": 1, "query": "q", "vid": "v", "duration": 5}), r"x.jsonl:1: missing field 'relevant_windows'"),
     (_line(qid="a"), r"x.jsonl:1: field 'qid' must be an integer"),
     (_line(duration="long"), r"x.jsonl:1: field 'duration'"),

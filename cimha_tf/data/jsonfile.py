@@ -15,3 +15,22 @@ def read_json_object(path: str, what: str, expected: str = "a JSON object keyed 
   if not isinstance(data, dict):
     raise ValueError(f"{path}: expected {expected}")
   return data
+
+
+def numbered_jsonl_rows(path, what: str = "JSONL"):
+  """[(line number, dict)] of a JSONL file, blank lines skipped; errors name file:line."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{what} file {path} not found")
+  rows = []
+  with open(path, encoding="utf-8") as f:
+    for line_no, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        row = json.loads(line)
+      except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
+      if not isinstance(row, dict):
+        raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+      rows.append((line_no, row))
+  return rows

@@ -13,6 +13,8 @@ import pathlib
 
 import numpy as np
 
+from cimha_tf.data.jsonfile import numbered_jsonl_rows
+
 PRED_KEYS = ("qid", "pred_relevant_windows")
 GT_KEYS = ("qid", "relevant_windows")
 
@@ -23,23 +25,7 @@ def read_jsonl(path):
 
 
 def _numbered_rows(path):
-  """[(line number, dict)] of a JSONL file."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"{path}: no such JSONL file")
-  rows = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-      rows.append((line_no, row))
-  return rows
+  return numbered_jsonl_rows(path, "JSONL")
 
 
 def _where(path, line, row):

@@ -8,13 +8,13 @@ must be a unique integer within the file.
 """
 
 import glob
-import json
 import os
 import re
 from typing import Dict, List, Tuple
 
 from cimha_tf.data.annotations.repair import add_query, parse_window
 from cimha_tf.data.records import QueryRecord, ReadReport
+from cimha_tf.data.jsonfile import numbered_jsonl_rows
 
 _QVH_NAME = re.compile(r"^highlight_(.+)_release$")
 
@@ -35,33 +35,22 @@ def _field(path, lineno, obj, key, types, what):
 
 
 def read_split(path: str) -> Tuple[List[QueryRecord], ReadReport]:
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"JSONL annotation file {path} not found")
   records, report = [], ReadReport(source=path)
   seen = {}
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        obj = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{lineno}: not a JSON object ({e})") from None
-      if not isinstance(obj, dict):
-        raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-      qid = _field(path, lineno, obj, "qid", (int, float), "an integer query id")
-      if qid != int(qid):
-        raise ValueError(f"{path}:{lineno}: field 'qid' must be an integer, got {qid!r}")
-      qid = int(qid)
-      if qid in seen:
-        raise ValueError(f"{path}:{lineno}: qid {qid} already used on line {seen[qid]}")
-      seen[qid] = lineno
-      query = _field(path, lineno, obj, "query", str, "the query sentence (a string)")
-      vid = _field(path, lineno, obj, "vid", str, "the video id (a string)")
-      duration = _field(path, lineno, obj, "duration", (int, float), "the video duration in seconds")
-      windows = _field(path, lineno, obj, "relevant_windows", list, "a list of [start, end] windows in seconds")
-      windows = [parse_window(w, f"{path}:{lineno}: relevant_windows[{i}]") for i, w in enumerate(windows)]
-      add_query(records, report, qid, vid, duration, query, windows)
+  for lineno, obj in numbered_jsonl_rows(path, "JSONL annotation"):
+    qid = _field(path, lineno, obj, "qid", (int, float), "an integer query id")
+    if qid != int(qid):
+      raise ValueError(f"{path}:{lineno}: field 'qid' must be an integer, got {qid!r}")
+    qid = int(qid)
+    if qid in seen:
+      raise ValueError(f"{path}:{lineno}: qid {qid} already used on line {seen[qid]}")
+    seen[qid] = lineno
+    query = _field(path, lineno, obj, "query", str, "the query sentence (a string)")
+    vid = _field(path, lineno, obj, "vid", str, "the video id (a string)")
+    duration = _field(path, lineno, obj, "duration", (int, float), "the video duration in seconds")
+    windows = _field(path, lineno, obj, "relevant_windows", list, "a list of [start, end] windows in seconds")
+    windows = [parse_window(w, f"{path}:{lineno}: relevant_windows[{i}]") for i, w in enumerate(windows)]
+    add_query(records, report, qid, vid, duration, query, windows)
   report.check()
   return records, report
 
