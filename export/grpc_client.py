@@ -6,8 +6,6 @@
 Needs `pip install tensorflow-serving-api==<your TF version>` (its protos and stubs).
 """
 
-import argparse
-import json
 import os
 import sys
 
@@ -46,22 +44,10 @@ def predict(server, request, timeout=30):
 
 
 def main():
-  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--server", default="localhost:8500")
-  p.add_argument("--features", required=True, help=".npy, .npz or HDF5 feature file")
-  p.add_argument("--feature_key", default=None)
-  p.add_argument("--query", required=True)
-  p.add_argument("--duration", type=float, required=True, help="video length in seconds")
-  p.add_argument("--max_video_len", type=int, default=128)
-  p.add_argument("--top_k", type=int, default=5)
+  p = request_common.argument_parser(__doc__, "localhost:8500")
   args = p.parse_args()
-  from cimha_tf.data.features import load_feature_file
-  features = load_feature_file(args.features, args.feature_key)
-  inputs = request_common.batch_inputs([args.query], [features], [args.duration],
-                                       args.max_video_len)
-  outputs = predict(args.server, build_request(inputs))
-  print(json.dumps({"query": args.query, "windows": request_common.windows(outputs, 0, args.top_k)},
-                   indent=1))
+  inputs = request_common.inputs_from_args(args)
+  request_common.print_windows(args, predict(args.server, build_request(inputs)))
 
 
 if __name__ == "__main__":

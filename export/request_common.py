@@ -45,3 +45,29 @@ def windows(outputs, b, top_k=None):
   rows = zip(outputs["start_seconds"][b], outputs["end_seconds"][b], outputs["scores"][b])
   found = [[float(s), float(e), float(p)] for s, e, p in rows if p > 0]
   return found[:top_k] if top_k else found
+
+
+def argument_parser(doc, default_server):
+  """The command line both clients share; each adds its own options."""
+  import argparse
+  p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--server", default=default_server)
+  p.add_argument("--features", required=True, help=".npy, .npz or HDF5 feature file")
+  p.add_argument("--feature_key", default=None)
+  p.add_argument("--query", required=True)
+  p.add_argument("--duration", type=float, required=True, help="video length in seconds")
+  p.add_argument("--max_video_len", type=int, default=128)
+  p.add_argument("--top_k", type=int, default=5)
+  return p
+
+
+def inputs_from_args(args):
+  """One request's inputs from the parsed command line (features pooled like the clients)."""
+  from cimha_tf.data.features import load_feature_file
+  features = load_feature_file(args.features, args.feature_key)
+  return batch_inputs([args.query], [features], [args.duration], args.max_video_len)
+
+
+def print_windows(args, outputs):
+  import json
+  print(json.dumps({"query": args.query, "windows": windows(outputs, 0, args.top_k)}, indent=1))
