@@ -16,6 +16,11 @@ from cimha_tf.model.lstm import make_lstm
 
 def reverse_within_length(x, length):
   """x (B, T, D) with each row's first length[b] steps reversed; padding left in place."""
+  if keras.backend.backend() == "tensorflow":
+    # One kernel that is its own gradient; the gather below costs a scatter-add backward
+    # (~10% of a CPU training step, docs/benchmarks.md). TFLite: built-in REVERSE_SEQUENCE.
+    import tensorflow as tf
+    return tf.reverse_sequence(x, ops.cast(length, "int32"), seq_axis=1, batch_axis=0)
   t = ops.arange(ops.shape(x)[1], dtype="int32")[None, :]
   n = ops.cast(length, "int32")[:, None]
   idx = ops.where(t < n, n - 1 - t, t)
