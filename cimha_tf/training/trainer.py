@@ -1,5 +1,8 @@
 """Training glue behind `python -m cimha_tf.train`: checks, strategy, model, callbacks, fit.
 
+Every strategy trains with Keras `model.fit` and the same callbacks; under
+MultiWorkerMirroredStrategy the model first gets the two Keras fixes of multiworker.py.
+
 Resume: keras.callbacks.BackupAndRestore keeps the weights, optimizer state and epoch
 count in WORKDIR/backup after every epoch and is never deleted, so starting again on the
 same workdir continues where the last finished epoch left off (after a crash or a kill
@@ -17,6 +20,7 @@ import tensorflow as tf
 from cimha_tf.training import callbacks as callbacks_lib
 from cimha_tf.training import checks
 from cimha_tf.training import config as config_lib
+from cimha_tf.training import multiworker
 from cimha_tf.training import strategy as strategy_lib
 from cimha_tf.training import workdir as wd
 
@@ -74,7 +78,7 @@ def build_and_compile(config, meta, strategy):
     compile_model(model, config.model, config.train.learning_rate,
                   steps_per_execution=config.train.steps_per_execution,
                   jit_compile=config.train.jit_compile)
-  return model
+  return multiworker.adapt(model, strategy)
 
 
 def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
