@@ -88,25 +88,102 @@ def test_quantized_sizes_and_float16_top1_agreement(setup, keras_curves, quantiz
   sizes = {"none": setup["tflite_summary"]["bytes"]}
   sizes.update({q: len(fb) for q, fb in quantized.items()})
   print("sizes (bytes):", sizes)
-  assert sizes["float16"] < sizes["none"] and sizes["dynamic_int8"] < sizes["none"]
+  # dynamic_int8 = float16 with the LSTM weights in int8: smaller than both.
+  assert sizes["dynamic_int8"] < sizes["float16"] < sizes["none"]
   agree = _agreement(setup, keras_curves, quantized["float16"])
   print(f"float16: same top-1 window on {agree:.1%} of {len(setup['queries'])} queries")
   assert agree >= 0.98
 
 
-def test_dynamic_int8_top1_agreement_sanity(setup, keras_curves, quantized):
-  # Measured 91% on this briefly trained tiny model (97% after 20 epochs): a clear
-  # regression (wrong weights, lost state reset) falls far below; the 98% target is
-  # the xfail test below.
+def test_dynamic_int8_top1_agreement_target(setup, keras_curves, quantized):
+  # The issue's target. The converter's own dynamic-range mode (int8 FULLY_CONNECTED
+  # weights too) reached 91% here; see the tflite module docstring.
   agree = _agreement(setup, keras_curves, quantized["dynamic_int8"])
   print(f"dynamic_int8: same top-1 window on {agree:.1%} of {len(setup['queries'])} queries")
-  assert agree >= 0.85
+  assert agree >= 0.98
 
 
-@pytest.mark.xfail(strict=False, reason="dynamic-range int8 keeps the top-1 window on 91-97% "
-                   "of the synthetic test queries, below the issue's 98% target")
-def test_dynamic_int8_top1_agreement_target(setup, keras_curves, quantized):
-  assert _agreement(setup, keras_curves, quantized["dynamic_int8"]) >= 0.98
+def _lstm_ops(flatbuffer):
+  """[(subgraph, op)] of the UNIDIRECTIONAL_SEQUENCE_LSTM ops, in graph order."""
+  from tensorflow.lite.python import schema_py_generated as schema
+  from cimha_tf.deploy import quantization
+  model = quantization.load(flatbuffer)
+  codes = quantization.builtin_codes(model)
+  return model, [(sg, op) for sg in model.subgraphs for op in sg.operators
+                 if codes[op.opcodeIndex] == schema.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM]
+
+
+def _is_constant(model, tensor):
+  data = model.buffers[tensor.buffer].data
+  return data is not None and len(data) > 0
+
+
+def _values(model, tensor, dtype):
+  return np.frombuffer(np.asarray(model.buffers[tensor.buffer].data, np.uint8).tobytes(),
+                       dtype).reshape(tensor.shape)
+
+
+def test_dynamic_int8_layout_lstm_int8_rest_float16(setup, quantized):
+  """What is int8 and what is float: LSTM weight matrices int8 (one scale each, the
+  float32 export's weights to within half a step), every FULLY_CONNECTED weight float16
+  behind a DEQUANTIZE, float32 left only where float16 would change or save nothing."""
+  from tensorflow.lite.python import schema_py_generated as schema
+  from cimha_tf.deploy import quantization, tflite
+  T, ops = schema.TensorType, schema.BuiltinOperator
+  flatbuffer = quantized["dynamic_int8"]
+  assert not [o for o in tflite.op_names(flatbuffer) if o.startswith("FLEX") or o == "CUSTOM"]
+  with open(setup["tflite"], "rb") as f:
+    ref_model, ref_lstms = _lstm_ops(f.read())
+  model, lstms = _lstm_ops(flatbuffer)
+  assert len(lstms) == len(ref_lstms) == 6  # query, start, end Bi-LSTMs
+  for (sg, op), (ref_sg, ref_op) in zip(lstms, ref_lstms):
+    assert op.builtinOptions.asymmetricQuantizeInputs and op.builtinOptions.cellClip == 0
+    for i in quantization.LSTM_WEIGHT_INPUTS:
+      t, ref = sg.tensors[op.inputs[i]], ref_sg.tensors[ref_op.inputs[i]]
+      assert t.type == T.INT8 and len(t.quantization.scale) == 1, i
+      assert list(t.quantization.zeroPoint) == [0]
+      scale = t.quantization.scale[0]
+      got = _values(model, t, np.int8).astype(np.float32) * scale
+      np.testing.assert_array_less(np.abs(got - _values(ref_model, ref, np.float32)),
+                                   scale / 2 + 1e-9)
+    bias = sg.tensors[op.inputs[12]]
+    assert bias.type == T.FLOAT32 and _is_constant(model, bias)
+  codes = quantization.builtin_codes(model)
+  producers = {o: op for sg in model.subgraphs for op in sg.operators for o in op.outputs}
+  kept_float32 = []
+  for sg in model.subgraphs:
+    for op in sg.operators:
+      if codes[op.opcodeIndex] == ops.FULLY_CONNECTED:
+        dq = producers[op.inputs[1]]
+        assert codes[dq.opcodeIndex] == ops.DEQUANTIZE
+        assert sg.tensors[dq.inputs[0]].type == T.FLOAT16
+    for t in sg.tensors:
+      if t.type == T.FLOAT32 and _is_constant(model, t):
+        kept_float32.append(_values(model, t, np.float32))
+  lstm_floats = sum(1 for sg, op in lstms for i in op.inputs[9:] if i >= 0 and
+                    sg.tensors[i].type == T.FLOAT32 and
+                    _is_constant(model, sg.tensors[i]))
+  others = [v for v in kept_float32 if v.size > 1 and np.abs(v).max() <= 65504]
+  assert len(others) == lstm_floats  # the LSTM biases, nothing else
+  # The attention mask value (beyond float16's range) survives exactly.
+  assert any(v.size == 1 and v.item() == -1e9 for v in kept_float32)
+
+
+def test_symmetric_int8():
+  from cimha_tf.deploy import quantization
+  w = np.array([[0.5, -1.0, 0.25], [0.0, 0.3, 2.0]], np.float32)
+  q, scale = quantization.symmetric_int8(w)
+  assert scale == np.float32(2.0 / 127)
+  assert q.tolist() == [[32, -64, 16], [0, 19, 127]]
+  np.testing.assert_array_less(np.abs(q * np.float32(scale) - w), scale / 2 + 1e-9)
+  q, scale = quantization.symmetric_int8(np.zeros((2, 2)))
+  assert scale == 1.0 and not q.any()
+
+
+def test_quantization_rejects_non_tflite_bytes():
+  from cimha_tf.deploy import quantization
+  with pytest.raises(ValueError, match="TFL3"):
+    quantization.lstm_int8_rest_float16(b"\x00" * 64)
 
 
 def test_single_query_call_pads_and_masks(setup, keras_curves):
