@@ -56,6 +56,24 @@ def test_fit_overfits_planted_moments_and_decodes_them():
   np.testing.assert_array_equal(inside, y["inside_probs"] == 1)
 
 
+@pytest.mark.parametrize("variant", ["cimha", "mha"])
+def test_compiled_model_traces_its_train_step_once(variant):
+  # Loss trackers and Adam's slots exist before fit, so the first step is traced once
+  # (created inside it, they make tf.function trace the whole step again).
+  c = tiny_config(variant)
+  model = M.build_model(c, 6, 10)
+  M.compile_model(model, c)
+  assert model.optimizer.built and len(model.optimizer.variables) > 2
+  traces = []
+  step = model.train_step
+  model.train_step = lambda data: traces.append(1) or step(data)
+  x, y = planted_batch()
+  if variant == "mha":
+    del y["inside_probs"]
+  model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), steps_per_epoch=3, verbose=0)
+  assert len(traces) == 1
+
+
 _DISTRIBUTED = textwrap.dedent("""
   import os, sys
   os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -60,4 +60,23 @@ def compile_model(model, model_config, learning_rate=1e-4, **compile_kwargs):
   losses, weights = losses_and_weights(model_config)
   optimizer = compile_kwargs.pop("optimizer", None) or keras.optimizers.Adam(learning_rate)
   model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, **compile_kwargs)
+  _build_training_state(model, losses)
   return model
+
+
+def _build_training_state(model, losses):
+  """Creates the loss trackers and Adam's slots now, from shapes alone.
+
+  Keras does this before the first step only for a model made under a tf.distribute
+  strategy; otherwise they appear inside the first traced step, and variables created
+  there make tf.function trace the whole step a second time (~10 s even for a tiny model).
+  """
+  if getattr(model, "_distribute_strategy", None) is not None:
+    return  # Keras's fit builds them itself
+  build = getattr(model, "_symbolic_build", None)  # private Keras API: skip if it moves
+  if build is None or not model.built or not isinstance(model.input, dict):
+    return
+  labels = {name: keras.KerasTensor((None,) if fn is span_nll else (None, None),
+                                    "int32" if fn is span_nll else "float32")
+            for name, fn in losses.items()}
+  build(data_batch=(model.input, labels, None))
