@@ -13,9 +13,6 @@ import resource
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as cimha_tf/__init__.py
 
 from absl import flags
 import numpy as np
@@ -28,7 +25,7 @@ WARMUP = flags.DEFINE_integer("warmup", None, "untimed warm-up calls (default 2,
 # The paper's shapes (PAPER.md) and the peers' width (issue 7).
 PAPER_SHAPES = dict(max_video_len=128, max_query_len=25, feature_dim=1024, batch_size=100,
                     width=128, vocab_size=8000)
-# --quick: tiny, only to keep the scripts working in CI (< 60 s for the whole set).
+# --quick: tiny, only to keep the scripts working in CI (~1.5 min for the whole set).
 QUICK_SHAPES = dict(max_video_len=16, max_query_len=6, feature_dim=32, batch_size=4,
                     width=16, vocab_size=50)
 
@@ -112,6 +109,7 @@ def machine_info():
   return {"cpu": cpu, "cores": os.cpu_count(), "load_avg_1_5_15": load,
           "python": sys.version.split()[0], "tensorflow": tf.__version__,
           "keras": keras.__version__, "platform": platform.platform(),
+          "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
           "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -14,7 +14,7 @@ from absl import flags
 from bench import common
 
 FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-           "profile_layers")
+           "profile_layers", "profile_step")
 OUTPUT_DIR = flags.DEFINE_string("output_dir", "bench/results", "folder for NAME.json")
 ONLY = flags.DEFINE_list("figures", None, f"subset of {FIGURES}")
 

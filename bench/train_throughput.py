@@ -4,7 +4,7 @@ The step is Keras's own (compile_model + fit: no Python in the step), fed from a
 in-memory repeated batch so only the step is timed. Variants: LSTM form (keras /
 unrolled / fused BlockLSTM), jit_compile (XLA), steps_per_execution; batch 100 and 16.
 Variants are timed round-robin (--interleave, default): every model is built and warmed
-first, then each round times one execution of each, so load drift on the shared machine
+first, then each round times two executions of each, so load drift on the shared machine
 hits all alike; --nointerleave times each variant's fit per execution
 (on_train_batch_end) one variant after another.
 
@@ -33,6 +33,7 @@ FULL = [("keras", "keras", False, 1), ("keras+jit", "keras", True, 1),
         ("keras+spe4", "keras", False, 4)]
 # --quick: the cheapest-to-trace forms only (CI checks the script, not the numbers).
 QUICK = [("fused+spe2", "fused", False, 2)]
+_PER_ROUND = 2  # timed executions per variant and round
 
 
 class _Timer(keras.callbacks.Callback):
@@ -78,14 +79,18 @@ def measure_interleaved(s, batch_size, variants):
     model, cfg = models.build(s, lstm)
     compile_model(model, cfg, 1e-4, jit_compile=jit, steps_per_execution=spe)
     t0 = time.perf_counter()
-    for _ in range(max(1, common.warmup())):  # the first also traces
-      model.fit(ds, steps_per_epoch=spe, epochs=1, verbose=0)
+    # The first execution traces; the third is still slow (~6 s, docs/benchmarks.md).
+    model.fit(ds, steps_per_epoch=spe * max(3, common.warmup()), epochs=1, verbose=0)
     runs[name] = (model, spe, time.perf_counter() - t0, [], lstm, jit)
   for _ in range(common.reps()):
     for name, (model, spe, _, times, _, _) in runs.items():
-      t0 = time.perf_counter()
-      model.fit(ds, steps_per_epoch=spe, epochs=1, verbose=0)
-      times.append((time.perf_counter() - t0) / spe)
+      # Executions timed between on_train_batch_end marks inside one fit: fit's own
+      # start-up (epoch iterator, callbacks: ~0.5 s at batch 100) is not a training step.
+      timer = _Timer()
+      model.fit(ds, steps_per_epoch=spe * (_PER_ROUND + 1), epochs=1, verbose=0,
+                callbacks=[timer])
+      marks = timer.marks[1:]
+      times.extend((b - a) / spe for a, b in zip(marks, marks[1:]))
   for name, (model, spe, warm_s, times, lstm, jit) in runs.items():
     t = common.stats(times)
     out[name] = {"lstm": lstm, "jit_compile": jit, "steps_per_execution": spe,

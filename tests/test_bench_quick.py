@@ -106,12 +106,11 @@ def test_op_flops_counts_matmul_batchmatmul_and_einsum():
 
 
 EXPECTED_FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-                    "profile_layers")
+                    "profile_layers", "profile_step")
 
 
-# Minutes of CPU (a TF trace per model variant, TFLite conversions, a SavedModel export):
-# too much for the default suite's share; `python -m pytest -m slow tests/test_bench_quick.py`.
-@pytest.mark.slow
+# CI runs the benchmarks only this way (issue 7): ~1.5 min on an idle 2-core CPU, mostly
+# one TF trace per figure.
 def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
              CUDA_VISIBLE_DEVICES="")
@@ -142,3 +141,15 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   assert fl["forward_flops_per_sample"] < fl["train_flops_per_sample"] < 3 * fl["forward_flops_per_sample"]
   assert all(a["fraction_of_matmul_rate"] > 0 for a in fl["achieved"].values())
   assert all(v["fwd_bwd_ms"] > 0 for v in docs["profile_layers"].values())
+  prof = docs["profile_step"]
+  assert prof["op_s_per_step"] > 0 and prof["wall_s_per_step"] > 0
+  assert sum(v["share"] for v in prof["by_op_type"].values()) <= 1 + 1e-9
+  assert any(k.startswith("gradient: ") for k in prof["by_block"])
+
+
+def test_profile_step_names_the_block_of_an_op():
+  from bench.profile_step import block_of
+  assert block_of("gradient_tape/cimha_cimha_1/span_head_1/start_lstm_1/while/MatMul") == (
+      "gradient: span_head/start_lstm")
+  assert block_of("cimha_cimha_1/video_self_1/mha_1/value_1/MatMul") == "forward: video_self/mha"
+  assert block_of("adam/Cast_12/ReadVariableOp") == "optimizer and other"
