@@ -91,8 +91,9 @@ def deploy_setup():
                              model=_tiny_model_config())
   keras.utils.set_random_seed(0)
   model = build_model(config.model, VIDEO_DIM, meta["vocab_size"])
-  # A few training steps so that the curves have clear peaks (quantization is judged on
-  # top-1 agreement, meaningless on an untrained model's flat curves).
+  # A few training epochs so that the curves are not an untrained model's (quantization
+  # is judged on top-1 agreement). They stay nearly flat (cimha_tf/deploy/tflite.py
+  # measures it), which makes the agreement test a strict one.
   train_x, train_meta = _split_arrays(prepared, "train")
   compile_model(model, config.model, learning_rate=3e-3)
   model.fit(train_x, _labels(prepared, "train", train_meta), batch_size=16, epochs=3,
