@@ -13,7 +13,6 @@ import resource
 import sys
 import time
 
-
 from absl import flags
 import numpy as np
 
@@ -40,6 +39,12 @@ def reps():
 
 def warmup():
   return WARMUP.value if WARMUP.value is not None else (1 if QUICK.value else 2)
+
+
+def train_warmup():
+  """Untimed executions of a fresh training step: the first traces, and the third can
+  still take ~6-8 s (docs/benchmarks.md), so never fewer than three."""
+  return max(3, warmup())
 
 
 def stats(seconds):

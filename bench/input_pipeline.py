@@ -59,20 +59,8 @@ def pipeline_rate(data_dir, batch, cache_bytes, n_batches):
 
 
 def train_rate(s, batch):
-  import tensorflow as tf
-  from bench import models
-  from cimha_tf.model import compile_model
-  from bench.train_throughput import _Timer
-  model, cfg = models.build(s, "keras")
-  compile_model(model, cfg, 1e-4)
-  x, y = common.synthetic_batch(batch, s["max_video_len"], s["max_query_len"],
-                                s["feature_dim"], s["vocab_size"])
-  timer = _Timer()
-  warm = max(3, common.warmup())  # the third step is still slow (docs/benchmarks.md)
-  model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(),
-            steps_per_epoch=warm + common.reps(), verbose=0, callbacks=[timer])
-  gaps = [b - a for a, b in zip(timer.marks, timer.marks[1:])][warm:]
-  return common.rate(common.stats(gaps), batch)
+  from bench.train_throughput import measure
+  return measure(s, batch, "keras", False, 1)["samples_per_s"]
 
 
 def main(argv):

@@ -75,7 +75,7 @@ def main(argv):
   compile_model(model, cfg, 1e-4)
   x, y = common.synthetic_batch(s["batch_size"], s["max_video_len"], s["max_query_len"],
                                 s["feature_dim"], s["vocab_size"])
-  for _ in range(max(3, common.warmup())):  # the third step is still slow (see docs)
+  for _ in range(common.train_warmup()):
     model.train_on_batch(x, y)
   logdir = tempfile.mkdtemp(prefix="cimha_profile_")
   tf.profiler.experimental.start(logdir)

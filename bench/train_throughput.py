@@ -53,7 +53,7 @@ def measure(s, batch_size, lstm, jit, spe):
   x, y = common.synthetic_batch(batch_size, s["max_video_len"], s["max_query_len"],
                                 s["feature_dim"], s["vocab_size"])
   ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-  n_warm, n_reps = common.warmup(), common.reps()
+  n_warm, n_reps = common.train_warmup(), common.reps()
   timer = _Timer()
   model.fit(ds, steps_per_epoch=spe * (n_warm + n_reps), epochs=1, verbose=0,
             callbacks=[timer])
@@ -67,8 +67,8 @@ def measure(s, batch_size, lstm, jit, spe):
 
 
 def measure_interleaved(s, batch_size, variants):
-  """All variants' models built first, then timed in turn, one execution each per round:
-  load drift on the shared machine then hits every variant alike."""
+  """All variants' models built first, then timed in turn, _PER_ROUND executions each
+  per round: load drift on the shared machine then hits every variant alike."""
   import tensorflow as tf
   from cimha_tf.model import compile_model
   x, y = common.synthetic_batch(batch_size, s["max_video_len"], s["max_query_len"],
@@ -79,8 +79,7 @@ def measure_interleaved(s, batch_size, variants):
     model, cfg = models.build(s, lstm)
     compile_model(model, cfg, 1e-4, jit_compile=jit, steps_per_execution=spe)
     t0 = time.perf_counter()
-    # The first execution traces; the third is still slow (~6 s, docs/benchmarks.md).
-    model.fit(ds, steps_per_epoch=spe * max(3, common.warmup()), epochs=1, verbose=0)
+    model.fit(ds, steps_per_epoch=spe * common.train_warmup(), epochs=1, verbose=0)
     runs[name] = (model, spe, time.perf_counter() - t0, [], lstm, jit)
   for _ in range(common.reps()):
     for name, (model, spe, _, times, _, _) in runs.items():
