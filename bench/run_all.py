@@ -1,5 +1,5 @@
 """Runs every figure in one process (saves a TensorFlow start per figure) and writes
-OUTPUT_DIR/NAME.json for each; CI runs `python -m bench.run_all --quick`.
+OUTPUT_DIR/NAME.json for each; `--quick` is what tests/test_bench_quick.py runs.
 
   python -m bench.run_all [--quick] [--output_dir=bench/results] [--figures=a,b]
 """
