@@ -75,6 +75,49 @@ def test_compiled_model_traces_its_train_step_once(variant):
   assert len(traces) == 1
 
 
+def test_cut_time_axis_changes_no_loss_or_update():
+  """Length buckets (pipeline.cut_time_axis) drop padded steps: the loss and the SGD update
+  of a padded batch and of its cut form agree."""
+  from cimha_tf.data.pipeline import cut_time_axis
+  c = tiny_config(dropout=0.0)
+  x, y = planted_batch(n=12)
+  pad = 9  # 12 -> 21 steps, garbage features on the new padded steps
+  xp = {**x, "video_features": np.concatenate(
+            [x["video_features"], np.full((8, pad, 6), 7.0, np.float32)], 1),
+        "video_mask": np.pad(x["video_mask"], [(0, 0), (0, pad)])}
+  yp = {**y, "inside_probs": np.pad(y["inside_probs"], [(0, 0), (0, pad)], constant_values=-1.0)}
+  xc, yc = cut_time_axis(xp, yp, 4)
+  assert xc["video_features"].shape[1] == 12 and yc["inside_probs"].shape[1] == 12
+  results = []
+  for batch in ((xp, yp), (xc, yc)):
+    keras.utils.set_random_seed(3)
+    model = M.build_model(c, 6, 10)
+    M.compile_model(model, c, optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
+    loss = model.train_on_batch(*batch, return_dict=True)["loss"]
+    results.append((loss, model.get_weights()))
+  (l1, w1), (l2, w2) = results
+  np.testing.assert_allclose(l1, l2, rtol=1e-5)
+  for a, b in zip(w1, w2):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_varying_time_axis_traces_the_train_step_once():
+  """A length-bucketed pipeline's batches differ in N; its free time axis means one trace."""
+  c = tiny_config()
+  model = M.build_model(c, 6, 10)
+  M.compile_model(model, c)
+  traces = []
+  step = model.train_step
+  model.train_step = lambda data: traces.append(1) or step(data)
+  batches = [planted_batch(seed=i, n=n) for i, n in enumerate([12, 8, 16, 8])]
+  spec = tf.nest.map_structure(
+      lambda a: tf.TensorSpec((None,) * a.ndim if a.dtype == np.float32 else (None,) + a.shape[1:],
+                              a.dtype), batches[0])
+  ds = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec)
+  h = model.fit(ds, epochs=1, verbose=0)
+  assert len(traces) == 1 and np.isfinite(h.history["loss"][0])
+
+
 _DISTRIBUTED = textwrap.dedent("""
   import os, sys
   os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"

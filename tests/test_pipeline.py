@@ -47,16 +47,16 @@ def prepared(tmp_path_factory):
   return root, out, splits
 
 
-def expected(root, out, records):
+def expected(root, out, records, n_max=N):
   """Independent per-query expectation from the source files."""
   vocab = text.Vocabulary.load(os.path.join(out, "vocab.json"))
   rows = {}
   for r in records:
-    x = pooling.pool_to_max_len(np.load(os.path.join(root, "feats", r.vid + ".npy")), N)
+    x = pooling.pool_to_max_len(np.load(os.path.join(root, "feats", r.vid + ".npy")), n_max)
     n = len(x)
-    lab = labels.query_labels(r.windows, r.duration, n, N)
-    rows[r.qid] = dict(video_features=np.pad(x, [(0, N - n), (0, 0)]),
-                       video_mask=(np.arange(N) < n).astype(np.float32),
+    lab = labels.query_labels(r.windows, r.duration, n, n_max)
+    rows[r.qid] = dict(video_features=np.pad(x, [(0, n_max - n), (0, 0)]),
+                       video_mask=(np.arange(n_max) < n).astype(np.float32),
                        query_tokens=vocab.encode(r.query, L), start=lab.start_step,
                        end=lab.end_step, inside=lab.inside, num_steps=n, vid=r.vid,
                        duration=np.float32(r.duration))
@@ -119,6 +119,72 @@ def test_train_rows_are_the_source_rows(prepared, cache_bytes):
     n = e["num_steps"]
     assert not x["video_features"][i, n:].any() and (y["inside_probs"][i, n:] == -1).all()
   assert all(not v for v in want.values())  # every query exactly once
+
+
+@pytest.mark.parametrize("cache_bytes", [pipeline.DEFAULT_CACHE_BYTES, 0])
+def test_length_buckets_cut_the_time_axis_and_keep_every_row(prepared, tmp_path, cache_bytes):
+  root, _, splits = prepared
+  records = splits["train"][0]
+  n_max, bw = 24, 4  # no pooling: the fixture's 3..20 steps span several bands
+  out = str(tmp_path / "out24")
+  prepare.prepare_splits({"train": splits["train"]}, os.path.join(root, "feats"), out,
+                         max_video_len=n_max, max_query_len=L, videos_per_shard=2, progress=False)
+  exp = list(expected(root, out, records, n_max).values())
+  ds = pipeline.train_dataset(out, "train", batch_size=2, seed=1, bucket_width=bw,
+                              cache_bytes=cache_bytes)
+  assert ds.element_spec[0]["video_features"].shape.as_list() == [None, None, D]
+  widths, rows = set(), 0
+  for x, y in ds.as_numpy_iterator():
+    lengths = x["video_mask"].sum(1).astype(int)
+    w = x["video_features"].shape[1]
+    widths.add(w)
+    # one band per batch; the axis is the longest video rounded up to bw, at most n_max
+    assert len(set((lengths - 1) // bw)) == 1
+    assert w == min(n_max, -(-lengths.max() // bw) * bw)
+    assert x["video_mask"].shape[1] == y["inside_probs"].shape[1] == w
+    for i in range(len(lengths)):
+      match = [e for e in exp if e["query_tokens"].tobytes() == x["query_tokens"][i].tobytes()
+               and (e["start"], e["end"], e["num_steps"]) == (y["start_probs"][i], y["end_probs"][i], lengths[i])
+               and np.array_equal(e["video_features"][:w], x["video_features"][i])]
+      assert match, "a batch row matches no source row"
+      e = match[0]
+      exp = [r for r in exp if r is not e]
+      assert not e["video_mask"][w:].any()  # the cut removed padding only
+      np.testing.assert_array_equal(x["video_mask"][i], e["video_mask"][:w])
+      np.testing.assert_array_equal(y["inside_probs"][i], e["inside"][:w])
+      rows += 1
+  assert rows == len(records) and not exp  # every query exactly once
+  assert len(widths) > 2
+
+
+def test_cut_time_axis_and_valid_length_against_numpy():
+  rng = np.random.default_rng(0)
+  mask = np.zeros((3, 10), np.float32)
+  for i, n in enumerate([2, 5, 0]):
+    mask[i, :n] = 1
+  mask[2, 3] = 1  # not a prefix: length is 1 + the last valid index
+  np.testing.assert_array_equal(pipeline.valid_length(tf.constant(mask)).numpy(), [2, 5, 4])
+  x = {"video_features": rng.normal(size=(3, 10, 2)).astype(np.float32), "video_mask": mask,
+       "query_tokens": np.ones((3, 4), np.int32)}
+  y = {"start_probs": np.zeros(3, np.int32), "inside_probs": rng.normal(size=(3, 10)).astype(np.float32)}
+  for multiple, w in [(1, 5), (4, 8), (3, 6), (16, 10)]:
+    cx, cy = pipeline.cut_time_axis(x, y, multiple)
+    np.testing.assert_array_equal(np.asarray(cx["video_features"]), x["video_features"][:, :w])
+    np.testing.assert_array_equal(np.asarray(cx["video_mask"]), mask[:, :w])
+    np.testing.assert_array_equal(np.asarray(cy["inside_probs"]), y["inside_probs"][:, :w])
+    np.testing.assert_array_equal(cx["query_tokens"], x["query_tokens"])
+  with pytest.raises(ValueError, match="bucket_width must be >= 0"):
+    pipeline.batch_by_length(tf.data.Dataset.range(3), 2, -1, lambda v: v)
+
+
+def test_batch_by_length_flushes_partial_bands():
+  ds = tf.data.Dataset.from_tensor_slices(np.array([1, 9, 2, 10, 3, 11, 12, 4, 5], np.int64))
+  got = [b.tolist() for b in pipeline.batch_by_length(ds, 3, 8, lambda v: v).as_numpy_iterator()]
+  assert sorted(sum(got, [])) == list(range(1, 6)) + list(range(9, 13))
+  assert all(len({(v - 1) // 8 for v in b}) == 1 for b in got)
+  assert [1, 2, 3] in got and [9, 10, 11] in got and [4, 5] in got and [12] in got
+  dropped = pipeline.batch_by_length(ds, 3, 8, lambda v: v, drop_remainder=True)
+  assert sorted(b.tolist() for b in dropped.as_numpy_iterator()) == [[1, 2, 3], [9, 10, 11]]
 
 
 def _order(ds):

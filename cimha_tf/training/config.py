@@ -6,6 +6,8 @@ prepared folder's metadata.json, so they can never disagree with the data.
 
 import ml_collections
 
+BUCKET_WIDTH = 8
+
 
 def experiment_config(*, data_dir, train_split, val_split, test_split, epochs,
                       batch_size=100, learning_rate=1e-4, seed=0, top_k=5, model=None):
@@ -16,7 +18,10 @@ def experiment_config(*, data_dir, train_split, val_split, test_split, epochs,
   c = ml_collections.ConfigDict()
   c.seed = seed
   c.data = ml_collections.ConfigDict(dict(
-      dir=data_dir, train_split=train_split, val_split=val_split, test_split=test_split))
+      dir=data_dir, train_split=train_split, val_split=val_split, test_split=test_split,
+      # Training batches from length bands this many steps wide, time axis cut to the
+      # longest video (pipeline.py); same losses per query, less padding. 0: off.
+      bucket_width=BUCKET_WIDTH))
   c.model = model
   c.train = ml_collections.ConfigDict(dict(
       epochs=epochs,
@@ -39,6 +44,7 @@ def validate(config):
   need(bool(config.data.dir), "data.dir", "a prepared folder (python -m cimha_tf.prepare_data)")
   for key in ("train_split", "val_split", "test_split"):
     need(bool(config.data[key]), f"data.{key}", "a split name of the prepared folder")
+  need(config.data.get("bucket_width", 0) >= 0, "data.bucket_width", ">= 0 (0 = no length buckets)")
   need(config.train.epochs >= 1, "train.epochs", ">= 1")
   need(config.train.batch_size >= 1, "train.batch_size", ">= 1")
   need(config.train.learning_rate > 0, "train.learning_rate", "> 0")

@@ -103,7 +103,8 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
         f"global batch {config.train.batch_size}")
   dataset = pipeline.train_dataset(
       config.data.dir, config.data.train_split, batch_size=config.train.batch_size,
-      shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True)
+      shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True,
+      bucket_width=int(config.data.get("bucket_width", 0)))
   model = build_and_compile(config, meta, strategy)
   write_workdir_files(out, config, meta)
 
