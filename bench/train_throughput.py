@@ -8,6 +8,11 @@ first, then each round times two executions of each, so load drift on the shared
 hits all alike; --nointerleave times each variant's fit per execution
 (on_train_batch_end) one variant after another.
 
+Length buckets (--bucket_widths): the pipeline's length buckets (cimha_tf.data.pipeline,
+config data.bucket_width) against plain batches of the same synthetic examples, timed
+round-robin, each round one full pass over a fixed cycle of batches (their widths vary, so
+a per-step median would not be a throughput): samples/s = cycle samples / cycle time.
+
   python -m bench.train_throughput [--quick] [--output=bench/results/train_throughput.json]
 """
 
@@ -33,7 +38,11 @@ FULL = [("keras", "keras", False, 1), ("keras+jit", "keras", True, 1),
         ("keras+spe4", "keras", False, 4)]
 # --quick: the cheapest-to-trace forms only (CI checks the script, not the numbers).
 QUICK = [("fused+spe2", "fused", False, 2)]
+BUCKET_WIDTHS = flags.DEFINE_list(
+    "bucket_widths", None, "length-bucket widths to time against unbucketed batches of the "
+    "same examples (default: the configs' data.bucket_width, 8; 4 with --quick; 'none' skips)")
 _PER_ROUND = 2  # timed executions per variant and round
+_CYCLE = 12  # batches per timed pass of the length-bucket comparison (4 with --quick)
 
 
 class _Timer(keras.callbacks.Callback):
@@ -99,6 +108,66 @@ def measure_interleaved(s, batch_size, variants):
   return out
 
 
+def bucket_cycle(s, batch_size, bucket_width, num_batches, seed=1):
+  """`num_batches` training batches as the pipeline forms them from a pool of synthetic
+  examples with the figure's random lengths: length buckets of `bucket_width` steps with
+  the time axis cut (pipeline.batch_by_length + cut_time_axis), or plain max_video_len
+  batches of the same examples for bucket_width 0. -> (tf.data cycle, time-axis widths)."""
+  import numpy as np
+  import tensorflow as tf
+  from cimha_tf.data import pipeline
+  x, y = common.synthetic_batch(batch_size * num_batches, s["max_video_len"], s["max_query_len"],
+                                s["feature_dim"], s["vocab_size"], seed=seed)
+  ds = pipeline.batch_by_length(
+      tf.data.Dataset.from_tensor_slices((x, y)).repeat(), batch_size, bucket_width,
+      lambda a, b: pipeline.valid_length(a["video_mask"]), drop_remainder=True)
+  if bucket_width:
+    ds = ds.map(lambda a, b: pipeline.cut_time_axis(a, b, bucket_width))
+  batches = list(ds.take(num_batches).as_numpy_iterator())
+  widths = [int(b[0]["video_mask"].shape[1]) for b in batches]
+  def spec(a):  # as the trainer's pipeline: a free time axis with buckets, N without
+    time_axis = bucket_width and a.dtype == np.float32 and a.ndim > 1
+    return tf.TensorSpec((None, None) + a.shape[2:] if time_axis else (None,) + a.shape[1:],
+                         tf.as_dtype(a.dtype))
+  spec = tf.nest.map_structure(spec, batches[0])
+  cycle = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec)
+  return cycle.cache(), widths
+
+
+def measure_buckets(s, batch_size, bucket_widths, num_batches):
+  """Round-robin: each round times one full pass over every variant's cycle."""
+  from cimha_tf.model import compile_model
+  runs = {}
+  for bw in [0] + bucket_widths:
+    name = f"keras+buckets{bw}" if bw else "keras(same examples)"
+    cycle, widths = bucket_cycle(s, batch_size, bw, num_batches)
+    model, cfg = models.build(s, "keras")
+    compile_model(model, cfg, 1e-4)
+    t0 = time.perf_counter()
+    # Every width executes once before timing (a new shape's first run is slower).
+    model.fit(cycle.repeat(), steps_per_epoch=num_batches + common.train_warmup(), epochs=1,
+              verbose=0)
+    runs[name] = (model, cycle, widths, time.perf_counter() - t0, [])
+  for _ in range(common.reps()):
+    for name, (model, cycle, _, _, times) in runs.items():
+      timer = _Timer()
+      # One step more than the cycle: the first gap is fit's start-up, not a step.
+      model.fit(cycle.repeat(), steps_per_epoch=num_batches + 1, epochs=1, verbose=0,
+                callbacks=[timer])
+      times.append(timer.marks[-1] - timer.marks[1])
+  out, ref = {}, None
+  for name, (model, _, widths, warm_s, times) in runs.items():
+    t = common.stats(times)
+    rate = common.rate(t, batch_size * num_batches)
+    ref = ref or rate["median"]
+    out[f"{name}@batch{batch_size}"] = {
+        "lstm": "keras", "batch_size": batch_size, "samples_per_s": rate,
+        "cycle_timing": t, "cycle_batches": num_batches, "time_axis_widths": widths,
+        "mean_time_axis": sum(widths) / len(widths), "first_execution_s": warm_s,
+        "speedup_vs_unbucketed_same_examples": rate["median"] / ref, "interleaved": True}
+  return out
+
+
 def main(argv):
   del argv
   s = common.shapes()
@@ -122,6 +191,14 @@ def main(argv):
         print(f"{key}: {results[key]['samples_per_s']['median']:.1f} samples/s", flush=True)
       except Exception as e:  # e.g. BlockLSTM has no XLA kernel: record, go on
         notes.append(f"{key}: {type(e).__name__}: {str(e)[:300]}")
+  from cimha_tf.training.config import BUCKET_WIDTH
+  widths = BUCKET_WIDTHS.value or [str(4 if common.QUICK.value else BUCKET_WIDTH)]
+  if widths != ["none"]:
+    for name, r in measure_buckets(s, s["batch_size"], [int(w) for w in widths],
+                                   4 if common.QUICK.value else _CYCLE).items():
+      results[name] = r
+      print(f"{name}: {r['samples_per_s']['median']:.1f} samples/s "
+            f"(mean time axis {r['mean_time_axis']:.0f})", flush=True)
   for bs in batches:  # ratios within one run are what survives the shared machine's noise
     ref = results.get(f"keras@batch{bs}")
     for k, r in results.items():
@@ -129,6 +206,8 @@ def main(argv):
         r["speedup_vs_keras_same_batch"] = (
             r["samples_per_s"]["median"] / ref["samples_per_s"]["median"] if ref else None)
   notes.append("synthetic inputs with real masks (random valid lengths); frozen embeddings")
+  notes.append("length buckets: valid lengths uniform in [N/4, N] (common.synthetic_batch); "
+               "the gain depends on the dataset's lengths and is nil when all fill N")
   common.report("train_throughput", results, notes, extra={"shapes": s, "target": {
       "samples_per_s_at_batch100": 120, "peers": {"VSLNet": 50, "ExCL": 80}}})
 
