@@ -6,8 +6,10 @@ through the real prepare path (TFRecords, one Example per video) and read with
 cimha_tf.data.pipeline.train_dataset(repeat=True, drop_remainder=True), the training
 input. Two regimes: the decoded-video cache on (small splits: after the first pass the
 pipeline only unrolls, shuffles and batches) and off (cache_bytes=0: every pass reads and
-decodes the TFRecords, as for a split larger than the cache). The consumption is the
-model's default training step (figure 1's fastest at batch 100).
+decodes the TFRecords, as for a split larger than the cache), each with and without the
+configs' length buckets (data.bucket_width). The consumption is the model's default
+training step on max_video_len batches; length buckets make the step up to ~1.5x faster
+(figure 1), which the bucketed regimes' margin must cover.
 
   python -m bench.input_pipeline [--quick] [--output=bench/results/input_pipeline.json]
 """
@@ -37,10 +39,10 @@ def make_prepared(tmp, s):
   return out, meta
 
 
-def pipeline_rate(data_dir, batch, cache_bytes, n_batches):
+def pipeline_rate(data_dir, batch, cache_bytes, n_batches, bucket_width=0):
   from cimha_tf.data import pipeline
   ds = pipeline.train_dataset(data_dir, "train", batch, repeat=True, drop_remainder=True,
-                              seed=0, cache_bytes=cache_bytes)
+                              seed=0, cache_bytes=cache_bytes, bucket_width=bucket_width)
   it = iter(ds)
   t0 = time.perf_counter()
   next(it)
@@ -75,11 +77,14 @@ def main(argv):
     results["dataset"] = {"train_videos": info["videos"], "train_queries": info["queries"],
                           "feature_dim": meta["feature_dim"], "prepare_s": time.perf_counter() - t0}
     n_batches = max(2, info["queries"] // batch)
-    results["pipeline_cached"] = pipeline_rate(data_dir, batch, 1 << 40, n_batches)
-    results["pipeline_uncached"] = pipeline_rate(data_dir, batch, 0, n_batches)
+    from cimha_tf.training.config import BUCKET_WIDTH
+    for name, cache_bytes in (("cached", 1 << 40), ("uncached", 0)):
+      results[f"pipeline_{name}"] = pipeline_rate(data_dir, batch, cache_bytes, n_batches)
+      results[f"pipeline_{name}_buckets{BUCKET_WIDTH}"] = pipeline_rate(
+          data_dir, batch, cache_bytes, n_batches, BUCKET_WIDTH)
   train = train_rate(s, batch)
   results["train_step"] = {"samples_per_s": train}
-  for k in ("pipeline_cached", "pipeline_uncached"):
+  for k in [k for k in results if k.startswith("pipeline_")]:
     results[k]["ratio_to_training"] = (results[k]["examples_per_s"]["median"]
                                        / train["median"])
   notes.append("ratio = pipeline examples/s / training samples/s (the model's default "
