@@ -164,3 +164,29 @@ def synthetic_batch(batch_size, n, l, dv, vocab_size, seed=0, full=False):
   labels = {"start_probs": start.astype(np.int32), "end_probs": end.astype(np.int32),
             "inside_probs": inside}
   return inputs, labels
+
+
+def bucket_cycle(s, batch_size, bucket_width, num_batches, seed=1):
+  """`num_batches` training batches as the pipeline forms them from a pool of synthetic
+  examples with the figure's random lengths: length buckets of `bucket_width` steps with
+  the time axis cut (pipeline.batch_by_length + cut_time_axis), or plain max_video_len
+  batches of the same examples for bucket_width 0. -> (tf.data cycle, time-axis widths)."""
+  import tensorflow as tf
+  from cimha_tf.data import pipeline
+  x, y = synthetic_batch(batch_size * num_batches, s["max_video_len"], s["max_query_len"],
+                         s["feature_dim"], s["vocab_size"], seed=seed)
+  ds = pipeline.batch_by_length(
+      tf.data.Dataset.from_tensor_slices((x, y)).repeat(), batch_size, bucket_width,
+      lambda a, b: pipeline.valid_length(a["video_mask"]), drop_remainder=True)
+  if bucket_width:
+    ds = ds.map(lambda a, b: pipeline.cut_time_axis(a, b, bucket_width))
+  batches = list(ds.take(num_batches).as_numpy_iterator())
+  widths = [int(b[0]["video_mask"].shape[1]) for b in batches]
+
+  def spec(a):  # as the trainer's pipeline: a free time axis with buckets, N without
+    time_axis = bucket_width and a.dtype == np.float32 and a.ndim > 1
+    return tf.TensorSpec((None, None) + a.shape[2:] if time_axis else (None,) + a.shape[1:],
+                         tf.as_dtype(a.dtype))
+  spec = tf.nest.map_structure(spec, batches[0])
+  cycle = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec)
+  return cycle.cache(), widths

@@ -4,7 +4,9 @@ Engines, same weights: the Keras model under tf.function (fixed shapes; LSTM for
 fused BlockLSTM; keras with jit_compile), the SavedModel's `serving_tokens` signature
 (input checks + model + top-k decoding, cimha_tf.deploy.saved_model), and TFLite in the
 LiteRT interpreter (cimha_tf.deploy.tflite: fused LSTM ops; float32, float16 weights,
-dynamic-range int8) with num_threads = the machine's cores.
+dynamic-range int8) with num_threads = the machine's cores. `keras_buckets`: batch-100
+throughput of an evaluation pass with length buckets (runner.evaluate_split's default),
+against plain batches of the same examples, one full cycle of batches per round.
 
   python -m bench.inference [--quick] [--output=bench/results/inference.json]
 """
@@ -22,14 +24,14 @@ from bench import models
 
 ENGINES = flags.DEFINE_list(
     "engines", None, "subset to run: keras, keras_jit, fused, saved_model, tflite_float32, "
-    "tflite_float16, tflite_dynamic_int8 (default: all)")
+    "tflite_float16, tflite_dynamic_int8, keras_buckets (default: all)")
 
 QUANTS = {"tflite_float32": "none", "tflite_float16": "float16",
           "tflite_dynamic_int8": "dynamic_int8"}
 
 
-# --quick: the two engines the targets are about, batch 1 only (CI checks the script).
-QUICK_ENGINES = ("keras", "tflite_float32")
+# --quick: the engines the targets are about, tiny (CI checks the script).
+QUICK_ENGINES = ("keras", "tflite_float32", "keras_buckets")
 
 
 def _want(name):
@@ -65,6 +67,38 @@ def keras_engine(model, s, jit):
     r = _time(lambda: fn(x)["start_probs"].numpy(), batch)
     r["first_call_s"] = time.perf_counter() - t0
     out[f"batch{batch}"] = r
+  return out
+
+
+def keras_buckets_engine(model, s, num_batches=12):
+  """Evaluation-style throughput over a cycle of batches: plain (max_video_len steps) and
+  length-bucketed (cut to the longest video) batches of the same examples, timed in turn."""
+  import tensorflow as tf
+  from cimha_tf.evaluation.runner import EVAL_BUCKET_WIDTH
+  batch = s["batch_size"]
+  fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+  cycles = {}
+  for name, bw in (("plain", 0), (f"buckets{EVAL_BUCKET_WIDTH}", EVAL_BUCKET_WIDTH)):
+    cycle, widths = common.bucket_cycle(s, batch, bw, num_batches)
+    inputs = [x for x, _ in cycle]
+    for x in inputs:  # every width once (traces, then a free time axis)
+      fn(x)["start_probs"].numpy()
+    cycles[name] = (inputs, widths, [])
+  for _ in range(common.reps()):
+    for inputs, _, times in cycles.values():
+      t0 = time.perf_counter()
+      for x in inputs:
+        fn(x)["start_probs"].numpy()
+      times.append(time.perf_counter() - t0)
+  out, ref = {}, None
+  for name, (inputs, widths, times) in cycles.items():
+    t = common.stats(times)
+    rate = common.rate(t, batch * len(inputs))
+    ref = ref or rate["median"]
+    out[f"batch{batch}_{name}"] = {"samples_per_s": rate, "cycle_timing": t,
+                                   "mean_time_axis": sum(widths) / len(widths),
+                                   "time_axis_widths": widths,
+                                   "speedup_vs_plain_same_examples": rate["median"] / ref}
   return out
 
 
@@ -117,6 +151,8 @@ def main(argv):
         results[name] = keras_engine(model, s, jit)
       except Exception as e:
         notes.append(f"{name}: {type(e).__name__}: {str(e)[:300]}")
+  if _want("keras_buckets"):
+    results["keras_buckets"] = keras_buckets_engine(model, s, 4 if common.QUICK.value else 12)
   if _want("fused"):
     fused, _ = models.build(s, "fused")
     fused.set_weights(model.get_weights())

@@ -108,39 +108,13 @@ def measure_interleaved(s, batch_size, variants):
   return out
 
 
-def bucket_cycle(s, batch_size, bucket_width, num_batches, seed=1):
-  """`num_batches` training batches as the pipeline forms them from a pool of synthetic
-  examples with the figure's random lengths: length buckets of `bucket_width` steps with
-  the time axis cut (pipeline.batch_by_length + cut_time_axis), or plain max_video_len
-  batches of the same examples for bucket_width 0. -> (tf.data cycle, time-axis widths)."""
-  import numpy as np
-  import tensorflow as tf
-  from cimha_tf.data import pipeline
-  x, y = common.synthetic_batch(batch_size * num_batches, s["max_video_len"], s["max_query_len"],
-                                s["feature_dim"], s["vocab_size"], seed=seed)
-  ds = pipeline.batch_by_length(
-      tf.data.Dataset.from_tensor_slices((x, y)).repeat(), batch_size, bucket_width,
-      lambda a, b: pipeline.valid_length(a["video_mask"]), drop_remainder=True)
-  if bucket_width:
-    ds = ds.map(lambda a, b: pipeline.cut_time_axis(a, b, bucket_width))
-  batches = list(ds.take(num_batches).as_numpy_iterator())
-  widths = [int(b[0]["video_mask"].shape[1]) for b in batches]
-  def spec(a):  # as the trainer's pipeline: a free time axis with buckets, N without
-    time_axis = bucket_width and a.dtype == np.float32 and a.ndim > 1
-    return tf.TensorSpec((None, None) + a.shape[2:] if time_axis else (None,) + a.shape[1:],
-                         tf.as_dtype(a.dtype))
-  spec = tf.nest.map_structure(spec, batches[0])
-  cycle = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec)
-  return cycle.cache(), widths
-
-
 def measure_buckets(s, batch_size, bucket_widths, num_batches):
   """Round-robin: each round times one full pass over every variant's cycle."""
   from cimha_tf.model import compile_model
   runs = {}
   for bw in [0] + bucket_widths:
     name = f"keras+buckets{bw}" if bw else "keras(same examples)"
-    cycle, widths = bucket_cycle(s, batch_size, bw, num_batches)
+    cycle, widths = common.bucket_cycle(s, batch_size, bw, num_batches)
     model, cfg = models.build(s, "keras")
     compile_model(model, cfg, 1e-4)
     t0 = time.perf_counter()

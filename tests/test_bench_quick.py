@@ -131,9 +131,14 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   for key, r in docs["train_throughput"].items():
     assert r["batch_size"] == 4 and r["samples_per_s"]["median"] > 0
     assert r["samples_per_s"]["low"] <= r["samples_per_s"]["median"] <= r["samples_per_s"]["high"]
+  buckets = docs["train_throughput"]["keras+buckets4@batch4"]
+  assert buckets["mean_time_axis"] < 16 and len(buckets["time_axis_widths"]) == 4
+  assert docs["train_throughput"]["keras(same examples)@batch4"]["mean_time_axis"] == 16
   for engine in ("keras", "tflite_float32"):
     assert docs["inference"][engine]["batch1"]["latency_ms"] > 0
-  for k in ("pipeline_cached", "pipeline_uncached"):
+  assert set(docs["inference"]["keras_buckets"]) == {"batch4_plain", "batch4_buckets8"}
+  for k in ("pipeline_cached", "pipeline_uncached", "pipeline_cached_buckets8",
+            "pipeline_uncached_buckets8"):
     assert docs["input_pipeline"][k]["ratio_to_training"] > 0
   assert {"import_only", "inference_keras"} <= set(docs["memory"])
   assert all(v["peak_rss_mb"] > 0 for v in docs["memory"].values())

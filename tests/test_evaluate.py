@@ -84,6 +84,25 @@ def _iou(a, b):
   return inter / union if union > 0 else 0.0
 
 
+def test_length_buckets_give_the_rows_of_plain_batches(run):
+  """evaluate_split's length buckets (batches cut to their longest video) change the work,
+  not the rows: same queries, same order, same windows, scores and saliency."""
+  from cimha_tf.data import pipeline
+  data = run["prepared"]
+  widths = {x["video_mask"].shape[1] for x, _ in pipeline.eval_dataset(data, "test", 2, 3)}
+  assert len(widths) > 1 and max(widths) < 16  # the cut happens (max_video_len 16)
+  model = wd.load_model(wd.path(run["workdir"], wd.BEST))
+  (m0, rows0), (m1, rows1) = (runner.evaluate_split(model, data, "test", 2, 5, progress=False,
+                                                    bucket_width=bw) for bw in (0, 3))
+  gt = runner.read_ground_truth(data, "test")
+  assert [r["qid"] for r in rows1] == [r["qid"] for r in rows0] == [r["qid"] for r in gt]
+  for a, b in zip(rows0, rows1):
+    np.testing.assert_allclose(b["pred_relevant_windows"], a["pred_relevant_windows"], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(b["pred_saliency_scores"], a["pred_saliency_scores"], atol=1e-5)
+  for k in METRIC_KEYS:
+    assert m1[k] == pytest.approx(m0[k], abs=1e-6), k
+
+
 def test_evaluate_binary_writes_metrics_predictions_and_figures(run):
   w = run["workdir"]
   out = testing.run_binary("cimha_tf.evaluate", f"--config={run['config']}", f"--workdir={w}",

@@ -19,8 +19,9 @@ the same band of `bucket_width` steps, and each batch's time axis is cut to its 
 video, rounded up to a multiple of `bucket_width`. The model is exact under padding (only
 valid steps reach any output or loss), so this changes which queries share a batch, not
 what a batch computes, and a batch of short videos costs what its length does: on Charades-
-like lengths training runs 1.3-1.5x faster (docs/benchmarks.md). It gives nothing when
-most videos fill max_video_len (ActivityNet, pooled to 128). Evaluation is never bucketed.
+like lengths training runs 1.4x faster (docs/benchmarks.md). It gives nothing when
+most videos fill max_video_len (ActivityNet, pooled to 128). Evaluation can bucket too
+(eval_dataset(bucket_width=...); runner.evaluate_split does, and puts rows back in order).
 """
 
 import json
@@ -142,15 +143,17 @@ def valid_length(video_mask):
 
 
 def cut_time_axis(inputs, labels, multiple):
-  """A training batch with its time axis cut to its longest video rounded up to `multiple`
-  (never past its current length): padded steps reach no output or loss, so the cut ones
-  were pure cost."""
+  """A batch with its time axis cut to its longest video rounded up to `multiple` (never
+  past its current length): padded steps reach no output or loss, so the cut ones were
+  pure cost. `labels`: training labels (inside_probs is cut too) or eval meta."""
   n = tf.shape(inputs["video_mask"])[1]
   longest = tf.reduce_max(valid_length(inputs["video_mask"]))
   w = tf.minimum(n, (longest + multiple - 1) // multiple * multiple)
   inputs = {**inputs, "video_features": inputs["video_features"][:, :w],
             "video_mask": inputs["video_mask"][:, :w]}
-  return inputs, {**labels, "inside_probs": labels["inside_probs"][:, :w]}
+  if "inside_probs" in labels:
+    labels = {**labels, "inside_probs": labels["inside_probs"][:, :w]}
+  return inputs, labels
 
 
 def _parse_videos(files, meta, deterministic):
@@ -214,16 +217,27 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(data_dir, split, batch_size):
+def eval_dataset(data_dir, split, batch_size, bucket_width=0):
   """(inputs, meta) batches of `split`: every kept query exactly once, in file order, last
-  batch possibly smaller. meta: qid int64, vid string, duration float32, num_steps int32."""
+  batch possibly smaller. meta: qid int64, vid string, duration float32, num_steps int32.
+
+  bucket_width > 0: length buckets as in training (batches from one band of video lengths,
+  time axis cut to the longest video); still every query once and a fixed order, but not
+  file order (each band's last, partial batch comes at the end). Outputs over valid steps
+  are those of the uncut batch: the model is exact under padding.
+  """
   meta = read_metadata(data_dir)
   files = split_files(data_dir, split, meta)
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   records = tf.data.TFRecordDataset(files)
   ds = _parse_videos(records, meta, True).flat_map(tfrecords.unroll)
-  ds = ds.batch(batch_size).map(_to_eval, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = batch_by_length(ds, batch_size, bucket_width, lambda v, q: v["num_steps"],
+                       deterministic=True)
+  ds = ds.map(_to_eval, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if bucket_width:
+    ds = ds.map(lambda x, m: cut_time_axis(x, m, bucket_width),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   options = tf.data.Options()
   options.deterministic = True
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
