@@ -27,6 +27,7 @@ def load(name, *overrides):
 def test_every_config_has_the_contract_keys_and_validates(name):
   c = load(name)
   for key in ("seed", "data.dir", "data.train_split", "data.val_split", "data.test_split",
+              "data.bucket_width",
               "model.variant", "model.cross_fusion", "model.max_video_len", "model.max_query_len",
               "train.epochs", "train.batch_size", "train.learning_rate", "train.steps_per_execution",
               "train.jit_compile", "eval.top_k", "eval.batch_size"):
@@ -78,7 +79,8 @@ def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path):
 
 @pytest.mark.parametrize("key,value,expected", [
     ("train.epochs", 0, ">= 1"), ("train.batch_size", 0, ">= 1"),
-    ("train.learning_rate", 0.0, "> 0"), ("eval.top_k", 0, ">= 1"), ("data.dir", "", "prepared")])
+    ("train.learning_rate", 0.0, "> 0"), ("eval.top_k", 0, ">= 1"), ("data.dir", "", "prepared"),
+    ("data.bucket_width", -8, ">= 0")])
 def test_validate_names_the_bad_value(key, value, expected):
   c = load("charades_sta_i3d")
   section, field = key.split(".")

@@ -157,6 +157,16 @@ def test_length_buckets_cut_the_time_axis_and_keep_every_row(prepared, tmp_path,
   assert len(widths) > 2
 
 
+def test_length_buckets_are_off_with_a_warning_under_multi_worker(prepared, monkeypatch, capsys):
+  # tf.data auto-sharding cannot walk through group_by_window: plain batches instead.
+  _, out, _ = prepared
+  monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
+                                              "task": {"type": "worker", "index": 0}}))
+  ds = pipeline.train_dataset(out, "train", batch_size=2, seed=1, bucket_width=4)
+  assert ds.element_spec[0]["video_features"].shape.as_list() == [None, N, D]
+  assert "length buckets (bucket_width=4) are off under multi-worker" in capsys.readouterr().out
+
+
 def test_cut_time_axis_and_valid_length_against_numpy():
   rng = np.random.default_rng(0)
   mask = np.zeros((3, 10), np.float32)

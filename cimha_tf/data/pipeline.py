@@ -20,7 +20,9 @@ video, rounded up to a multiple of `bucket_width`. The model is exact under padd
 valid steps reach any output or loss), so this changes which queries share a batch, not
 what a batch computes, and a batch of short videos costs what its length does: on Charades-
 like lengths training runs 1.4x faster (docs/benchmarks.md). It gives nothing when
-most videos fill max_video_len (ActivityNet, pooled to 128). Evaluation can bucket too
+most videos fill max_video_len (ActivityNet, pooled to 128). Off under multi-worker
+training, with a warning: tf.data's auto-sharding cannot walk through group_by_window.
+Evaluation can bucket too
 (eval_dataset(bucket_width=...); runner.evaluate_split does, and puts rows back in order).
 """
 
@@ -88,7 +90,19 @@ def _input_workers():
     spec = {}
   if not spec and os.environ.get("TF_CONFIG"):
     spec = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-  return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
+  return _count_workers(spec)
+
+
+def _count_workers(cluster):
+  return max(1, sum(len(cluster.get(job, [])) for job in ("chief", "worker")))
+
+
+def _tf_config_workers():
+  """Workers + chief named by TF_CONFIG (a multi-worker run, even outside strategy.scope())."""
+  try:
+    return _count_workers(json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {}))
+  except (ValueError, AttributeError):
+    return 1
 
 
 def auto_shard_policy(num_files, num_workers=None):
@@ -178,6 +192,12 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if deterministic and seed is None:
     seed = 0
+  if bucket_width and max(_input_workers(), _tf_config_workers()) > 1:
+    # tf.data's auto-sharding walks the graph back to the files and cannot pass
+    # group_by_window ("Did not find a shardable source").
+    print(f"warning: length buckets (bucket_width={bucket_width}) are off under multi-worker "
+          "training: tf.data auto-sharding cannot shard through them")
+    bucket_width = 0
   # The cache holds decoded videos padded to max_video_len, in float32.
   videos_bytes = meta["splits"][split]["videos"] * meta["max_video_len"] * meta["feature_dim"] * 4
   cache = videos_bytes <= cache_bytes
