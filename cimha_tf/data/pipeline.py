@@ -33,6 +33,7 @@ import os
 import tensorflow as tf
 
 from cimha_tf.data import tfrecords
+from cimha_tf.training import strategy as strategy_lib
 
 METADATA = "metadata.json"
 VIDEO_SHUFFLE_BUFFER = 256
@@ -88,21 +89,9 @@ def _input_workers():
     spec = resolver.cluster_spec().as_dict() if resolver else {}
   except (ValueError, AttributeError):
     spec = {}
-  if not spec and os.environ.get("TF_CONFIG"):
-    spec = json.loads(os.environ["TF_CONFIG"]).get("cluster", {})
-  return _count_workers(spec)
-
-
-def _count_workers(cluster):
-  return max(1, sum(len(cluster.get(job, [])) for job in ("chief", "worker")))
-
-
-def _tf_config_workers():
-  """Workers + chief named by TF_CONFIG (a multi-worker run, even outside strategy.scope())."""
-  try:
-    return _count_workers(json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {}))
-  except (ValueError, AttributeError):
-    return 1
+  if not spec:
+    return max(1, strategy_lib.num_workers())
+  return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
 
 
 def auto_shard_policy(num_files, num_workers=None):
@@ -130,7 +119,7 @@ def _to_eval(v, q):
 
 def _bucket_key(bucket_width, length_fn):
   def key(*element):
-    return tf.cast((tf.cast(length_fn(*element), tf.int64) - 1) // bucket_width, tf.int64)
+    return (tf.cast(length_fn(*element), tf.int64) - 1) // bucket_width
   return key
 
 
@@ -192,7 +181,8 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if deterministic and seed is None:
     seed = 0
-  if bucket_width and max(_input_workers(), _tf_config_workers()) > 1:
+  # TF_CONFIG too: the trainer builds its dataset outside strategy.scope().
+  if bucket_width and max(_input_workers(), strategy_lib.num_workers()) > 1:
     # tf.data's auto-sharding walks the graph back to the files and cannot pass
     # group_by_window ("Did not find a shardable source").
     print(f"warning: length buckets (bucket_width={bucket_width}) are off under multi-worker "
