@@ -75,6 +75,16 @@ def measure(s, batch_size, lstm, jit, spe):
           "parameters": int(model.count_params())}
 
 
+def time_steps(model, ds, spe=1, n=_PER_ROUND):
+  """Seconds per training step of n executions of a compiled, warm model on ds."""
+  # Timed between on_train_batch_end marks inside one fit: fit's own start-up (epoch
+  # iterator, callbacks: ~0.5 s at batch 100) is not a training step.
+  timer = _Timer()
+  model.fit(ds, steps_per_epoch=spe * (n + 1), epochs=1, verbose=0, callbacks=[timer])
+  marks = timer.marks[1:]
+  return [(b - a) / spe for a, b in zip(marks, marks[1:])]
+
+
 def measure_interleaved(s, batch_size, variants):
   """All variants' models built first, then timed in turn, _PER_ROUND executions each
   per round: load drift on the shared machine then hits every variant alike."""
@@ -92,13 +102,7 @@ def measure_interleaved(s, batch_size, variants):
     runs[name] = (model, spe, time.perf_counter() - t0, [], lstm, jit)
   for _ in range(common.reps()):
     for name, (model, spe, _, times, _, _) in runs.items():
-      # Executions timed between on_train_batch_end marks inside one fit: fit's own
-      # start-up (epoch iterator, callbacks: ~0.5 s at batch 100) is not a training step.
-      timer = _Timer()
-      model.fit(ds, steps_per_epoch=spe * (_PER_ROUND + 1), epochs=1, verbose=0,
-                callbacks=[timer])
-      marks = timer.marks[1:]
-      times.extend((b - a) / spe for a, b in zip(marks, marks[1:]))
+      times.extend(time_steps(model, ds, spe))
   for name, (model, spe, warm_s, times, lstm, jit) in runs.items():
     t = common.stats(times)
     out[name] = {"lstm": lstm, "jit_compile": jit, "steps_per_execution": spe,

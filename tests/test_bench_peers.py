@@ -1,0 +1,73 @@
+"""bench/peers.py: the ExCL-style PyTorch peer computes what its docstring says (masked
+softmax over valid steps, sentence vector read at each query's own length) and the ratios
+point the right way. Needs PyTorch, which cimha-tf does not depend on: skipped without it
+(CI), except the ratio arithmetic."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.test_bench_quick import REPO
+
+
+def _fake(samples_per_s):
+  return {"samples_per_s": {"median": samples_per_s}}
+
+
+def test_ratios_are_ours_over_peer_with_latency_inverted():
+  from bench.peers import TARGETS, ratios
+  out = {"cimha-tf": {"train": _fake(150.0), "latency_batch1": _fake(250.0),
+                      "throughput": _fake(400.0)},
+         "ExCL": {"train": _fake(100.0), "latency_batch1": _fake(125.0),
+                  "throughput": _fake(200.0)}}
+  # samples/s at batch 1 = 1 / latency: 4 ms vs 8 ms is 2x faster
+  assert ratios(out) == pytest.approx({"train": 1.5, "latency_batch1": 2.0, "throughput": 2.0})
+  assert set(TARGETS) == set(ratios(out))
+
+
+def test_excl_peer_masks_padding_and_reads_each_query_at_its_length():
+  torch = pytest.importorskip("torch")
+  from bench.peers import build_excl
+  model = build_excl(dv=6, vocab_size=20, embedding_dim=5, units=3).eval()
+  rng = np.random.default_rng(0)
+  feats = torch.from_numpy(rng.standard_normal((2, 7, 6)).astype(np.float32))
+  mask = torch.tensor([[1.0] * 7, [1.0] * 4 + [0.0] * 3])
+  toks = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]], dtype=torch.int32)
+  with torch.no_grad():
+    start, end = model(feats, mask, toks)
+    # The same queries padded to 9 words: the sentence vector is read at each length.
+    wide = torch.nn.functional.pad(toks, (0, 4))
+    start_w, end_w = model(feats, mask, wide)
+  np.testing.assert_allclose(start_w.numpy(), start.numpy(), rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(end_w.numpy(), end.numpy(), rtol=1e-6, atol=1e-6)
+  p = torch.softmax(start, -1).numpy()
+  assert (p[1, 4:] == 0).all() and p[1, :4].sum() == pytest.approx(1.0, abs=1e-6)
+  # One word changed inside the second query's length moves its scores; the first's stay.
+  toks2 = toks.clone()
+  toks2[1, 1] = 9
+  with torch.no_grad():
+    start2, _ = model(feats, mask, toks2)
+  np.testing.assert_allclose(start2[0].numpy(), start[0].numpy(), rtol=1e-6)
+  assert not np.allclose(start2[1, :4].numpy(), start[1, :4].numpy())
+
+
+@pytest.mark.slow
+def test_peers_quick_mode_writes_well_formed_json(tmp_path):
+  pytest.importorskip("torch")
+  out = tmp_path / "peers.json"
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
+             CUDA_VISIBLE_DEVICES="")
+  r = subprocess.run([sys.executable, "-m", "bench.peers", "--quick", f"--output={out}"],
+                     cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
+  assert r.returncode == 0, r.stderr[-3000:]
+  d = json.loads(out.read_text())
+  assert d["figure"] == "peers" and d["quick"] is True
+  for system in ("cimha-tf", "ExCL"):
+    for task in ("train", "latency_batch1", "throughput"):
+      rate = d["results"][system][task]["samples_per_s"]
+      assert 0 < rate["low"] <= rate["median"] <= rate["high"]
+  assert set(d["ratio_ours_over_peer"]) == {"train", "latency_batch1", "throughput"}
