@@ -5,6 +5,7 @@ OUTPUT_DIR/NAME.json for each; `--quick` is what tests/test_bench_quick.py runs.
 """
 
 import importlib
+import importlib.util
 import os
 import time
 
@@ -14,7 +15,7 @@ from absl import flags
 from bench import common
 
 FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-           "profile_layers", "profile_step")
+           "profile_layers", "profile_step", "profile_tflite", "peers")
 OUTPUT_DIR = flags.DEFINE_string("output_dir", "bench/results", "folder for NAME.json")
 ONLY = flags.DEFINE_list("figures", None, f"subset of {FIGURES}")
 
@@ -26,6 +27,11 @@ def main(argv):
     raise app.UsageError(f"--figures: unknown {unknown}; expected some of {FIGURES}")
   os.makedirs(OUTPUT_DIR.value, exist_ok=True)
   for name in names:
+    if name == "peers" and importlib.util.find_spec("torch") is None:
+      # The peer is PyTorch, which cimha-tf does not depend on (bench/peers.py).
+      print("[run_all] peers: skipped, PyTorch is not installed "
+            "(pip install torch==2.13.0)", flush=True)
+      continue
     module = importlib.import_module(f"bench.{name}")
     flags.FLAGS.output = os.path.join(OUTPUT_DIR.value, f"{name}.json")
     t0, c0 = time.perf_counter(), time.process_time()

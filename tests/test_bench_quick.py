@@ -106,7 +106,7 @@ def test_op_flops_counts_matmul_batchmatmul_and_einsum():
 
 
 EXPECTED_FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-                    "profile_layers", "profile_step")
+                    "profile_layers", "profile_step", "profile_tflite")
 
 
 # ~1.5-2 min on an idle 2-core CPU (one TF trace per figure). With it the default suite
@@ -152,6 +152,11 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   assert prof["op_s_per_step"] > 0 and prof["wall_s_per_step"] > 0
   assert sum(v["share"] for v in prof["by_op_type"].values()) <= 1 + 1e-9
   assert any(k.startswith("gradient: ") for k in prof["by_block"])
+  lite = docs["profile_tflite"]
+  for form in ("float32", "int8"):
+    summary = lite[f"summary {form}"]
+    assert 0 < summary["lstm_ops_alone_ms"] and summary["model_ms"] > 0
+  # peers.json (PyTorch installed) is checked by tests/test_bench_peers.py
 
 
 def test_profile_step_names_the_block_of_an_op():
@@ -160,3 +165,22 @@ def test_profile_step_names_the_block_of_an_op():
       "gradient: span_head/start_lstm")
   assert block_of("cimha_cimha_1/video_self_1/mha_1/value_1/MatMul") == "forward: video_self/mha"
   assert block_of("adam/Cast_12/ReadVariableOp") == "optimizer and other"
+
+
+def test_profile_tflite_reads_every_lstm_op_shape_from_the_converted_model():
+  import keras
+  from bench.profile_tflite import lstm_shapes
+  from cimha_tf.deploy import tflite
+  from cimha_tf.model import build_model
+  from tests.test_model import tiny_config
+  keras.utils.set_random_seed(0)
+  c = tiny_config()
+  model = build_model(c, 5, 30)
+  shapes = lstm_shapes(tflite.convert(model, c.max_video_len, c.max_query_len))
+  # Independently: every LSTM's (input dim, units) from its kernels in the Keras model.
+  ws = {v.path: tuple(v.shape) for v in model.weights}
+  expected = sorted((ws[p[:-len("recurrent_kernel")] + "kernel"][0], shape[0])
+                    for p, shape in ws.items() if p.endswith("/recurrent_kernel"))
+  assert len(expected) == 6  # query, start and end Bi-LSTMs
+  assert sorted((d, u) for _, d, u in shapes) == expected
+  assert sorted(t for t, _, _ in shapes) == [c.max_query_len] * 2 + [c.max_video_len] * 4

@@ -1,0 +1,126 @@
+"""Where TFLite's batch-1 latency goes: the LSTM ops against the rest.
+
+LiteRT's Python interpreter has no per-op profiler, so this measures by parts, all
+interpreters timed round-robin (one call each per round): the whole model (float32 and
+the LSTM-int8 form) with LiteRT's default XNNPACK delegate and without it, and each of
+the model's UNIDIRECTIONAL_SEQUENCE_LSTM ops alone, in a one-op model of the same shapes
+(read from the converted model), float32 and int8 weights. XNNPACK takes every op but
+the LSTMs, SELECT_V2, REVERSE_SEQUENCE, GATHER and comparisons; the LSTM ops run in
+TFLite's own kernel, one step after the other, on one thread.
+
+  python -m bench.profile_tflite [--quick] [--output=bench/results/profile_tflite.json]
+"""
+
+import collections
+import os
+import tempfile
+import time
+
+from absl import app
+import numpy as np
+
+from bench import common
+from bench import models
+
+
+def lstm_shapes(flatbuffer):
+  """[(steps, input_dim, units)] of every UNIDIRECTIONAL_SEQUENCE_LSTM op, in graph order."""
+  from ai_edge_litert.interpreter import Interpreter
+  it = Interpreter(model_content=flatbuffer)
+  tensors = {t["index"]: t for t in it.get_tensor_details()}
+  out = []
+  for op in it._get_ops_details():
+    if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+      x, w = (tensors[i]["shape"] for i in op["inputs"][:2])  # input, input-to-input weights
+      out.append((int(x[1]), int(x[2]), int(w[0])))
+  return out
+
+
+def one_lstm_model(steps, input_dim, units, seed=0):
+  """A float32 model of one fused LSTM op (cimha_tf.deploy.tflite's composite path)."""
+  import tensorflow as tf
+  from cimha_tf.deploy import tflite
+  rng = np.random.default_rng(seed)
+  k, rk = (tf.constant(rng.standard_normal(s).astype(np.float32) * 0.1)
+           for s in ((input_dim, 4 * units), (units, 4 * units)))
+  b = tf.zeros([4 * units])
+  lstm = tflite._composite_lstm()
+
+  @tf.function(input_signature=[tf.TensorSpec([1, steps, input_dim], tf.float32, "x")],
+               autograph=False)
+  def serve(x):
+    z = tf.zeros([1, units])
+    return {"y": lstm(x, z, z, k, rk, b)[1]}
+
+  module = tf.Module()
+  module.serve = serve
+  with tempfile.TemporaryDirectory() as d:
+    tf.saved_model.save(module, d, signatures={"serving_default": serve.get_concrete_function()})
+    return tflite._convert_saved_model(d, "none", "fused")
+
+
+def _runner(flatbuffer, feeds, delegate=True):
+  from ai_edge_litert.interpreter import Interpreter, OpResolverType
+  kw = {} if delegate else {
+      "experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+  it = Interpreter(model_content=flatbuffer, num_threads=os.cpu_count(), **kw)
+  it.allocate_tensors()
+  run = it.get_signature_runner()
+
+  def call():
+    it.reset_all_variables()  # fresh LSTM state per query, as TFLiteModel does
+    return run(**feeds)
+  return call
+
+
+def main(argv):
+  del argv
+  from cimha_tf.deploy import quantization
+  from cimha_tf.deploy import tflite
+  s = common.shapes()
+  model, _ = models.build(s, "keras")
+  whole = tflite.convert_many(model, s["max_video_len"], s["max_query_len"],
+                              ("none", "dynamic_int8"))
+  x, _ = common.synthetic_batch(1, s["max_video_len"], s["max_query_len"], s["feature_dim"],
+                                s["vocab_size"], seed=1)
+  calls = {"model float32 (XNNPACK)": _runner(whole["none"], x),
+           "model float32 (no delegate)": _runner(whole["none"], x, delegate=False),
+           "model LSTM-int8 (XNNPACK)": _runner(whole["dynamic_int8"], x)}
+  shapes = lstm_shapes(whole["none"])
+  counts = collections.Counter(shapes)
+  rng = np.random.default_rng(0)
+  for steps, dim, units in counts:
+    one = one_lstm_model(steps, dim, units)
+    feeds = {"x": rng.standard_normal((1, steps, dim)).astype(np.float32)}
+    calls[f"lstm {steps}x{dim}->{units} float32"] = _runner(one, feeds)
+    int8, _ = quantization.lstm_int8_rest_float16(one)
+    calls[f"lstm {steps}x{dim}->{units} int8"] = _runner(int8, feeds)
+  for f in calls.values():
+    for _ in range(common.warmup() + 1):
+      f()
+  times = {k: [] for k in calls}
+  for _ in range(5 * common.reps()):  # one call each per round: cheap, so many rounds
+    for k, f in calls.items():
+      t0 = time.perf_counter()
+      f()
+      times[k].append(time.perf_counter() - t0)
+  results = {k: {"latency_ms": 1e3 * common.stats(t)["median_s"], "timing": common.stats(t)}
+             for k, t in times.items()}
+  for form in ("float32", "int8"):
+    lstm_ms = sum(n * results[f"lstm {t}x{d}->{u} {form}"]["latency_ms"]
+                  for (t, d, u), n in counts.items())
+    name = "model float32 (XNNPACK)" if form == "float32" else "model LSTM-int8 (XNNPACK)"
+    total = results[name]["latency_ms"]
+    results[f"summary {form}"] = {"model_ms": total, "lstm_ops_alone_ms": lstm_ms,
+                                  "lstm_share": lstm_ms / total, "rest_ms": total - lstm_ms}
+  for k, r in results.items():
+    print(k, {a: round(b, 3) for a, b in r.items() if isinstance(b, float)}, flush=True)
+  common.report("profile_tflite", results, [
+      f"num_threads={os.cpu_count()}, batch 1, medians of {5 * common.reps()} round-robin calls",
+      "lstm_ops_alone_ms: the model's LSTM ops (shapes and counts read from it) timed alone "
+      "in one-op models; rest_ms = model - that (XNNPACK part and non-delegated ops)"],
+      extra={"shapes": s, "lstm_ops": [list(k) + [n] for k, n in counts.items()]})
+
+
+if __name__ == "__main__":
+  app.run(main)
