@@ -12,8 +12,8 @@ from absl import flags
 RESULTS = flags.DEFINE_string("results", "bench/results", "folder of NAME.json files")
 
 
-def _load(name):
-  p = os.path.join(RESULTS.value, f"{name}.json")
+def _load(results_dir, name):
+  p = os.path.join(results_dir, f"{name}.json")
   if not os.path.exists(p):
     return None
   with open(p) as f:
@@ -24,9 +24,10 @@ def _rate(r):
   return f"{r['median']:.1f} ({r['low']:.1f}-{r['high']:.1f})"
 
 
-def render():
+def render(results_dir):
+  """Markdown for every figure found in results_dir."""
   out = []
-  d = _load("train_throughput")
+  d = _load(results_dir, "train_throughput")
   if d:
     m = d["machine"]
     out += [f"### 1. Training throughput ({m['time_utc']}, load {m['load_avg_1_5_15']})", "",
@@ -39,7 +40,7 @@ def render():
                  f"{_rate(r['samples_per_s'])} | - |")
       out[-1] += f" {r['first_execution_s']:.0f} |"
     out += [""] + [f"- {n}" for n in d["notes"]] + [""]
-  d = _load("inference")
+  d = _load(results_dir, "inference")
   if d:
     m = d["machine"]
     out += [f"### 2. Inference ({m['time_utc']}, load {m['load_avg_1_5_15']})", "",
@@ -53,16 +54,17 @@ def render():
       thr = _rate(bn[0]["samples_per_s"]) if bn else "-"
       out.append(f"| {k} | {lat} | {thr} |")
     out += [""] + [f"- {n}" for n in d["notes"]] + [""]
-  d = _load("input_pipeline")
+  d = _load(results_dir, "input_pipeline")
   if d:
     r = d["results"]
     out += ["### 3. Input pipeline", "", "| regime | examples/s (min-max) | ratio to training |",
             "|---|---|---|"]
-    for k in ("pipeline_cached", "pipeline_uncached"):
-      out.append(f"| {k} | {_rate(r[k]['examples_per_s'])} | {r[k]['ratio_to_training']:.1f} |")
-    out.append(f"| training step (fused LSTM) | {_rate(r['train_step_fused_lstm']['samples_per_s'])} | 1 |")
+    for k, v in r.items():
+      if k.startswith("pipeline_"):
+        out.append(f"| {k} | {_rate(v['examples_per_s'])} | {v['ratio_to_training']:.1f} |")
+    out.append(f"| training step (model default) | {_rate(r['train_step']['samples_per_s'])} | 1 |")
     out += ["", f"- dataset: {r['dataset']}"] + [f"- {n}" for n in d["notes"]] + [""]
-  d = _load("memory")
+  d = _load(results_dir, "memory")
   if d:
     out += ["### 4. Peak memory (RSS, MiB, one process per role)", "", "| role | peak RSS MiB |",
             "|---|---|"]
@@ -72,7 +74,7 @@ def render():
         extra = f" (interpreter-only process: {r['detail']['interpreter_process_peak_rss_mb']:.0f})"
       out.append(f"| {k} | {r['peak_rss_mb']:.0f}{extra} |")
     out += [""]
-  d = _load("flops")
+  d = _load(results_dir, "flops")
   if d:
     r = d["results"]
     out += ["### 5. FLOPs and achieved rate", "",
@@ -91,19 +93,40 @@ def render():
       out.append(f"| {k} | {a['samples_per_s']:.1f} | {a['flops_per_s'] / 1e9:.2f} | "
                  f"{a['fraction_of_matmul_rate']:.2f} |")
     out += [""]
-  d = _load("profile_layers")
+  d = _load(results_dir, "profile_layers")
   if d:
     out += ["### Profile: forward+backward per block (batch %d)" % d["shapes"]["batch_size"], "",
             "| block [implementation] | ms median (min-max) |", "|---|---|"]
     for k, r in d["results"].items():
       out.append(f"| {k} | {r['fwd_bwd_ms']:.0f} ({r['spread_ms'][0]:.0f}-{r['spread_ms'][1]:.0f}) |")
     out += [""]
+  d = _load(results_dir, "profile_tflite")
+  if d:
+    out += ["### TFLite batch-1 latency by parts", "", "| part | ms |", "|---|---|"]
+    for k, r in d["results"].items():
+      if not k.startswith("summary"):
+        out.append(f"| {k} | {r['latency_ms']:.2f} |")
+    for form in ("float32", "int8"):
+      r = d["results"][f"summary {form}"]
+      out.append(f"| **{form}: LSTM ops alone / whole model** | {r['lstm_ops_alone_ms']:.2f} / "
+                 f"{r['model_ms']:.2f} ({100 * r['lstm_share']:.0f}%) |")
+    out += [""]
+  d = _load(results_dir, "peers")
+  if d:
+    m, r = d["machine"], d["results"]
+    out += [f"### The peer in the same run ({m['time_utc']}, torch {d['torch']})", "",
+            "| task | ExCL-style peer | cimha-tf | ours / peer (target) |", "|---|---|---|---|"]
+    for task, ratio in d["ratio_ours_over_peer"].items():
+      cells = [f"{r[s][task]['latency_ms']:.2f} ms" if "latency_ms" in r[s][task]
+               else f"{_rate(r[s][task]['samples_per_s'])} samples/s" for s in ("ExCL", "cimha-tf")]
+      out.append(f"| {task} | {cells[0]} | {cells[1]} | {ratio:.2f}x ({d['target_ratio'][task]}x) |")
+    out += [""]
   return "\n".join(out)
 
 
 def main(argv):
   del argv
-  print(render())
+  print(render(RESULTS.value))
 
 
 if __name__ == "__main__":
