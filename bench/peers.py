@@ -14,8 +14,8 @@ pack_padded_sequence); video Bi-LSTM (2 x 64) over the 1024-d clip features; sta
 Bi-LSTM over [video state; sentence]; end Bi-LSTM over the start LSTM's states (the
 "conditioned" head; the same start/end LSTM heads as ours); linear start/end scorers over
 [head state; video state; sentence]; cross-entropy on start and end with padded steps
-masked out of the softmax. The video-side LSTMs run over all N steps (no packing), the
-cheapest form: any masking of them would only slow the peer down.
+masked out of the softmax; no dropout (ours has it). The video-side LSTMs run over all N
+steps (no packing), the cheapest form: any masking of them would only slow the peer down.
 
 Ours: the model default (`bench.models.build`, Keras LSTM) trained by Keras's fit as in
 figure 1; inference under tf.function (batch 100) and TFLite float32 in LiteRT (batch 1),
@@ -92,7 +92,7 @@ def build_excl(dv, vocab_size, embedding_dim=300, units=64, seed=0):
 
 
 def _peer_runs(s, batch_size):
-  """{name: callable -> seconds per item of one round} for the peer's train and infer."""
+  """({task: callable running it once}, trainable parameter count) for the peer."""
   torch = _torch()
   model = build_excl(s["feature_dim"], s["vocab_size"], s["embedding_dim"],
                      units=max(2, s["width"] // 2))
@@ -128,6 +128,7 @@ def _peer_runs(s, batch_size):
 
 
 def _our_runs(s, batch_size, n_warm):
+  """As _peer_runs for ours; "train" runs _PER_ROUND steps and returns their times."""
   import tensorflow as tf
   from bench import train_throughput
   from cimha_tf.deploy import tflite
