@@ -98,20 +98,21 @@ def peak_rss_mb():
 def machine_info():
   import keras
   import tensorflow as tf
-  cpu = platform.processor() or ""
+  info = {}
   try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          cpu = line.split(":", 1)[1].strip()
-          break
+    with open("/proc/cpuinfo") as f:  # every core's block alike: the last one stays
+      info = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in f if ":" in l)}
   except OSError:
     pass
+  cpu, cpu_flags = info.get("model name", platform.processor() or ""), info.get("flags", "")
   try:
     load = os.getloadavg()
   except OSError:
     load = None
-  return {"cpu": cpu, "cores": os.cpu_count(), "load_avg_1_5_15": load,
+  # Machines of one kind differ (AVX2-only vs AVX-512 EPYCs seen): say which this was.
+  simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+          if f in cpu_flags.split()]
+  return {"cpu": cpu, "cpu_simd": simd, "cores": os.cpu_count(), "load_avg_1_5_15": load,
           "python": sys.version.split()[0], "tensorflow": tf.__version__,
           "keras": keras.__version__, "platform": platform.platform(),
           "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),

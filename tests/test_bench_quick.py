@@ -125,7 +125,7 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
     with open(tmp_path / f"{name}.json") as f:
       d = json.load(f)
     assert d["figure"] == name and d["quick"] is True
-    assert {"cpu", "cores", "tensorflow", "keras", "time_utc"} <= set(d["machine"])
+    assert {"cpu", "cpu_simd", "cores", "tensorflow", "keras", "time_utc"} <= set(d["machine"])
     assert d["peak_rss_mb"] > 0 and isinstance(d["notes"], list) and d["results"]
     docs[name] = d["results"]
   for key, r in docs["train_throughput"].items():

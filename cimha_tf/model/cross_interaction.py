@@ -14,6 +14,7 @@ import keras
 from keras import ops
 
 from cimha_tf.model import masking
+from cimha_tf.model.attention import MultiHeadAttention
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -41,13 +42,13 @@ class CrossInteraction(keras.layers.Layer):
     d = v_shape[-1]
     if q_shape[-1] != d:
       raise ValueError(f"{self.name}: video width {d} != query width {q_shape[-1]}")
-    self.mha_qv = keras.layers.MultiHeadAttention(self.num_heads, d // self.num_heads,
-                                                  dropout=self.dropout, name="mha_qv")
+    self.mha_qv = MultiHeadAttention(self.num_heads, d // self.num_heads,
+                                     dropout=self.dropout, name="mha_qv")
     self.mha_qv.build(v_shape, q_shape)
     self.norm_qv.build(v_shape)
     if self.two_way:
-      self.mha_vq = keras.layers.MultiHeadAttention(self.num_heads, d // self.num_heads,
-                                                    dropout=self.dropout, name="mha_vq")
+      self.mha_vq = MultiHeadAttention(self.num_heads, d // self.num_heads,
+                                       dropout=self.dropout, name="mha_vq")
       self.mha_vq.build(q_shape, v_shape)
       self.norm_vq.build(q_shape)
 

@@ -3,6 +3,7 @@
 import keras
 
 from cimha_tf.model import masking
+from cimha_tf.model.attention import MultiHeadAttention
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -25,8 +26,8 @@ class SelfInteraction(keras.layers.Layer):
     d = x_shape[-1]
     if d % self.num_heads:
       raise ValueError(f"{self.name}: width {d} is not a multiple of num_heads={self.num_heads}")
-    self.mha = keras.layers.MultiHeadAttention(self.num_heads, d // self.num_heads,
-                                               dropout=self.dropout, name="mha")
+    self.mha = MultiHeadAttention(self.num_heads, d // self.num_heads,
+                                  dropout=self.dropout, name="mha")
     self.mha.build(x_shape, x_shape)
     self.norm.build(x_shape)
 

@@ -1,0 +1,65 @@
+"""cimha_tf.model.attention.MultiHeadAttention computes what keras.layers.MultiHeadAttention
+computes (outputs, attention scores, gradients, dropout draws) from the same variables."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cimha_tf.model.attention import MultiHeadAttention
+
+
+def _pair(dropout, seed=7):
+  ref = keras.layers.MultiHeadAttention(2, 3, dropout=dropout, seed=seed, name="mha")
+  new = MultiHeadAttention(2, 3, dropout=dropout, seed=seed, name="mha")
+  return ref, new
+
+
+def _inputs():
+  rng = np.random.default_rng(0)
+  q = tf.constant(rng.standard_normal((3, 5, 6)).astype(np.float32))
+  v = tf.constant(rng.standard_normal((3, 7, 6)).astype(np.float32))
+  valid = np.arange(7)[None] < np.array([[7], [2], [0]])  # the last row sees no key at all
+  mask = tf.constant(np.broadcast_to(valid[:, None, :], (3, 5, 7)))
+  return q, v, mask
+
+
+@pytest.mark.parametrize("dropout,training", [(0.0, False), (0.3, False), (0.3, True)])
+def test_same_outputs_scores_and_gradients_as_keras(dropout, training):
+  q, v, mask = _inputs()
+  ref, new = _pair(dropout)
+  ref.build(q.shape, v.shape)
+  new.build(q.shape, v.shape)
+  # Same variables: names and shapes, so checkpoints load either way.
+  assert [(w.path, w.shape) for w in new.weights] == [(w.path, w.shape) for w in ref.weights]
+  new.set_weights([w + 0.1 * np.random.default_rng(i).standard_normal(w.shape)
+                   for i, w in enumerate(ref.get_weights())])
+  ref.set_weights(new.get_weights())
+  results = []
+  for layer in (ref, new):
+    with tf.GradientTape() as tape:
+      tape.watch([q, v])
+      out, scores = layer(q, v, attention_mask=mask, training=training,
+                          return_attention_scores=True)
+      loss = tf.reduce_sum(out * tf.sin(out))
+    grads = tape.gradient(loss, [q, v] + layer.trainable_weights)
+    results.append((out.numpy(), scores.numpy(), [g.numpy() for g in grads]))
+  (out_r, sc_r, g_r), (out_n, sc_n, g_n) = results
+  assert sc_n.shape == (3, 2, 5, 7)  # (B, heads, T, S), as Keras returns them
+  np.testing.assert_allclose(out_n, out_r, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(sc_n, sc_r, rtol=1e-5, atol=1e-7)
+  assert (sc_n[1, :, :, 2:] == 0).all()  # masked keys get no weight
+  for a, b in zip(g_n, g_r):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  if training:  # dropout really dropped, and the same entries in both
+    assert (out_n != layer(q, v, attention_mask=mask, training=False).numpy()).any()
+
+
+def test_model_uses_it_in_every_attention_block():
+  from cimha_tf.model import build_model
+  from tests.test_model import tiny_config
+  model = build_model(tiny_config(), 5, 30)
+  mhas = [l for l in model._flatten_layers(include_self=False, recursive=True)
+          if isinstance(l, keras.layers.MultiHeadAttention)]
+  # query and video self-interaction, both cross directions
+  assert len(mhas) == 4 and all(isinstance(l, MultiHeadAttention) for l in mhas)
