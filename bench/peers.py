@@ -91,8 +91,20 @@ def build_excl(dv, vocab_size, embedding_dim=300, units=64, seed=0):
   return ExCL()
 
 
+def _round(f):
+  """f -> a callable that runs it _PER_ROUND times and returns the seconds of each."""
+  def run():
+    seconds = []
+    for _ in range(_PER_ROUND):
+      t0 = time.perf_counter()
+      f()
+      seconds.append(time.perf_counter() - t0)
+    return seconds
+  return run
+
+
 def _peer_runs(s, batch_size):
-  """({task: callable running it once}, trainable parameter count) for the peer."""
+  """({task: callable timing one round of it}, trainable parameter count) for the peer."""
   torch = _torch()
   model = build_excl(s["feature_dim"], s["vocab_size"], s["embedding_dim"],
                      units=max(2, s["width"] // 2))
@@ -123,12 +135,12 @@ def _peer_runs(s, batch_size):
     return run
 
   trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-  return {"train": train_step, "latency_batch1": infer(1),
-          "throughput": infer(batch_size)}, int(trainable)
+  return {"train": _round(train_step), "latency_batch1": _round(infer(1)),
+          "throughput": _round(infer(batch_size))}, int(trainable)
 
 
-def _our_runs(s, batch_size, n_warm):
-  """As _peer_runs for ours; "train" runs _PER_ROUND steps and returns their times."""
+def _our_runs(s, batch_size):
+  """As _peer_runs, for ours; training steps are timed inside Keras's own loop."""
   import tensorflow as tf
   from bench import train_throughput
   from cimha_tf.deploy import tflite
@@ -143,13 +155,11 @@ def _our_runs(s, batch_size, n_warm):
   lite = tflite.TFLiteModel(tflite.convert(infer_model, s["max_video_len"], s["max_query_len"]),
                             num_threads=os.cpu_count())
   x1 = {k: v[:1] for k, v in x.items()}
-  compile_model(model, cfg, 1e-4)
-  model.fit(ds, steps_per_epoch=n_warm, epochs=1, verbose=0)
-  # Our training step is timed by Keras's own loop (a list of step times per call).
+  compile_model(model, cfg, 1e-4)  # traced and warmed up by _worker's untimed rounds
   return {"train": lambda: train_throughput.time_steps(model, ds, n=_PER_ROUND),
-          "latency_batch1": lambda: lite.run_batch(x1["video_features"], x1["video_mask"],
-                                                   x1["query_tokens"]),
-          "throughput": lambda: fn(xb)["start_probs"].numpy()}, int(
+          "latency_batch1": _round(lambda: lite.run_batch(
+              x1["video_features"], x1["video_mask"], x1["query_tokens"])),
+          "throughput": _round(lambda: fn(xb)["start_probs"].numpy())}, int(
               sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
@@ -160,23 +170,16 @@ def _worker(system, s, batch_size, n_warm, conn):
     _torch().set_num_threads(os.cpu_count())
     runs, params = _peer_runs(s, batch_size)
   else:
-    runs, params = _our_runs(s, batch_size, n_warm)
-  for task, f in runs.items():
-    for _ in range(0 if (system, task) == ("cimha-tf", "train") else n_warm):
+    runs, params = _our_runs(s, batch_size)
+  for _ in range(-(-n_warm // _PER_ROUND)):  # at least n_warm untimed runs of each task
+    for f in runs.values():
       f()
   conn.send(params)
   while conn.recv():
     times = {}
     for task, f in runs.items():
       time.sleep(_SETTLE_S)
-      if (system, task) == ("cimha-tf", "train"):
-        times[task] = f()
-        continue
-      times[task] = []
-      for _ in range(_PER_ROUND):
-        t0 = time.perf_counter()
-        f()
-        times[task].append(time.perf_counter() - t0)
+      times[task] = f()
     conn.send(times)
 
 

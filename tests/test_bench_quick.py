@@ -190,20 +190,14 @@ def test_report_renders_every_committed_figure():
   # docs/benchmarks.md's tables come from bench/results through bench.report; a key
   # renamed in a figure's JSON must not break it (it once did: train_step_fused_lstm).
   from bench import report
-  text = report.render(REPO / "bench" / "results")
-  for name in sorted(p.stem for p in (REPO / "bench" / "results").glob("*.json")):
-    with open(REPO / "bench" / "results" / f"{name}.json") as f:
-      d = json.load(f)
-    if name == "train_throughput":
-      r = d["results"]["keras@batch100"]["samples_per_s"]
-      assert f"| keras | 100 | {r['median']:.1f} ({r['low']:.1f}-{r['high']:.1f}) |" in text
-    if name == "peers":
-      ratio = d["ratio_ours_over_peer"]["train"]
-      assert f"| {ratio:.2f}x (1.5x) |" in text
-    if name == "profile_tflite":
-      share = d["results"]["summary float32"]["lstm_share"]
-      assert f"({100 * share:.0f}%) |" in text
-    if name == "input_pipeline":
-      for k, v in d["results"].items():
-        if k.startswith("pipeline_"):
-          assert f"| {k} | " in text and f"| {v['ratio_to_training']:.1f} |" in text
+  results = REPO / "bench" / "results"
+  text = report.render(results)
+  load = lambda name: json.loads((results / f"{name}.json").read_text())
+  r = load("train_throughput")["results"]["keras@batch100"]["samples_per_s"]
+  assert f"| keras | 100 | {r['median']:.1f} ({r['low']:.1f}-{r['high']:.1f}) |" in text
+  assert f"| {load('peers')['ratio_ours_over_peer']['train']:.2f}x (1.5x) |" in text
+  share = load("profile_tflite")["results"]["summary float32"]["lstm_share"]
+  assert f"({100 * share:.0f}%) |" in text
+  for k, v in load("input_pipeline")["results"].items():
+    if k.startswith("pipeline_"):
+      assert f"| {k} | " in text and f"| {v['ratio_to_training']:.1f} |" in text

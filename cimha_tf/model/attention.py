@@ -7,8 +7,8 @@ the heads are moved to the front once (B, N, T, H) and both products are batched
 matmuls. Everything else is Keras's own: the projections, the mask handling and
 masked softmax, the dropout layer (same shapes, so the same random draws), the
 attention scores returned ((B, N, T, S), as Keras), and the variables (same names and
-shapes: checkpoints of either load into the other). Measured at the paper's shapes:
-bench/profile_layers.py, docs/benchmarks.md.
+shapes: checkpoints of either load into the other). Measured at the paper's shapes in
+docs/benchmarks.md ("What made it faster"): 1.05x the training step.
 """
 
 import keras
