@@ -33,6 +33,11 @@ def shapes():
   return dict(QUICK_SHAPES if QUICK.value else PAPER_SHAPES)
 
 
+def cycle_batches():
+  """Batches in one timed pass over a cycle of mixed-length batches (bucket_cycle)."""
+  return 4 if QUICK.value else 12
+
+
 def reps():
   return REPS.value or (2 if QUICK.value else 5)
 

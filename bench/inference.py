@@ -70,7 +70,7 @@ def keras_engine(model, s, jit):
   return out
 
 
-def keras_buckets_engine(model, s, num_batches=12):
+def keras_buckets_engine(model, s, num_batches):
   """Evaluation-style throughput over a cycle of batches: plain (max_video_len steps) and
   length-bucketed (cut to the longest video) batches of the same examples, timed in turn."""
   import tensorflow as tf
@@ -152,7 +152,7 @@ def main(argv):
       except Exception as e:
         notes.append(f"{name}: {type(e).__name__}: {str(e)[:300]}")
   if _want("keras_buckets"):
-    results["keras_buckets"] = keras_buckets_engine(model, s, 4 if common.QUICK.value else 12)
+    results["keras_buckets"] = keras_buckets_engine(model, s, common.cycle_batches())
   if _want("fused"):
     fused, _ = models.build(s, "fused")
     fused.set_weights(model.get_weights())

@@ -42,7 +42,6 @@ BUCKET_WIDTHS = flags.DEFINE_list(
     "bucket_widths", None, "length-bucket widths to time against unbucketed batches of the "
     "same examples (default: the configs' data.bucket_width, 8; 4 with --quick; 'none' skips)")
 _PER_ROUND = 2  # timed executions per variant and round
-_CYCLE = 12  # batches per timed pass of the length-bucket comparison (4 with --quick)
 
 
 class _Timer(keras.callbacks.Callback):
@@ -83,6 +82,15 @@ def time_steps(model, ds, spe=1, n=_PER_ROUND):
   model.fit(ds, steps_per_epoch=spe * (n + 1), epochs=1, verbose=0, callbacks=[timer])
   marks = timer.marks[1:]
   return [(b - a) / spe for a, b in zip(marks, marks[1:])]
+
+
+def time_cycle(model, cycle, num_batches):
+  """Seconds of one full pass over `cycle` (num_batches training steps), compiled, warm."""
+  timer = _Timer()
+  # One step more than the cycle: the first gap is fit's start-up, not a step.
+  model.fit(cycle.repeat(), steps_per_epoch=num_batches + 1, epochs=1, verbose=0,
+            callbacks=[timer])
+  return timer.marks[-1] - timer.marks[1]
 
 
 def measure_interleaved(s, batch_size, variants):
@@ -128,11 +136,7 @@ def measure_buckets(s, batch_size, bucket_widths, num_batches):
     runs[name] = (model, cycle, widths, time.perf_counter() - t0, [])
   for _ in range(common.reps()):
     for name, (model, cycle, _, _, times) in runs.items():
-      timer = _Timer()
-      # One step more than the cycle: the first gap is fit's start-up, not a step.
-      model.fit(cycle.repeat(), steps_per_epoch=num_batches + 1, epochs=1, verbose=0,
-                callbacks=[timer])
-      times.append(timer.marks[-1] - timer.marks[1])
+      times.append(time_cycle(model, cycle, num_batches))
   out, ref = {}, None
   for name, (model, _, widths, warm_s, times) in runs.items():
     t = common.stats(times)
@@ -173,7 +177,7 @@ def main(argv):
   widths = BUCKET_WIDTHS.value or [str(4 if common.QUICK.value else BUCKET_WIDTH)]
   if widths != ["none"]:
     for name, r in measure_buckets(s, s["batch_size"], [int(w) for w in widths],
-                                   4 if common.QUICK.value else _CYCLE).items():
+                                   common.cycle_batches()).items():
       results[name] = r
       print(f"{name}: {r['samples_per_s']['median']:.1f} samples/s "
             f"(mean time axis {r['mean_time_axis']:.0f})", flush=True)

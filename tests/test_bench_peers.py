@@ -19,14 +19,19 @@ def _fake(samples_per_s):
 
 
 def test_ratios_are_ours_over_peer_with_latency_inverted():
-  from bench.peers import TARGETS, ratios
+  from bench.peers import TARGETS, TASKS, ratios
   out = {"cimha-tf": {"train": _fake(150.0), "latency_batch1": _fake(250.0),
-                      "throughput": _fake(400.0)},
+                      "throughput": _fake(400.0), "train_mixed": _fake(90.0),
+                      "throughput_mixed": _fake(300.0)},
          "ExCL": {"train": _fake(100.0), "latency_batch1": _fake(125.0),
-                  "throughput": _fake(200.0)}}
+                  "throughput": _fake(200.0), "train_mixed": _fake(60.0),
+                  "throughput_mixed": _fake(400.0)}}
   # samples/s at batch 1 = 1 / latency: 4 ms vs 8 ms is 2x faster
-  assert ratios(out) == pytest.approx({"train": 1.5, "latency_batch1": 2.0, "throughput": 2.0})
-  assert set(TARGETS) == set(ratios(out))
+  assert ratios(out) == pytest.approx({"train": 1.5, "latency_batch1": 2.0, "throughput": 2.0,
+                                       "train_mixed": 1.5, "throughput_mixed": 0.75})
+  assert set(TARGETS) < set(ratios(out)) == set(TASKS)
+  del out["ExCL"]["train_mixed"]  # a task one side lacks (e.g. an older file) is left out
+  assert "train_mixed" not in ratios(out)
 
 
 def test_excl_peer_masks_padding_and_reads_each_query_at_its_length():
@@ -58,6 +63,7 @@ def test_excl_peer_masks_padding_and_reads_each_query_at_its_length():
 @pytest.mark.slow
 def test_peers_quick_mode_writes_well_formed_json(tmp_path):
   pytest.importorskip("torch")
+  from bench.peers import TASKS
   out = tmp_path / "peers.json"
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
              CUDA_VISIBLE_DEVICES="")
@@ -67,7 +73,33 @@ def test_peers_quick_mode_writes_well_formed_json(tmp_path):
   d = json.loads(out.read_text())
   assert d["figure"] == "peers" and d["quick"] is True
   for system in ("cimha-tf", "ExCL"):
-    for task in ("train", "latency_batch1", "throughput"):
+    for task in TASKS:
       rate = d["results"][system][task]["samples_per_s"]
       assert 0 < rate["low"] <= rate["median"] <= rate["high"]
-  assert set(d["ratio_ours_over_peer"]) == {"train", "latency_batch1", "throughput"}
+  assert set(d["ratio_ours_over_peer"]) == set(TASKS)
+
+
+def test_mixed_length_tasks_time_the_same_examples_on_both_sides():
+  # The peer's batches (NumPy) are bucket_cycle's plain batches; ours, length-bucketed, hold
+  # pool examples cut to their batch's width, never anything else.
+  from bench import common
+  from bench.peers import mixed_pool
+  s = dict(common.QUICK_SHAPES, cycle_batches=6)
+  b = s["batch_size"]
+  pool = mixed_pool(s, b)
+  assert len(pool) == 6 and all(len(x["video_mask"]) == b for x, _ in pool)
+  plain, _ = common.bucket_cycle(s, b, 0, 6)
+  for (x, y), (px, py) in zip(pool, plain.as_numpy_iterator()):
+    for k in x:
+      np.testing.assert_array_equal(x[k], px[k])
+    np.testing.assert_array_equal(y["start_probs"], py["start_probs"])
+  by_query = {tuple(x["query_tokens"][i]): (x, i) for x, _ in pool for i in range(b)}
+  assert len(by_query) == 6 * b  # query tokens identify the examples
+  bucketed, widths = common.bucket_cycle(s, b, 4, 6)
+  assert max(widths) <= s["max_video_len"] and min(widths) < s["max_video_len"]
+  for x, _ in bucketed.as_numpy_iterator():
+    for i, q in enumerate(x["query_tokens"]):
+      px, j = by_query[tuple(q)]
+      w = x["video_mask"].shape[1]
+      assert x["video_mask"][i].sum() == px["video_mask"][j].sum() <= w
+      np.testing.assert_array_equal(x["video_features"][i], px["video_features"][j, :w])
