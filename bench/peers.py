@@ -15,7 +15,13 @@ Bi-LSTM over [video state; sentence]; end Bi-LSTM over the start LSTM's states (
 "conditioned" head; the same start/end LSTM heads as ours); linear start/end scorers over
 [head state; video state; sentence]; cross-entropy on start and end with padded steps
 masked out of the softmax; no dropout (ours has it). The video-side LSTMs run over all N
-steps (no packing), the cheapest form: any masking of them would only slow the peer down.
+steps (no packing), the peer's fastest form: packed (--peer_packed) they read each video
+at its own length, and train slower even on mixed lengths (docs/benchmarks.md).
+
+Mixed lengths (tasks train_mixed, throughput_mixed): one pass over a cycle of batches
+drawn from one pool of examples with valid lengths uniform in N/4..N; the peer gets them
+as plain batches of N steps, ours as our training and evaluation pipelines batch them
+(length buckets of 8 steps, time axis cut to the batch's longest video).
 
 Ours: the model default (`bench.models.build`, Keras LSTM) trained by Keras's fit as in
 figure 1; inference under tf.function (batch 100) and TFLite float32 in LiteRT (batch 1),
@@ -30,10 +36,14 @@ import os
 import time
 
 from absl import app
+from absl import flags
 import numpy as np
 
 from bench import common
 from bench import models
+
+PEER_PACKED = flags.DEFINE_bool(
+    "peer_packed", False, "pack the peer's video-side LSTMs too (exact on padding, slower)")
 
 ANCHORS = {"ExCL": {"train_samples_per_s_batch100": 80, "batch1_ms": 7,
                     "batch100_samples_per_s": 270}}
@@ -60,8 +70,10 @@ def _torch():
   return torch
 
 
-def build_excl(dv, vocab_size, embedding_dim=300, units=64, seed=0):
-  """The ExCL-style peer as a torch.nn.Module (see the module docstring)."""
+def build_excl(dv, vocab_size, embedding_dim=300, units=64, seed=0, packed=False):
+  """The ExCL-style peer as a torch.nn.Module (see the module docstring). packed=True:
+  its video-side LSTMs packed too (each video read at its own length: exact on padded
+  batches, and slower; --peer_packed)."""
   torch = _torch()
   nn = torch.nn
 
@@ -81,14 +93,23 @@ def build_excl(dv, vocab_size, embedding_dim=300, units=64, seed=0):
 
     def forward(self, video_features, video_mask, query_tokens):
       lengths = (query_tokens != 0).sum(1).clamp(min=1).cpu()
-      packed = nn.utils.rnn.pack_padded_sequence(
-          self.embed(query_tokens.long()), lengths, batch_first=True, enforce_sorted=False)
-      _, (h, _) = self.text(packed)
+      _, (h, _) = self.text(nn.utils.rnn.pack_padded_sequence(
+          self.embed(query_tokens.long()), lengths, batch_first=True, enforce_sorted=False))
       sentence = torch.cat([h[0], h[1]], -1)  # final forward and backward states
-      hv, _ = self.video(video_features)
+      n = video_mask.sum(1).long().clamp(min=1).cpu()
+
+      def video_lstm(lstm, x):
+        if not packed:
+          return lstm(x)[0]
+        out, _ = lstm(nn.utils.rnn.pack_padded_sequence(x, n, batch_first=True,
+                                                        enforce_sorted=False))
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True,
+                                                total_length=x.shape[1])[0]
+
+      hv = video_lstm(self.video, video_features)
       s = sentence[:, None].expand(-1, hv.shape[1], -1)
-      hs, _ = self.start(torch.cat([hv, s], -1))
-      he, _ = self.end(hs)
+      hs = video_lstm(self.start, torch.cat([hv, s], -1))
+      he = video_lstm(self.end, hs)
       pad = (1.0 - video_mask) * -1e30
       start = self.start_score(torch.cat([hs, hv, s], -1))[..., 0] + pad
       end = self.end_score(torch.cat([he, hv, s], -1))[..., 0] + pad
@@ -146,7 +167,7 @@ def _peer_runs(s, batch_size):
   """({task: callable timing one round of it}, trainable parameter count) for the peer."""
   torch = _torch()
   model = build_excl(s["feature_dim"], s["vocab_size"], s["embedding_dim"],
-                     units=max(2, s["width"] // 2))
+                     units=max(2, s["width"] // 2), packed=s["peer_packed"])
   opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
   ce = torch.nn.functional.cross_entropy
 
@@ -226,7 +247,7 @@ def _our_runs(s, batch_size):
 
 def _worker(system, s, batch_size, n_warm, conn):
   """One system in its own process: PyTorch's and TensorFlow's thread pools never share
-  one. Builds and warms up, then times one round per message until told to stop."""
+  one. Builds and warms up, then times the task each message names until sent None."""
   if system == "ExCL":
     _torch().set_num_threads(os.cpu_count())
     runs, params = _peer_runs(s, batch_size)
@@ -236,22 +257,21 @@ def _worker(system, s, batch_size, n_warm, conn):
     for f in runs.values():
       f()
   conn.send(params)
-  while conn.recv():
-    times = {}
-    for task, f in runs.items():
-      times[task] = f()
-    conn.send(times)
+  for task in iter(conn.recv, None):
+    conn.send(runs[task]())
 
 
 def measure(s, batch_size):
-  """Peer and ours in two processes, timed in turn: each round one process re-warms and
-  times each of its tasks while the other waits on its pipe (idle)."""
+  """Peer and ours in two processes, timed in turn, task by task: each round, for each
+  task, one process re-warms and times it, then the other (first one, then the other
+  going first, round by round), while the one not timing waits on its pipe (idle). The
+  two timings of a task are seconds apart, so the machine's drift (minutes) pairs off."""
   import multiprocessing
   ctx = multiprocessing.get_context("spawn")  # no TensorFlow/PyTorch state forked
   # The workers parse no flags, and the peer's never imports TensorFlow: all they need
   # comes from here.
   s = dict(s, embedding_dim=models.model_config(s).embedding_dim,
-           cycle_batches=common.cycle_batches())
+           cycle_batches=common.cycle_batches(), peer_packed=PEER_PACKED.value)
   workers = {}
   for system in ("ExCL", "cimha-tf"):
     mine, theirs = ctx.Pipe()
@@ -260,20 +280,21 @@ def measure(s, batch_size):
     p.start()
     workers[system] = (p, mine)
   params = {system: conn.recv() for system, (_, conn) in workers.items()}
-  times = {system: {} for system in workers}
-  for _ in range(common.reps()):
-    for system, (_, conn) in workers.items():
-      conn.send(True)
-      for task, ts in conn.recv().items():
-        times[system].setdefault(task, []).extend(ts)
+  times = {system: {task: [] for task in TASKS} for system in workers}
+  for r in range(common.reps()):
+    for task in TASKS:
+      for system in list(workers)[::1 if r % 2 == 0 else -1]:
+        conn = workers[system][1]
+        conn.send(task)
+        times[system][task].append(conn.recv())
   for p, conn in workers.values():
-    conn.send(False)
+    conn.send(None)
     p.join(60)
   out = {}
   for system, tasks in times.items():
     out[system] = {"trainable_parameters": params[system]}
-    for task, ts in tasks.items():
-      st = common.stats(ts)
+    for task, rounds in tasks.items():
+      st = common.stats([t for ts in rounds for t in ts])
       n = 1 if task == "latency_batch1" else batch_size
       # Mixed-length tasks time whole passes over the cycle's batches.
       per_call = n * s["cycle_batches"] if task.endswith("_mixed") else n
@@ -281,6 +302,17 @@ def measure(s, batch_size):
       if task == "latency_batch1":
         r["latency_ms"] = 1e3 * st["median_s"]
       out[system][task] = r
+  return out, paired_ratios(times)
+
+
+def paired_ratios(times):
+  """{system: {task: [[seconds of one round], ...]}} -> {task: median and range over rounds
+  of ours / peer in that round} (> 1: ours faster): drift between rounds cancels."""
+  out = {}
+  for task, ours in times["cimha-tf"].items():
+    per_round = [np.median(p) / np.median(o) for o, p in zip(ours, times["ExCL"][task])]
+    out[task] = {"median": float(np.median(per_round)), "low": float(np.min(per_round)),
+                 "high": float(np.max(per_round)), "rounds": len(per_round)}
   return out
 
 
@@ -295,7 +327,7 @@ def main(argv):
   del argv
   torch = _torch()
   s = common.shapes()
-  out = measure(s, s["batch_size"])
+  out, paired = measure(s, s["batch_size"])
   r = ratios(out)
   for system, tasks in out.items():
     for task, v in tasks.items():
@@ -303,14 +335,19 @@ def main(argv):
         print(f"{system} {task}: {v['samples_per_s']['median']:.1f} samples/s"
               + (f", {v['latency_ms']:.2f} ms" if "latency_ms" in v else ""), flush=True)
   print("ours / ExCL:", {k: round(v, 2) for k, v in r.items()}, flush=True)
+  print("ours / ExCL, round by round (median, min-max):",
+        {k: f"{v['median']:.2f} ({v['low']:.2f}-{v['high']:.2f})" for k, v in paired.items()},
+        flush=True)
   notes = ["ExCL-style PyTorch model (module docstring); it and ours each in its own process, "
-           "timed in turn (each round: per task and system, untimed calls for "
+           "timed in turn task by task (each round, per task and system, untimed calls for "
            f"{_REWARM_S} s, then timed ones: at least {_PER_ROUND} and {_TIMED_S} s)",
            f"torch {torch.__version__}, {os.cpu_count()} threads; ours: Keras fit "
            "(training), tf.function (batch inference), TFLite float32 in LiteRT (batch 1)"]
   common.report("peers", out, notes, extra={
-      "shapes": s, "ratio_ours_over_peer": r, "target_ratio": TARGETS,
-      "anchors_from_issue": ANCHORS, "torch": torch.__version__})
+      "shapes": s, "ratio_ours_over_peer": r, "ratio_ours_over_peer_by_round": paired,
+      "target_ratio": TARGETS,
+      "anchors_from_issue": ANCHORS, "torch": torch.__version__,
+      "peer_packed": PEER_PACKED.value})
 
 
 if __name__ == "__main__":

@@ -34,6 +34,15 @@ def test_ratios_are_ours_over_peer_with_latency_inverted():
   assert "train_mixed" not in ratios(out)
 
 
+def test_paired_ratios_compare_each_round_with_itself():
+  from bench.peers import paired_ratios
+  # Round 2 ran on a machine twice as slow for both: per-round ratios stay 2.0 and 3.0.
+  times = {"cimha-tf": {"train": [[1.0, 1.0], [2.0, 2.0], [1.0, 3.0]]},
+           "ExCL": {"train": [[2.0, 2.0], [4.0, 4.0], [6.0, 6.0]]}}
+  r = paired_ratios(times)["train"]
+  assert (r["median"], r["low"], r["high"], r["rounds"]) == (2.0, 2.0, 3.0, 3)
+
+
 def test_excl_peer_masks_padding_and_reads_each_query_at_its_length():
   torch = pytest.importorskip("torch")
   from bench.peers import build_excl
@@ -77,6 +86,8 @@ def test_peers_quick_mode_writes_well_formed_json(tmp_path):
       rate = d["results"][system][task]["samples_per_s"]
       assert 0 < rate["low"] <= rate["median"] <= rate["high"]
   assert set(d["ratio_ours_over_peer"]) == set(TASKS)
+  for r in d["ratio_ours_over_peer_by_round"].values():
+    assert 0 < r["low"] <= r["median"] <= r["high"] and r["rounds"] == 2
 
 
 def test_mixed_length_tasks_time_the_same_examples_on_both_sides():
@@ -103,3 +114,24 @@ def test_mixed_length_tasks_time_the_same_examples_on_both_sides():
       w = x["video_mask"].shape[1]
       assert x["video_mask"][i].sum() == px["video_mask"][j].sum() <= w
       np.testing.assert_array_equal(x["video_features"][i], px["video_features"][j, :w])
+
+
+def test_packed_peer_ignores_padding_the_plain_one_reads():
+  torch = pytest.importorskip("torch")
+  from bench.peers import build_excl
+  rng = np.random.default_rng(1)
+  feats = torch.from_numpy(rng.standard_normal((2, 7, 6)).astype(np.float32))
+  mask = torch.tensor([[1.0] * 7, [1.0] * 4 + [0.0] * 3])
+  toks = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]], dtype=torch.int32)
+  noisy = feats.clone()
+  noisy[1, 4:] += 5.0  # only padded steps change
+  plain, packed = (build_excl(dv=6, vocab_size=20, embedding_dim=5, units=3, packed=p).eval()
+                   for p in (False, True))
+  packed.load_state_dict(plain.state_dict())
+  with torch.no_grad():
+    a, b = packed(feats, mask, toks)[0], packed(noisy, mask, toks)[0]
+    c, d = plain(feats, mask, toks)[0], plain(noisy, mask, toks)[0]
+  np.testing.assert_allclose(a[:, :4].numpy(), b[:, :4].numpy(), rtol=1e-6, atol=1e-6)
+  assert not np.allclose(c[1, :4].numpy(), d[1, :4].numpy())  # its backward LSTM reads them
+  # A video without padding is read the same either way.
+  np.testing.assert_allclose(a[0].numpy(), c[0].numpy(), rtol=1e-5, atol=1e-6)
