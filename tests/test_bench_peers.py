@@ -125,8 +125,8 @@ def test_packed_peer_ignores_padding_the_plain_one_reads():
   toks = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]], dtype=torch.int32)
   noisy = feats.clone()
   noisy[1, 4:] += 5.0  # only padded steps change
-  plain, packed = (build_excl(dv=6, vocab_size=20, embedding_dim=5, units=3, packed=p).eval()
-                   for p in (False, True))
+  plain = build_excl(dv=6, vocab_size=20, embedding_dim=5, units=3).eval()
+  packed = build_excl(dv=6, vocab_size=20, embedding_dim=5, units=3, packed=True).eval()
   packed.load_state_dict(plain.state_dict())
   with torch.no_grad():
     a, b = packed(feats, mask, toks)[0], packed(noisy, mask, toks)[0]
