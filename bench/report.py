@@ -115,13 +115,17 @@ def render(results_dir):
   if d:
     m, r = d["machine"], d["results"]
     out += [f"### The peer in the same run ({m['time_utc']}, torch {d['torch']})", "",
-            "| task | ExCL-style peer | cimha-tf | ours / peer (target) |", "|---|---|---|---|"]
+            "| task | ExCL-style peer | cimha-tf | ours / peer (target) | round by round |",
+            "|---|---|---|---|---|"]
+    by_round = d.get("ratio_ours_over_peer_by_round", {})  # files before 2026-11-29 08:30 lack it
     for task, ratio in d["ratio_ours_over_peer"].items():
       cells = [f"{r[s][task]['latency_ms']:.2f} ms" if "latency_ms" in r[s][task]
                else f"{_rate(r[s][task]['samples_per_s'])} samples/s" for s in ("ExCL", "cimha-tf")]
       target = d["target_ratio"].get(task)
+      b = by_round.get(task)
       out.append(f"| {task} | {cells[0]} | {cells[1]} | {ratio:.2f}x"
-                 + (f" ({target}x) |" if target else " |"))
+                 + (f" ({target}x)" if target else "")
+                 + (f" | {b['median']:.2f}x ({b['low']:.2f}-{b['high']:.2f}) |" if b else " | |"))
     out += [""]
   return "\n".join(out)
 

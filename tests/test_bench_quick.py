@@ -196,6 +196,10 @@ def test_report_renders_every_committed_figure():
   r = load("train_throughput")["results"]["keras@batch100"]["samples_per_s"]
   assert f"| keras | 100 | {r['median']:.1f} ({r['low']:.1f}-{r['high']:.1f}) |" in text
   assert f"| {load('peers')['ratio_ours_over_peer']['train']:.2f}x (1.5x) |" in text
+  b = load("peers")["ratio_ours_over_peer_by_round"]["train_mixed"]
+  assert f"| {b['median']:.2f}x ({b['low']:.2f}-{b['high']:.2f}) |" in text
+  # Older peer files (before the by-round ratios) still render.
+  assert "| train | " in report.render(results / "after_attention_change")
   share = load("profile_tflite")["results"]["summary float32"]["lstm_share"]
   assert f"({100 * share:.0f}%) |" in text
   for k, v in load("input_pipeline")["results"].items():
