@@ -43,14 +43,20 @@ def test_paired_ratios_compare_each_round_with_itself():
   assert (r["median"], r["low"], r["high"], r["rounds"]) == (2.0, 2.0, 3.0, 3)
 
 
+def _toy_batch(torch, seed):
+  """Two videos of 7 steps x 6 features (the second valid for 4) and two queries."""
+  feats = torch.from_numpy(
+      np.random.default_rng(seed).standard_normal((2, 7, 6)).astype(np.float32))
+  mask = torch.tensor([[1.0] * 7, [1.0] * 4 + [0.0] * 3])
+  toks = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]], dtype=torch.int32)
+  return feats, mask, toks
+
+
 def test_excl_peer_masks_padding_and_reads_each_query_at_its_length():
   torch = pytest.importorskip("torch")
   from bench.peers import build_excl
   model = build_excl(dv=6, vocab_size=20, embedding_dim=5, units=3).eval()
-  rng = np.random.default_rng(0)
-  feats = torch.from_numpy(rng.standard_normal((2, 7, 6)).astype(np.float32))
-  mask = torch.tensor([[1.0] * 7, [1.0] * 4 + [0.0] * 3])
-  toks = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]], dtype=torch.int32)
+  feats, mask, toks = _toy_batch(torch, 0)
   with torch.no_grad():
     start, end = model(feats, mask, toks)
     # The same queries padded to 9 words: the sentence vector is read at each length.
@@ -119,10 +125,7 @@ def test_mixed_length_tasks_time_the_same_examples_on_both_sides():
 def test_packed_peer_ignores_padding_the_plain_one_reads():
   torch = pytest.importorskip("torch")
   from bench.peers import build_excl
-  rng = np.random.default_rng(1)
-  feats = torch.from_numpy(rng.standard_normal((2, 7, 6)).astype(np.float32))
-  mask = torch.tensor([[1.0] * 7, [1.0] * 4 + [0.0] * 3])
-  toks = torch.tensor([[3, 4, 5, 0, 0], [6, 7, 0, 0, 0]], dtype=torch.int32)
+  feats, mask, toks = _toy_batch(torch, 1)
   noisy = feats.clone()
   noisy[1, 4:] += 5.0  # only padded steps change
   plain = build_excl(dv=6, vocab_size=20, embedding_dim=5, units=3).eval()
