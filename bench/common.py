@@ -86,6 +86,18 @@ def rate(timing, items):
           "high": items / timing["min_s"]}
 
 
+def paired_ratios(times, ours, other):
+  """{system: {task: [[seconds of one round], ...]}} -> {task: median and range over rounds
+  of ours / other in that round} (> 1: ours faster): drift between rounds cancels, when
+  both systems ran each round within seconds of each other."""
+  out = {}
+  for task, mine in times[ours].items():
+    per_round = [np.median(p) / np.median(o) for o, p in zip(mine, times[other][task])]
+    out[task] = {"median": float(np.median(per_round)), "low": float(np.min(per_round)),
+                 "high": float(np.max(per_round)), "rounds": len(per_round)}
+  return out
+
+
 def peak_rss_mb():
   """Peak resident memory of this process so far, MiB: /proc/self/status VmHWM (this
   program's own address space). getrusage's ru_maxrss is only the fallback: Linux carries

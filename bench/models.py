@@ -27,12 +27,19 @@ def model_config(s):
   return c
 
 
-def build(s, lstm="keras", seed=0):
-  """-> (model, model_config) at shapes s (bench.common.shapes())."""
+def build(s, lstm="keras", seed=0, dropout="ours"):
+  """-> (model, model_config) at shapes s (bench.common.shapes()).
+
+  dropout="keras": every dropout layer is Keras's own (keras.layers.Dropout's mask)
+  instead of cimha_tf.model.dropout's; the same layers and seeds, so the same model.
+  """
   import keras
   from cimha_tf.model import build_model
+  from cimha_tf.model.dropout import Dropout
   if lstm not in LSTMS:
     raise ValueError(f"lstm={lstm!r}: expected one of {LSTMS}")
+  if dropout not in ("ours", "keras"):
+    raise ValueError(f"dropout={dropout!r}: expected 'ours' or 'keras'")
   keras.utils.set_random_seed(seed)
   c = model_config(s)
   if lstm == "unrolled":
@@ -45,4 +52,8 @@ def build(s, lstm="keras", seed=0):
     ctx = model_uses_fused_lstm()
   with ctx:
     model = build_model(c, s["feature_dim"], s["vocab_size"], embeddings=emb)
+  if dropout == "keras":
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+      if type(layer) is Dropout:  # a subclass adding no state: the swap is exact
+        layer.__class__ = keras.layers.Dropout
   return model, c

@@ -309,18 +309,7 @@ def measure(s, batch_size):
       if task == "latency_batch1":
         r["latency_ms"] = 1e3 * st["median_s"]
       out[system][task] = r
-  return out, paired_ratios(times)
-
-
-def paired_ratios(times):
-  """{system: {task: [[seconds of one round], ...]}} -> {task: median and range over rounds
-  of ours / peer in that round} (> 1: ours faster): drift between rounds cancels."""
-  out = {}
-  for task, ours in times["cimha-tf"].items():
-    per_round = [np.median(p) / np.median(o) for o, p in zip(ours, times["ExCL"][task])]
-    out[task] = {"median": float(np.median(per_round)), "low": float(np.min(per_round)),
-                 "high": float(np.max(per_round)), "rounds": len(per_round)}
-  return out
+  return out, common.paired_ratios(times, "cimha-tf", "ExCL")
 
 
 def ratios(out):

@@ -15,7 +15,7 @@ from absl import flags
 from bench import common
 
 FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-           "profile_layers", "profile_step", "profile_tflite", "peers")
+           "profile_layers", "profile_step", "profile_tflite", "dropout", "peers")
 OUTPUT_DIR = flags.DEFINE_string("output_dir", "bench/results", "folder for NAME.json")
 ONLY = flags.DEFINE_list("figures", None, f"subset of {FIGURES}")
 

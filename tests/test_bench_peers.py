@@ -35,11 +35,11 @@ def test_ratios_are_ours_over_peer_with_latency_inverted():
 
 
 def test_paired_ratios_compare_each_round_with_itself():
-  from bench.peers import paired_ratios
+  from bench.common import paired_ratios
   # Round 2 ran on a machine twice as slow for both: per-round ratios stay 2.0 and 3.0.
   times = {"cimha-tf": {"train": [[1.0, 1.0], [2.0, 2.0], [1.0, 3.0]]},
            "ExCL": {"train": [[2.0, 2.0], [4.0, 4.0], [6.0, 6.0]]}}
-  r = paired_ratios(times)["train"]
+  r = paired_ratios(times, "cimha-tf", "ExCL")["train"]
   assert (r["median"], r["low"], r["high"], r["rounds"]) == (2.0, 2.0, 3.0, 3)
 
 

@@ -106,7 +106,7 @@ def test_op_flops_counts_matmul_batchmatmul_and_einsum():
 
 
 EXPECTED_FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-                    "profile_layers", "profile_step", "profile_tflite")
+                    "profile_layers", "profile_step", "profile_tflite", "dropout")
 
 
 # ~1.5-2 min on an idle 2-core CPU (one TF trace per figure). With it the default suite
@@ -156,7 +156,32 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   for form in ("float32", "int8"):
     summary = lite[f"summary {form}"]
     assert 0 < summary["lstm_ops_alone_ms"] and summary["model_ms"] > 0
+  drop = docs["dropout"]
+  assert len(drop["alone_fwd_bwd"]) == 4
+  assert all(v["ours_ms"] > 0 and v["keras_ms"] > 0 for v in drop["alone_fwd_bwd"].values())
+  train = drop["training_samples_per_s"]
+  assert train["ours"]["median"] > 0 and train["keras"]["median"] > 0
+  assert train["ours_over_keras_by_round"]["rounds"] == 2
   # peers.json (PyTorch installed) is checked by tests/test_bench_peers.py
+
+
+def test_bench_model_with_keras_dropout_is_the_same_model():
+  import keras
+  from bench import common, models
+  from cimha_tf.model.dropout import Dropout
+  s = dict(common.QUICK_SHAPES)
+  ours, _ = models.build(s)
+  ref, _ = models.build(s, dropout="keras")
+  kinds = lambda m: [type(l) for l in m._flatten_layers(include_self=False, recursive=True)
+                     if isinstance(l, keras.layers.Dropout)]
+  assert kinds(ours) == [Dropout] * 14 and kinds(ref) == [keras.layers.Dropout] * 14
+  x, _ = common.synthetic_batch(2, s["max_video_len"], s["max_query_len"], s["feature_dim"],
+                                s["vocab_size"])
+  a, b = ours(x, training=False), ref(x, training=False)
+  for k in a:  # same weights, and dropout is off at inference
+    np.testing.assert_array_equal(a[k], b[k])
+  with pytest.raises(ValueError, match="dropout="):
+    models.build(s, dropout="none")
 
 
 def test_profile_step_names_the_block_of_an_op():

@@ -5,19 +5,29 @@ einsum ("aecd,abcd->acbe", "acbe,aecd->abcd"); TensorFlow lowers each to transpo
 both operands and of the result around a BatchMatMul, and their gradients likewise. Here
 the heads are moved to the front once (B, N, T, H) and both products are batched
 matmuls. Everything else is Keras's own: the projections, the mask handling and
-masked softmax, the dropout layer (same shapes, so the same random draws), the
-attention scores returned ((B, N, T, S), as Keras), and the variables (same names and
-shapes: checkpoints of either load into the other). Measured at the paper's shapes in
+masked softmax, the attention scores returned ((B, N, T, S), as Keras), and the variables
+(same names and shapes: checkpoints of either load into the other). The dropout on the
+attention probabilities is cimha_tf.model.dropout's (Keras's Dropout with a cheaper mask;
+this is the model's largest dropout, (B, N, T, S)). Measured at the paper's shapes in
 docs/benchmarks.md ("What made it faster"): 1.05x the training step.
 """
 
 import keras
 from keras import ops
 
+from cimha_tf.model.dropout import Dropout
+
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class MultiHeadAttention(keras.layers.MultiHeadAttention):
   """keras.layers.MultiHeadAttention for (B, T, D) inputs, attention over axis 1."""
+
+  def _build_attention(self, rank):
+    super()._build_attention(rank)
+    # Untracked first: otherwise Keras's layer and its seed variable would stay in the
+    # model's variables, and checkpoints would no longer match the other class's.
+    self._layers.remove(self._dropout_layer)
+    self._dropout_layer = Dropout(rate=self._dropout, dtype=self.dtype_policy, seed=self.seed)
 
   def _compute_attention(self, query, key, value, attention_mask=None, training=None,
                          return_attention_scores=False, use_causal_mask=False):

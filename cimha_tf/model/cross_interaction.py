@@ -15,6 +15,7 @@ from keras import ops
 
 from cimha_tf.model import masking
 from cimha_tf.model.attention import MultiHeadAttention
+from cimha_tf.model.dropout import Dropout
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -32,7 +33,7 @@ class CrossInteraction(keras.layers.Layer):
     self.cross_skip = cross_skip
     self.dropout = dropout
     self.two_way = variant != "mha"
-    self.drop = keras.layers.Dropout(dropout)
+    self.drop = Dropout(dropout)
     self.norm_qv = keras.layers.LayerNormalization(name="norm_qv")
     self.norm_vq = keras.layers.LayerNormalization(name="norm_vq")
     self.mha_qv = self.mha_vq = None

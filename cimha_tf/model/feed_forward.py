@@ -2,6 +2,8 @@
 
 import keras
 
+from cimha_tf.model.dropout import Dropout
+
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class FeedForward(keras.layers.Layer):
@@ -17,7 +19,7 @@ class FeedForward(keras.layers.Layer):
     self.dropout = dropout
     self.inner = keras.layers.Dense(hidden, activation="relu", name="inner")
     self.outer = keras.layers.Dense(width, name="outer")
-    self.drop = keras.layers.Dropout(dropout)
+    self.drop = Dropout(dropout)
     self.norm = keras.layers.LayerNormalization(name="norm")
     self.skip = None
 

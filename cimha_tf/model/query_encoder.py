@@ -4,6 +4,7 @@ import keras
 
 from cimha_tf.model import masking
 from cimha_tf.model.bilstm import BiLSTM
+from cimha_tf.model.dropout import Dropout
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -25,7 +26,7 @@ class QueryEncoder(keras.layers.Layer):
     self.lstm_implementation = lstm_implementation
     self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding",
                                             trainable=train_embeddings)
-    self.drop = keras.layers.Dropout(dropout)
+    self.drop = Dropout(dropout)
     self.bilstm = BiLSTM(lstm_units, lstm_implementation, name="bilstm")
 
   def build(self, tokens_shape, query_mask_shape=None):

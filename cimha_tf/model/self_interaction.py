@@ -4,6 +4,7 @@ import keras
 
 from cimha_tf.model import masking
 from cimha_tf.model.attention import MultiHeadAttention
+from cimha_tf.model.dropout import Dropout
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -19,7 +20,7 @@ class SelfInteraction(keras.layers.Layer):
     self.num_heads = num_heads
     self.dropout = dropout
     self.norm = keras.layers.LayerNormalization(name="norm")
-    self.drop = keras.layers.Dropout(dropout)
+    self.drop = Dropout(dropout)
     self.mha = None
 
   def build(self, x_shape, valid_shape=None):

@@ -10,13 +10,14 @@ from keras import ops
 
 from cimha_tf.model import masking
 from cimha_tf.model.bilstm import BiLSTM
+from cimha_tf.model.dropout import Dropout
 
 
 def mlp(width, dropout, name, output_bias=True):
   """Hidden ReLU layer then a scalar per step (eqs 12, 13, 15). The start/end logits
   take no output bias: a softmax is shift-invariant, so it would never get a gradient."""
   return keras.Sequential([keras.layers.Dense(width, activation="relu"),
-                           keras.layers.Dropout(dropout),
+                           Dropout(dropout),
                            keras.layers.Dense(1, use_bias=output_bias)], name=name)
 
 

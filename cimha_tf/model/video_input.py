@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from cimha_tf.model import masking
+from cimha_tf.model.dropout import Dropout
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -19,7 +20,7 @@ class VideoProjection(keras.layers.Layer):
     self.width = width
     self.dropout = dropout
     self.dense = keras.layers.Dense(width, name="dense")
-    self.drop = keras.layers.Dropout(dropout)
+    self.drop = Dropout(dropout)
 
   def build(self, features_shape, video_mask_shape=None):
     self.dense.build(features_shape)
