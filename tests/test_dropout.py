@@ -101,6 +101,15 @@ def test_keras_path_for_tiny_rates_and_noise_shape(rate, noise_shape):
   np.testing.assert_array_equal(ours, ref)
 
 
+def test_other_backends_take_keras_path(monkeypatch):
+  # Only the TensorFlow path is ours; elsewhere (e.g. JAX on the GPU machine) Keras's own.
+  x = _x((8, 16, 32))
+  monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+  ours = Dropout(0.3, seed=8)(x, training=True)
+  ref = keras.layers.Dropout(0.3, seed=8)(x, training=True)
+  np.testing.assert_array_equal(ours, ref)
+
+
 def test_works_inside_tf_function_with_dynamic_shapes():
   layer = Dropout(0.3, seed=9)
   f = tf.function(lambda x: layer(x, training=True),
