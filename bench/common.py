@@ -80,6 +80,23 @@ def time_calls(fn, n_warmup=None, n_reps=None, sync=None):
   return stats(times)
 
 
+def round_robin(calls, n_warmup=None, n_rounds=None):
+  """{key: callable} -> {key: [seconds of each timed call]}: n_warmup untimed calls of each
+  (warmup()), then n_rounds rounds (reps()) timing one call of each in turn, so the shared
+  machine's drift hits all of them alike."""
+  n_warmup = warmup() if n_warmup is None else n_warmup
+  for f in calls.values():
+    for _ in range(n_warmup):
+      f()
+  times = {k: [] for k in calls}
+  for _ in range(reps() if n_rounds is None else n_rounds):
+    for k, f in calls.items():
+      t0 = time.perf_counter()
+      f()
+      times[k].append(time.perf_counter() - t0)
+  return times
+
+
 def rate(timing, items):
   """items/s at the median, and at the slowest/fastest repetition (the spread)."""
   return {"median": items / timing["median_s"], "low": items / timing["max_s"],

@@ -13,8 +13,6 @@ ours is 16 random bits per element against an integer threshold, applied by a mu
   python -m bench.dropout [--quick] [--output=bench/results/dropout.json]
 """
 
-import time
-
 from absl import app
 import numpy as np
 
@@ -50,16 +48,8 @@ def alone(s):
           loss = tf.reduce_sum(tf.square(layer(x, training=True)))
         return tape.gradient(loss, x)
 
-      steps[(name, system)] = (step, x)
-  times = {k: [] for k in steps}
-  for step, x in steps.values():
-    for _ in range(common.warmup() + 1):
-      step(x).numpy()
-  for _ in range(common.reps()):
-    for k, (step, x) in steps.items():
-      t0 = time.perf_counter()
-      step(x).numpy()
-      times[k].append(time.perf_counter() - t0)
+      steps[(name, system)] = lambda step=step, x=x: step(x).numpy()
+  times = common.round_robin(steps, n_warmup=common.warmup() + 1)  # + the trace
   out = {}
   for name in shapes(s):
     ms = {system: 1e3 * common.stats(times[(name, system)])["median_s"] for system in SYSTEMS}

@@ -151,15 +151,9 @@ def main(argv):
       steps[name] = (step, ins, time.perf_counter() - t0)
     except Exception as e:  # an implementation that cannot run here is a finding too
       notes.append(f"{name}: {type(e).__name__}: {str(e)[:200]}")
-  times = {k: [] for k in steps}
-  for k, (step, ins, _) in steps.items():
-    for _ in range(common.warmup()):
-      step(*ins)
-  for _ in range(common.reps()):
-    for k, (step, ins, _) in steps.items():
-      t0 = time.perf_counter()
-      [g.numpy() for g in step(*ins) if g is not None]
-      times[k].append(time.perf_counter() - t0)
+  times = common.round_robin(
+      {k: lambda step=step, ins=ins: [g.numpy() for g in step(*ins) if g is not None]
+       for k, (step, ins, _) in steps.items()})
   results = {}
   for k, t in times.items():
     st = common.stats(t)

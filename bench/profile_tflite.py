@@ -14,7 +14,6 @@ TFLite's own kernel, one step after the other, on one thread.
 import collections
 import os
 import tempfile
-import time
 
 from absl import app
 import numpy as np
@@ -95,15 +94,8 @@ def main(argv):
     calls[f"lstm {steps}x{dim}->{units} float32"] = _runner(one, feeds)
     int8, _ = quantization.lstm_int8_rest_float16(one)
     calls[f"lstm {steps}x{dim}->{units} int8"] = _runner(int8, feeds)
-  for f in calls.values():
-    for _ in range(common.warmup() + 1):
-      f()
-  times = {k: [] for k in calls}
-  for _ in range(5 * common.reps()):  # one call each per round: cheap, so many rounds
-    for k, f in calls.items():
-      t0 = time.perf_counter()
-      f()
-      times[k].append(time.perf_counter() - t0)
+  # One call each per round: cheap, so many rounds.
+  times = common.round_robin(calls, common.warmup() + 1, 5 * common.reps())
   results = {k: {"timing": common.stats(t)} for k, t in times.items()}
   for r in results.values():
     r["latency_ms"] = 1e3 * r["timing"]["median_s"]

@@ -27,6 +27,16 @@ def test_stats_match_numpy():
     common.stats([])
 
 
+def test_round_robin_warms_then_times_each_call_once_per_round():
+  from bench import common
+  order = []
+  calls = {k: (lambda k=k: order.append(k)) for k in "ab"}
+  times = common.round_robin(calls, n_warmup=2, n_rounds=3)
+  assert order == list("aabb") + list("ababab")  # warm-up untimed, then in turn
+  assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+  assert all(t >= 0 for v in times.values() for t in v)
+
+
 def test_synthetic_batch_follows_the_model_contract():
   from bench import common
   x, y = common.synthetic_batch(7, 12, 5, 3, 20, seed=3)
