@@ -4,7 +4,9 @@ LiteRT's Python interpreter has no per-op profiler, so this measures by parts, a
 interpreters timed round-robin (one call each per round): the whole model (float32 and
 the LSTM-int8 form) with LiteRT's default XNNPACK delegate and without it, and each of
 the model's UNIDIRECTIONAL_SEQUENCE_LSTM ops alone, in a one-op model of the same shapes
-(read from the converted model), float32 and int8 weights. XNNPACK takes every op but
+(read from the converted model), float32 and int8 weights; and the float32 model without
+the per-query LSTM weights of cimha_tf/deploy/runtime_kernels.py (constant weights), for
+their speed-up, round by round. XNNPACK takes every op but
 the LSTMs, SELECT_V2, REVERSE_SEQUENCE, GATHER and comparisons; the LSTM ops run in
 TFLite's own kernel, one step after the other, on one thread.
 
@@ -20,19 +22,6 @@ import numpy as np
 
 from bench import common
 from bench import models
-
-
-def lstm_shapes(flatbuffer):
-  """[(steps, input_dim, units)] of every UNIDIRECTIONAL_SEQUENCE_LSTM op, in graph order."""
-  from ai_edge_litert.interpreter import Interpreter
-  it = Interpreter(model_content=flatbuffer)
-  tensors = {t["index"]: t for t in it.get_tensor_details()}
-  out = []
-  for op in it._get_ops_details():
-    if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-      x, w = (tensors[i]["shape"] for i in op["inputs"][:2])  # input, input-to-input weights
-      out.append((int(x[1]), int(x[2]), int(w[0])))
-  return out
 
 
 def one_lstm_model(steps, input_dim, units, seed=0):
@@ -80,15 +69,18 @@ def main(argv):
   model, _ = models.build(s, "keras")
   whole = tflite.convert_many(model, s["max_video_len"], s["max_query_len"],
                               ("none", "dynamic_int8"))
+  # The same float32 model with constant LSTM weights (no runtime_kernels.py rewrites).
+  plain = tflite.convert(model, s["max_video_len"], s["max_query_len"], runtime_kernels=False)
   x, _ = common.synthetic_batch(1, s["max_video_len"], s["max_query_len"], s["feature_dim"],
                                 s["vocab_size"], seed=1)
   calls = {"model float32 (XNNPACK)": _runner(whole["none"], x),
+           "model float32 constant LSTM weights (XNNPACK)": _runner(plain, x),
            "model float32 (no delegate)": _runner(whole["none"], x, delegate=False),
            "model LSTM-int8 (XNNPACK)": _runner(whole["dynamic_int8"], x)}
-  shapes = lstm_shapes(whole["none"])
-  counts = collections.Counter(shapes)
+  counts = {"float32": collections.Counter(tflite.lstm_shapes(whole["none"])),
+            "int8": collections.Counter(tflite.lstm_shapes(whole["dynamic_int8"]))}
   rng = np.random.default_rng(0)
-  for steps, dim, units in counts:
+  for steps, dim, units in set(counts["float32"]) | set(counts["int8"]):
     one = one_lstm_model(steps, dim, units)
     feeds = {"x": rng.standard_normal((1, steps, dim)).astype(np.float32)}
     calls[f"lstm {steps}x{dim}->{units} float32"] = _runner(one, feeds)
@@ -101,18 +93,24 @@ def main(argv):
     r["latency_ms"] = 1e3 * r["timing"]["median_s"]
   for form in ("float32", "int8"):
     lstm_ms = sum(n * results[f"lstm {t}x{d}->{u} {form}"]["latency_ms"]
-                  for (t, d, u), n in counts.items())
+                  for (t, d, u), n in counts[form].items())
     name = "model float32 (XNNPACK)" if form == "float32" else "model LSTM-int8 (XNNPACK)"
     total = results[name]["latency_ms"]
     results[f"summary {form}"] = {"model_ms": total, "lstm_ops_alone_ms": lstm_ms,
                                   "lstm_share": lstm_ms / total, "rest_ms": total - lstm_ms}
+  per_round = (np.asarray(times["model float32 constant LSTM weights (XNNPACK)"]) /
+               np.asarray(times["model float32 (XNNPACK)"]))
+  ratio = {"median": float(np.median(per_round)), "low": float(per_round.min()),
+           "high": float(per_round.max()), "rounds": len(per_round)}
+  print("constant / runtime LSTM weights, per round:", ratio)
   for k, r in results.items():
     print(k, {a: round(b, 3) for a, b in r.items() if isinstance(b, float)}, flush=True)
   common.report("profile_tflite", results, [
       f"num_threads={os.cpu_count()}, batch 1, medians of {5 * common.reps()} round-robin calls",
       "lstm_ops_alone_ms: the model's LSTM ops (shapes and counts read from it) timed alone "
       "in one-op models; rest_ms = model - that (XNNPACK part and non-delegated ops)"],
-      extra={"shapes": s, "lstm_ops": [list(k) + [n] for k, n in counts.items()]})
+      extra={"runtime_weights_speedup": ratio, "shapes": s, "lstm_ops": {form: [list(k) + [n] for k, n in c.items()]
+                                        for form, c in counts.items()}})
 
 
 if __name__ == "__main__":

@@ -110,6 +110,10 @@ def render(results_dir):
       r = d["results"][f"summary {form}"]
       out.append(f"| **{form}: LSTM ops alone / whole model** | {r['lstm_ops_alone_ms']:.2f} / "
                  f"{r['model_ms']:.2f} ({100 * r['lstm_share']:.0f}%) |")
+    g = d.get("runtime_weights_speedup")  # files before 2026-11-29 13:00 lack it
+    if g:
+      out.append(f"| float32: constant / per-query LSTM weights, round by round | "
+                 f"{g['median']:.2f}x ({g['low']:.2f}-{g['high']:.2f}) |")
     out += [""]
   d = _load(results_dir, "peers")
   if d:

@@ -200,16 +200,16 @@ def test_profile_step_names_the_block_of_an_op():
   assert block_of("adam/Cast_12/ReadVariableOp") == "optimizer and other"
 
 
-def test_profile_tflite_reads_every_lstm_op_shape_from_the_converted_model():
+def test_lstm_shapes_reads_every_lstm_op_shape_from_the_converted_model():
   import keras
-  from bench.profile_tflite import lstm_shapes
   from cimha_tf.deploy import tflite
   from cimha_tf.model import build_model
   from tests.test_model import tiny_config
   keras.utils.set_random_seed(0)
   c = tiny_config()
   model = build_model(c, 5, 30)
-  shapes = lstm_shapes(tflite.convert(model, c.max_video_len, c.max_query_len))
+  shapes = tflite.lstm_shapes(tflite.convert(model, c.max_video_len, c.max_query_len,
+                                             runtime_kernels=False))
   # Independently: every LSTM's (input dim, units) from its kernels in the Keras model.
   ws = {v.path: tuple(v.shape) for v in model.weights}
   expected = sorted((ws[p[:-len("recurrent_kernel")] + "kernel"][0], shape[0])

@@ -152,6 +152,10 @@ def lstm_int8_rest_float16(flatbuffer):
     for op in subgraph.operators:
       if codes[op.opcodeIndex] == ops.UNIDIRECTIONAL_SEQUENCE_LSTM:
         weights = [op.inputs[i] for i in LSTM_WEIGHT_INPUTS if op.inputs[i] >= 0]
+        if any(_constant(model, subgraph.tensors[t]) is None for t in weights):
+          raise ValueError("an LSTM's weights are computed at run time (the batch-1 "
+                           "per-query weights of runtime_kernels.py); the int8 hybrid "
+                           "kernel needs constant weights: convert without them")
         lstm_weights.update(weights)
         # The hybrid kernel reads its biases etc. as float32 constants: left as they are.
         keep.update(t for t in op.inputs if t >= 0 and t not in weights)

@@ -20,6 +20,11 @@ valid) and one of two LSTM forms, both with the model's exact weights:
   The op keeps h and c in variable tensors that persist across invocations, so a runner
   must reset them before each query (`interpreter.reset_all_variables()`; TFLiteModel
   does; Android: `Interpreter.resetVariableTensors()`), or the state leaks between queries.
+  At batch 1 (the default) the float32 and float16 models also feed some LSTMs weights
+  computed per query, so that the op reads fewer input columns: the start Bi-LSTM reads
+  [A_vq, q^v] (L + D columns) instead of s (2D), the query Bi-LSTM the identity (L
+  columns) instead of the 300-d embeddings (runtime_kernels.py; same function, ~8% less
+  batch-1 latency at the paper's shapes, docs/benchmarks.md).
 * "unrolled": the model's UnrolledLSTM as is: N copies of the cell in plain built-in ops
   (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD). Slower and a larger graph; a fallback if a
   converter version stops fusing.
@@ -61,6 +66,8 @@ import uuid
 import numpy as np
 import tensorflow as tf
 
+from cimha_tf.deploy import runtime_kernels as runtime_kernels_lib
+
 LSTM_FORMS = ("fused", "unrolled")
 QUANTIZATIONS = ("none", "float16", "dynamic_int8")
 INPUTS = ("video_features", "video_mask", "query_tokens")
@@ -93,21 +100,28 @@ def _composite_lstm():
                                "time_major": False, "go_backwards": False})
 
 
-def _fused_call(layer, x):
+def _fused_call(layer, x, kernel=None, hoist=False):
+  """One LSTM direction as the composite function; `kernel` replaces the layer's input
+  weights (runtime_kernels.py); hoist: try the identity-input form there."""
   weights = [tf.convert_to_tensor(w) for w in (layer.kernel, layer.recurrent_kernel, layer.bias)]
+  if kernel is not None:
+    weights[0] = kernel
   if x.shape[0] is None or x.shape[1] is None:
     # Only the fixed-shape endpoint is converted; writing the SavedModel also traces
     # Keras's own dynamic-shape signature, which gets the same math as a plain scan.
     zeros = tf.zeros([tf.shape(x)[0], layer.units], x.dtype)
     return _lstm_sequence(x, zeros, zeros, *weights)[1]
+  if hoist and kernel is None:
+    x, weights[0] = runtime_kernels_lib.hoisted_input(x, weights[0]) or (x, weights[0])
   zeros = tf.zeros([x.shape[0], layer.units], x.dtype)
   if not hasattr(layer, "_cimha_composite_lstm"):
     layer._cimha_composite_lstm = _composite_lstm()
   return layer._cimha_composite_lstm(x, zeros, zeros, *weights)[1]
 
 
-def tflite_graph_model(model, lstm="fused"):
-  """A copy of `model` whose LSTMs convert to built-in ops (see the module docstring)."""
+def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
+  """A copy of `model` whose LSTMs convert to built-in ops (see the module docstring);
+  runtime_kernels: also the batch-1 rewrites of runtime_kernels.py (fused LSTMs only)."""
   from cimha_tf.model import UnrolledLSTM, with_lstm_implementation
   if lstm not in LSTM_FORMS:
     raise ValueError(f"lstm={lstm!r}: expected one of {LSTM_FORMS}")
@@ -119,7 +133,9 @@ def tflite_graph_model(model, lstm="fused"):
       raise ValueError("model has no LSTM layers to fuse")
     for layer in layers:
       # Instance-level override: same weights, loop replaced by the composite function.
-      layer.call = (lambda l: lambda x, *a, **k: _fused_call(l, x))(layer)
+      layer.call = (lambda l: lambda x, *a, **k: _fused_call(l, x, hoist=runtime_kernels))(layer)
+    if runtime_kernels:
+      runtime_kernels_lib.install_factored_start_lstm(copy, _fused_call)
   return copy
 
 
@@ -150,23 +166,43 @@ def _unclip_fused_lstms(flatbuffer):
   return quantization.save(model), count
 
 
-def convert(model, max_video_len, max_query_len, quantize="none", lstm="fused", batch_size=1):
+def convert(model, max_video_len, max_query_len, quantize="none", lstm="fused", batch_size=1,
+            runtime_kernels=True):
   """Keras model -> .tflite bytes with fixed input shapes:
   video_features float32 (batch, max_video_len, Dv), video_mask float32 (batch,
   max_video_len), query_tokens int32 (batch, max_query_len) -> the three (batch, N) curves.
   Raises ValueError when the result would need anything but TFLite built-in ops."""
-  return convert_many(model, max_video_len, max_query_len, (quantize,), lstm, batch_size)[quantize]
+  return convert_many(model, max_video_len, max_query_len, (quantize,), lstm, batch_size,
+                      runtime_kernels)[quantize]
 
 
 def convert_many(model, max_video_len, max_query_len, quantizations=QUANTIZATIONS,
-                 lstm="fused", batch_size=1):
-  """{quantize: .tflite bytes} for several quantizations from one traced graph."""
-  from cimha_tf.deploy.saved_model import video_dim_of
+                 lstm="fused", batch_size=1, runtime_kernels=True):
+  """{quantize: .tflite bytes} for several quantizations, traced once per graph form.
+
+  runtime_kernels: at batch 1 with fused LSTMs, "none" and "float16" take the per-query
+  LSTM weights of runtime_kernels.py (the same function, faster); "dynamic_int8" does not
+  (its hybrid LSTM kernel reads constant int8 weights), so it comes from a second graph
+  without them. False: constant weights everywhere."""
   for q in quantizations:
     if q not in QUANTIZATIONS:
       raise ValueError(f"quantize={q!r}: expected one of {QUANTIZATIONS}")
-  graph_model = tflite_graph_model(model, lstm)
-  specs = [tf.TensorSpec([batch_size, max_video_len, video_dim_of(model)], tf.float32,
+  runtime = runtime_kernels and lstm == "fused" and batch_size == 1
+  forms = {}
+  for q in quantizations:
+    forms.setdefault(runtime and q != "dynamic_int8", []).append(q)
+  results = {}
+  for runtime_kernels, group in forms.items():
+    graph_model = tflite_graph_model(model, lstm, runtime_kernels)
+    results.update(_convert_graph(graph_model, max_video_len, max_query_len, group, lstm,
+                                  batch_size))
+  return {q: results[q] for q in quantizations}
+
+
+def _convert_graph(graph_model, max_video_len, max_query_len, quantizations, lstm,
+                   batch_size):
+  from cimha_tf.deploy.saved_model import video_dim_of
+  specs = [tf.TensorSpec([batch_size, max_video_len, video_dim_of(graph_model)], tf.float32,
                          "video_features"),
            tf.TensorSpec([batch_size, max_video_len], tf.float32, "video_mask"),
            tf.TensorSpec([batch_size, max_query_len], tf.int32, "query_tokens")]
@@ -188,7 +224,7 @@ def convert_many(model, max_video_len, max_query_len, quantizations=QUANTIZATION
     if "dynamic_int8" in quantizations and lstm == "fused":
       float32 = results.get("none") or _convert_saved_model(tmp, "none", lstm)
       results["dynamic_int8"] = _dynamic_int8(float32)
-  return {q: results[q] for q in quantizations}
+  return results
 
 
 def _convert_saved_model(path, quantize, lstm):
@@ -219,6 +255,19 @@ def _dynamic_int8(float32):
   flatbuffer, _ = quantization.lstm_int8_rest_float16(float32)
   op_names(flatbuffer)  # the interpreter loads it
   return flatbuffer
+
+
+def lstm_shapes(flatbuffer):
+  """[(steps, input columns, units)] of every UNIDIRECTIONAL_SEQUENCE_LSTM, in graph order."""
+  from ai_edge_litert.interpreter import Interpreter
+  it = Interpreter(model_content=flatbuffer)
+  tensors = {t["index"]: t for t in it.get_tensor_details()}
+  out = []
+  for op in it._get_ops_details():
+    if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+      x, w = (tensors[i]["shape"] for i in op["inputs"][:2])  # input, input-to-input weights
+      out.append((int(x[1]), int(x[2]), int(w[0])))
+  return out
 
 
 def op_names(flatbuffer):

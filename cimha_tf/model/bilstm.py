@@ -27,6 +27,15 @@ def reverse_within_length(x, length):
   return ops.take_along_axis(x, idx[:, :, None], axis=1)
 
 
+def bidirectional(x, valid, forward, backward):
+  """[forward(x), backward(x within-length reversed) reversed back], 0 on padding.
+  forward, backward: (B, T, Din) -> (B, T, units) callables (LSTM directions)."""
+  n = masking.lengths(valid)
+  fw = forward(x)
+  bw = reverse_within_length(backward(reverse_within_length(x, n)), n)
+  return masking.zero_padded(ops.concatenate([fw, bw], axis=-1), valid)
+
+
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class BiLSTM(keras.layers.Layer):
   """(B, T, Din), valid (B, T) -> (B, T, 2*units): [forward, backward], 0 on padding."""
@@ -43,10 +52,7 @@ class BiLSTM(keras.layers.Layer):
     self.backward_lstm.build(x_shape)
 
   def call(self, x, valid):
-    n = masking.lengths(valid)
-    fw = self.forward_lstm(x)
-    bw = reverse_within_length(self.backward_lstm(reverse_within_length(x, n)), n)
-    return masking.zero_padded(ops.concatenate([fw, bw], axis=-1), valid)
+    return bidirectional(x, valid, self.forward_lstm, self.backward_lstm)
 
   def compute_output_shape(self, x_shape, valid_shape=None):
     return tuple(x_shape[:-1]) + (2 * self.units,)

@@ -57,20 +57,30 @@ class CrossInteraction(keras.layers.Layer):
     return norm(x + self.drop(y, training=training)) if self.cross_skip else y
 
   def call(self, v_hat, q_hat, video_mask, query_mask, training=None):
+    qv, a_vq, vq = self.interact(v_hat, q_hat, video_mask, query_mask, training)
+    return qv if not self.two_way else self.fuse(qv, a_vq, vq, query_mask)
+
+  def interact(self, v_hat, q_hat, video_mask, query_mask, training=None):
+    """(q^v (B, N, D), A_vq (B, N, L), v^q (B, L, D)): A_vq None unless "backprojection",
+    A_vq and v^q None for variant "mha"."""
     qv, scores = self.mha_qv(v_hat, q_hat, attention_mask=masking.key_mask(v_hat, query_mask),
                              return_attention_scores=True, training=training)  # eq 8
     qv = self._skip(v_hat, qv, self.norm_qv, training)
     if not self.two_way:
-      return qv
+      return qv, None, None
     vq = self.mha_vq(q_hat, v_hat, attention_mask=masking.key_mask(q_hat, video_mask),
                      training=training)  # eq 7
-    vq = self._skip(q_hat, vq, self.norm_vq, training)
+    a_vq = ops.mean(scores, axis=1) if self.cross_fusion == "backprojection" else None
+    return qv, a_vq, self._skip(q_hat, vq, self.norm_vq, training)
+
+  def fuse(self, qv, a_vq, vq, query_mask):
+    """eq 9: s = [v^q per frame, q^v] (B, N, 2D)."""
     if self.cross_fusion == "backprojection":
-      per_frame = ops.matmul(ops.mean(scores, axis=1), vq)
+      per_frame = ops.matmul(a_vq, vq)
     else:
       pooled = masking.masked_mean(vq, query_mask)
       per_frame = ops.zeros_like(qv) + pooled[:, None, :]
-    return ops.concatenate([per_frame, qv], axis=-1)  # eq 9
+    return ops.concatenate([per_frame, qv], axis=-1)
 
   def compute_output_shape(self, v_hat_shape, q_hat_shape, video_mask_shape=None,
                            query_mask_shape=None):

@@ -1,0 +1,117 @@
+"""Batch-1 TFLite with per-query LSTM weights (cimha_tf/deploy/runtime_kernels.py): the
+LSTM ops read fewer input columns and compute the same function as the Keras model."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cimha_tf.deploy import quantization, runtime_kernels, tflite
+from cimha_tf.model import build_model
+from tests.test_model import VOCAB, random_inputs, tiny_config
+
+N, L, DV = 20, 5, 7  # N > width: no start LSTM is hoisted (D < 2N)
+
+
+def _model(variant="cimha", **overrides):
+  keras.utils.set_random_seed(3)
+  # embedding_dim >= 2 L: the query LSTM takes the identity-input form; L < width: the
+  # start LSTM the factored one.
+  c = tiny_config(variant, max_video_len=N, max_query_len=L, embedding_dim=12, dropout=0.0,
+                  **overrides)
+  return build_model(c, DV, VOCAB)
+
+
+def _inputs():
+  # Padding on both sides, a one-step video and a one-word query among them.
+  return random_inputs(np.random.default_rng(5), [N, 13, 1, 4], N, [L, 3, 2, 1], L)
+
+
+def _tflite_curves(flatbuffer, x):
+  """Every example through the batch-1 model, one invoke each."""
+  model = tflite.TFLiteModel(flatbuffer)
+  outs = [model.run_batch(*(x[k][b:b + 1] for k in tflite.INPUTS))
+          for b in range(len(x["video_mask"]))]
+  return {k: np.concatenate([o[k] for o in outs]) for k in tflite.OUTPUTS}
+
+
+def _assert_close(got, want, atol=2e-6):
+  for k in tflite.OUTPUTS:
+    np.testing.assert_allclose(got[k], want[k], rtol=0, atol=atol, err_msg=k)
+
+
+@pytest.fixture(scope="module")
+def cimha():
+  model = _model()
+  x = _inputs()
+  keras_out = {k: np.asarray(v) for k, v in model(x, training=False).items()}
+  return model, x, keras_out
+
+
+@pytest.fixture(scope="module")
+def fast(cimha):
+  """The default float32 batch-1 conversion."""
+  return tflite.convert(cimha[0], N, L)
+
+
+def test_fewer_lstm_input_columns_and_same_curves(cimha, fast):
+  model, x, keras_out = cimha
+  plain = tflite.convert(model, N, L, runtime_kernels=False)
+  width, units = 16, 8
+  # (steps, input columns, units) per LSTM direction: query, start, end Bi-LSTMs.
+  assert tflite.lstm_shapes(plain) == [(L, 12, units)] * 2 + [(N, 2 * width, units)] * 2 + \
+      [(N, 2 * units, units)] * 2
+  assert tflite.lstm_shapes(fast) == [(L, L, units)] * 2 + [(N, L + width, units)] * 2 + \
+      [(N, 2 * units, units)] * 2
+  fast_out, plain_out = _tflite_curves(fast, x), _tflite_curves(plain, x)
+  _assert_close(fast_out, keras_out)
+  _assert_close(plain_out, keras_out)
+  for k in tflite.OUTPUTS:  # padded steps stay exactly 0
+    assert np.all(fast_out[k][x["video_mask"] == 0] == 0), k
+
+
+def test_float16_takes_them_and_int8_keeps_constant_weights(cimha):
+  model, x, keras_out = cimha
+  out = tflite.convert_many(model, N, L, ("float16", "dynamic_int8"))
+  assert tflite.lstm_shapes(out["float16"])[0] == (L, L, 8)
+  assert tflite.lstm_shapes(out["dynamic_int8"])[0] == (L, 12, 8)
+  _assert_close(_tflite_curves(out["float16"], x), keras_out, atol=2e-3)
+
+
+def test_int8_refuses_runtime_lstm_weights(fast):
+  with pytest.raises(ValueError, match="computed at run time"):
+    quantization.lstm_int8_rest_float16(fast)
+
+
+@pytest.mark.parametrize("variant,overrides", [("cimha", {"cross_fusion": "pool_tile"}),
+                                               ("mha", {})])
+def test_other_cross_interactions_keep_the_plain_start_lstm(variant, overrides):
+  model = _model(variant, **overrides)
+  x = _inputs()
+  fast = tflite.convert(model, N, L)
+  s_width = 16 if variant == "mha" else 32
+  assert tflite.lstm_shapes(fast)[2:4] == [(N, s_width, 8)] * 2
+  assert tflite.lstm_shapes(fast)[0] == (L, L, 8)  # the query LSTM still hoisted
+  _assert_close(_tflite_curves(fast, x), {k: np.asarray(v) for k, v in
+                                          model(x, training=False).items()})
+
+
+def test_batch_above_one_keeps_constant_weights(cimha):
+  model, x, keras_out = cimha
+  batched = tflite.convert(model, N, L, batch_size=4)
+  assert tflite.lstm_shapes(batched)[:4] == [(L, 12, 8)] * 2 + [(N, 32, 8)] * 2
+  got = tflite.TFLiteModel(batched).run_batch(*(x[k] for k in tflite.INPUTS))
+  _assert_close(got, keras_out)
+
+
+def test_hoisted_input_rule_and_values():
+  rng = np.random.default_rng(0)
+  k = tf.constant(rng.normal(size=(10, 8)).astype(np.float32))
+  x = tf.constant(rng.normal(size=(1, 5, 10)).astype(np.float32))
+  eye, w = runtime_kernels.hoisted_input(x, k)
+  np.testing.assert_array_equal(eye.numpy(), np.eye(5, dtype=np.float32)[None])
+  # Step t of the identity input times the per-query weights is step t's projection.
+  np.testing.assert_allclose(np.einsum("btd,dk->btk", eye.numpy(), w.numpy()),
+                             np.einsum("btd,dk->btk", x.numpy(), k.numpy()), atol=1e-5)
+  assert runtime_kernels.hoisted_input(x[:, :, :9], k[:9]) is None  # D < 2T
+  assert runtime_kernels.hoisted_input(tf.concat([x, x], 0), k) is None  # batch 2
