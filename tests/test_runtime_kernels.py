@@ -115,3 +115,31 @@ def test_hoisted_input_rule_and_values():
                              np.einsum("btd,dk->btk", x.numpy(), k.numpy()), atol=1e-5)
   assert runtime_kernels.hoisted_input(x[:, :, :9], k[:9]) is None  # D < 2T
   assert runtime_kernels.hoisted_input(tf.concat([x, x], 0), k) is None  # batch 2
+
+
+def test_attention_masks_need_no_select(fast):
+  """The attention's masked softmax converts to XNNPACK-delegable ops (ADD, MUL): no
+  SELECT_V2 on the (1, heads, T, S) scores; parity is the tests above."""
+  from ai_edge_litert.interpreter import Interpreter
+  it = Interpreter(model_content=fast)
+  tensors = {t["index"]: t for t in it.get_tensor_details()}
+  selects = [op for op in it._get_ops_details() if op["op_name"] in ("SELECT", "SELECT_V2")]
+  assert selects  # the video features' padding is still zeroed by a select (NaN-safe)
+  assert all(len(tensors[op["outputs"][0]]["shape"]) < 4 for op in selects)
+  assert sum(op["op_name"] == "SOFTMAX" and len(tensors[op["outputs"][0]]["shape"]) == 4
+             for op in it._get_ops_details()) == 4  # query, video self; two cross
+
+
+def test_additive_masked_softmax_equals_keras_exactly():
+  from cimha_tf.model.attention import MultiHeadAttention
+  layer = MultiHeadAttention(2, 4)
+  layer.build((3, 6, 8), (3, 7, 8))
+  rng = np.random.default_rng(1)
+  scores = tf.constant(rng.normal(scale=5, size=(3, 2, 6, 7)).astype(np.float32))
+  mask = rng.random((3, 6, 7)) > 0.4
+  mask[0, 2] = False  # a row with no valid key: 0 everywhere in both
+  mask[1] = True
+  want = layer._masked_softmax(scores, tf.constant(mask)).numpy()
+  got = tflite._additive_masked_softmax(layer)(scores, tf.constant(mask)).numpy()
+  np.testing.assert_array_equal(got, want)
+  assert np.all(got[0, :, 2] == 0)

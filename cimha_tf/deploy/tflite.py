@@ -67,6 +67,7 @@ import numpy as np
 import tensorflow as tf
 
 from cimha_tf.deploy import runtime_kernels as runtime_kernels_lib
+from cimha_tf.model import masking
 
 LSTM_FORMS = ("fused", "unrolled")
 QUANTIZATIONS = ("none", "float16", "dynamic_int8")
@@ -119,10 +120,27 @@ def _fused_call(layer, x, kernel=None, hoist=False):
   return layer._cimha_composite_lstm(x, zeros, zeros, *weights)[1]
 
 
+def _additive_masked_softmax(layer):
+  """Keras's masked softmax (B, heads, T, S) with the mask added and multiplied instead of
+  selected: TFLite's SELECT_V2 is not delegated to XNNPACK, ADD and MUL are. The same
+  values: + 0 leaves a valid score as it is, a masked one's exp underflows to exactly 0
+  either way, and the product zeroes masked entries as Keras's second select does (also
+  in a row with no valid key)."""
+  keras_masked_softmax = layer._masked_softmax
+
+  def masked_softmax(scores, attention_mask=None):
+    if attention_mask is None or len(scores.shape) != 4 or len(attention_mask.shape) != 3:
+      return keras_masked_softmax(scores, attention_mask)
+    m = tf.cast(attention_mask, scores.dtype)[:, None]  # (B, 1, T, S): every head
+    return tf.nn.softmax(scores + (1.0 - m) * masking.NEG) * m
+  return masked_softmax
+
+
 def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
   """A copy of `model` whose LSTMs convert to built-in ops (see the module docstring);
   runtime_kernels: also the batch-1 rewrites of runtime_kernels.py (fused LSTMs only)."""
   from cimha_tf.model import UnrolledLSTM, with_lstm_implementation
+  from cimha_tf.model.attention import MultiHeadAttention
   if lstm not in LSTM_FORMS:
     raise ValueError(f"lstm={lstm!r}: expected one of {LSTM_FORMS}")
   copy = with_lstm_implementation(model, "unrolled")
@@ -136,6 +154,9 @@ def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
       layer.call = (lambda l: lambda x, *a, **k: _fused_call(l, x, hoist=runtime_kernels))(layer)
     if runtime_kernels:
       runtime_kernels_lib.install_factored_start_lstm(copy, _fused_call)
+  for layer in copy._flatten_layers(include_self=False, recursive=True):
+    if isinstance(layer, MultiHeadAttention):
+      layer._masked_softmax = _additive_masked_softmax(layer)
   return copy
 
 
