@@ -23,11 +23,14 @@ valid) and one of two LSTM forms, both with the model's exact weights:
   At batch 1 (the default) the float32 and float16 models also feed some LSTMs weights
   computed per query, so that the op reads fewer input columns: the start Bi-LSTM reads
   [A_vq, q^v] (L + D columns) instead of s (2D), the query Bi-LSTM the identity (L
-  columns) instead of the 300-d embeddings (runtime_kernels.py; same function, ~8% less
+  columns) instead of the 300-d embeddings (runtime_kernels.py; same function, 1.07x lower
   batch-1 latency at the paper's shapes, docs/benchmarks.md).
 * "unrolled": the model's UnrolledLSTM as is: N copies of the cell in plain built-in ops
   (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD). Slower and a larger graph; a fallback if a
   converter version stops fusing.
+
+In both forms the attention's masked softmax becomes ADD and MUL instead of two SELECT_V2
+(which XNNPACK does not take; the same values, `_additive_masked_softmax`).
 
 The conversion goes through a SavedModel (the composite-function fusion runs on that
 path; from_concrete_functions inlines the function first), and it also freezes every
@@ -213,8 +216,8 @@ def convert_many(model, max_video_len, max_query_len, quantizations=QUANTIZATION
   for q in quantizations:
     forms.setdefault(runtime and q != "dynamic_int8", []).append(q)
   results = {}
-  for runtime_kernels, group in forms.items():
-    graph_model = tflite_graph_model(model, lstm, runtime_kernels)
+  for runtime_form, group in forms.items():
+    graph_model = tflite_graph_model(model, lstm, runtime_form)
     results.update(_convert_graph(graph_model, max_video_len, max_query_len, group, lstm,
                                   batch_size))
   return {q: results[q] for q in quantizations}
