@@ -24,10 +24,13 @@ from bench import models
 
 ENGINES = flags.DEFINE_list(
     "engines", None, "subset to run: keras, keras_jit, fused, saved_model, tflite_float32, "
-    "tflite_float16, tflite_dynamic_int8, keras_buckets (default: all)")
+    "tflite_float32_fixed, tflite_float16, tflite_dynamic_int8, keras_buckets (default: all)")
 
-QUANTS = {"tflite_float32": "none", "tflite_float16": "float16",
-          "tflite_dynamic_int8": "dynamic_int8"}
+# TFLite engines: (quantization, free time axis). "_fixed": the video inputs fixed at
+# max_video_len steps, the form before the free axis.
+QUANTS = {"tflite_float32": ("none", True), "tflite_float32_fixed": ("none", False),
+          "tflite_float16": ("float16", True), "tflite_dynamic_int8": ("dynamic_int8", True)}
+MIXED_QUERIES = 20  # batch-1 latency over queries of mixed lengths: this many per round
 
 
 # --quick: the engines the targets are about, tiny (CI checks the script).
@@ -121,22 +124,46 @@ def saved_model_engine(model, cfg, s, tmp):
 
 
 def tflite_engines(model, s, names):
+  """TFLiteModel.run_batch on the padded inputs (a free time axis cuts them after the last
+  valid step). Batch 1 also: `latency_128_valid` (a query whose video has all
+  max_video_len steps) and `latency_mixed_lengths` (MIXED_QUERIES queries in turn, valid
+  lengths uniform in N/4..N as the other inputs: the mean per query; a free axis resizes
+  the interpreter whenever the length changes, and that is included)."""
   from cimha_tf.deploy import tflite
-  quants = [QUANTS[n] for n in names]
   out = {n: {} for n in names}
   for batch in _batches(s):
     t0 = time.perf_counter()
-    blobs = tflite.convert_many(model, s["max_video_len"], s["max_query_len"], quants,
-                                lstm="fused", batch_size=batch)
+    blobs = {}
+    for free in (True, False):
+      quants = sorted({QUANTS[n][0] for n in names if QUANTS[n][1] == free})
+      if quants:
+        for q, blob in tflite.convert_many(model, s["max_video_len"], s["max_query_len"], quants,
+                                           lstm="fused", batch_size=batch,
+                                           free_length=free).items():
+          blobs[(q, free)] = blob
     convert_s = time.perf_counter() - t0
     x = _inputs(s, batch)
     for name in names:
       runner = tflite.TFLiteModel(blobs[QUANTS[name]], num_threads=os.cpu_count())
-      r = _time(lambda: runner.run_batch(x["video_features"], x["video_mask"],
-                                         x["query_tokens"]), batch)
+      run = lambda xi: runner.run_batch(xi["video_features"], xi["video_mask"],
+                                        xi["query_tokens"])
+      r = _time(lambda: run(x), batch)
+      r["valid_steps"] = x["video_mask"].sum(1).astype(int).tolist()[:8]
       r["convert_s_all_quantizations"] = convert_s
       r["bytes"] = len(blobs[QUANTS[name]])
       out[name][f"batch{batch}"] = r
+      if batch == 1 and not common.QUICK.value:
+        full, _ = common.synthetic_batch(1, s["max_video_len"], s["max_query_len"],
+                                         s["feature_dim"], s["vocab_size"], seed=1, full=True)
+        out[name]["latency_128_valid"] = _time(lambda: run(full), 1)
+        mixed, _ = common.synthetic_batch(MIXED_QUERIES, s["max_video_len"],
+                                          s["max_query_len"], s["feature_dim"],
+                                          s["vocab_size"], seed=2)
+        queries = [{k: v[i:i + 1] for k, v in mixed.items()} for i in range(MIXED_QUERIES)]
+        t = common.time_calls(lambda: [run(q) for q in queries])
+        out[name]["latency_mixed_lengths"] = {
+            "latency_ms": 1e3 * t["median_s"] / MIXED_QUERIES, "timing_per_round": t,
+            "mean_valid_steps": float(mixed["video_mask"].sum(1).mean())}
   return out
 
 

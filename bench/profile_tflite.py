@@ -6,7 +6,8 @@ the LSTM-int8 form) with LiteRT's default XNNPACK delegate and without it, and e
 the model's UNIDIRECTIONAL_SEQUENCE_LSTM ops alone, in a one-op model of the same shapes
 (read from the converted model), float32 and int8 weights; and the float32 model without
 the per-query LSTM weights of cimha_tf/deploy/runtime_kernels.py (constant weights), for
-their speed-up, round by round. XNNPACK takes every op but
+their speed-up, round by round. Every model here runs at max_video_len steps (the raw
+signature runner does not cut a free time axis; bench/inference.py times that). XNNPACK takes every op but
 the LSTMs, SELECT_V2, REVERSE_SEQUENCE, GATHER and comparisons; the LSTM ops run in
 TFLite's own kernel, one step after the other, on one thread.
 
@@ -77,8 +78,10 @@ def main(argv):
            "model float32 constant LSTM weights (XNNPACK)": _runner(plain, x),
            "model float32 (no delegate)": _runner(whole["none"], x, delegate=False),
            "model LSTM-int8 (XNNPACK)": _runner(whole["dynamic_int8"], x)}
-  counts = {"float32": collections.Counter(tflite.lstm_shapes(whole["none"])),
-            "int8": collections.Counter(tflite.lstm_shapes(whole["dynamic_int8"]))}
+  # A free time axis reads as None: the runs here take max_video_len steps.
+  counts = {form: collections.Counter((t or s["max_video_len"], d, u)
+                                      for t, d, u in tflite.lstm_shapes(whole[q]))
+            for form, q in (("float32", "none"), ("int8", "dynamic_int8"))}
   rng = np.random.default_rng(0)
   for steps, dim, units in set(counts["float32"]) | set(counts["int8"]):
     one = one_lstm_model(steps, dim, units)

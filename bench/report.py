@@ -46,14 +46,21 @@ def render(results_dir):
     out += [f"### 2. Inference ({m['time_utc']}, load {m['load_avg_1_5_15']})", "",
             "| engine | batch-1 latency ms (min-max) | batch-100 samples/s (min-max) |",
             "|---|---|---|"]
+    free_axis = []
     for k, r in d["results"].items():
       b1 = r.get("batch1")
-      bn = [v for kk, v in r.items() if kk != "batch1"]
+      bn = [v for kk, v in r.items() if kk.startswith("batch") and kk != "batch1"]
+      if "latency_128_valid" in r:
+        free_axis.append(f"- {k}, batch 1: {b1['latency_ms']:.2f} ms at the example's "
+                         f"{b1['valid_steps'][0]} valid steps, "
+                         f"{r['latency_128_valid']['latency_ms']:.2f} ms at 128, "
+                         f"{r['latency_mixed_lengths']['latency_ms']:.2f} ms per query over "
+                         f"mixed lengths (mean {r['latency_mixed_lengths']['mean_valid_steps']:.0f})")
       lat = (f"{b1['latency_ms']:.2f} ({1e3 * b1['timing']['min_s']:.2f}-"
              f"{1e3 * b1['timing']['max_s']:.2f})") if b1 else "-"
       thr = _rate(bn[0]["samples_per_s"]) if bn else "-"
       out.append(f"| {k} | {lat} | {thr} |")
-    out += [""] + [f"- {n}" for n in d["notes"]] + [""]
+    out += [""] + free_axis + [f"- {n}" for n in d["notes"]] + [""]
   d = _load(results_dir, "input_pipeline")
   if d:
     r = d["results"]

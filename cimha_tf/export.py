@@ -26,6 +26,10 @@ flags.DEFINE_integer("top_k", None, "Windows per query in the SavedModel (defaul
 flags.DEFINE_enum("tflite_lstm", "fused", ["fused", "unrolled"],
                   "LSTM form in TFLite: one fused op per direction, or unrolled cells.")
 flags.DEFINE_integer("tflite_batch_size", 1, "Fixed batch size of the TFLite model.")
+flags.DEFINE_bool("tflite_free_length", True,
+                  "TFLite video inputs take 1..max_video_len steps (latency follows the "
+                  "video's length); --notflite_free_length fixes them at max_video_len. "
+                  "Needs --tflite_lstm=fused.")
 flags.mark_flags_as_required(["workdir", "output"])
 
 
@@ -43,7 +47,8 @@ def main(argv):
                                  FLAGS.top_k)
   else:
     summary = export_tflite(trained, FLAGS.output, FLAGS.quantize, FLAGS.overwrite,
-                            FLAGS.tflite_lstm, FLAGS.tflite_batch_size)
+                            FLAGS.tflite_lstm, FLAGS.tflite_batch_size,
+                            FLAGS.tflite_free_length and FLAGS.tflite_lstm == "fused")
   print(json.dumps(summary, indent=1))
 
 

@@ -209,7 +209,7 @@ def test_lstm_shapes_reads_every_lstm_op_shape_from_the_converted_model():
   c = tiny_config()
   model = build_model(c, 5, 30)
   shapes = tflite.lstm_shapes(tflite.convert(model, c.max_video_len, c.max_query_len,
-                                             runtime_kernels=False))
+                                             runtime_kernels=False, free_length=False))
   # Independently: every LSTM's (input dim, units) from its kernels in the Keras model.
   ws = {v.path: tuple(v.shape) for v in model.weights}
   expected = sorted((ws[p[:-len("recurrent_kernel")] + "kernel"][0], shape[0])

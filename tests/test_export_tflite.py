@@ -52,6 +52,7 @@ def test_cli_export_is_builtin_ops_with_fused_lstms(setup):
   from cimha_tf.deploy import tflite
   summary = setup["tflite_summary"]
   assert summary["bytes"] > 0 and summary["quantize"] == "none"
+  assert summary["free_length"] and tflite.TFLiteModel(setup["tflite"]).free_length
   with open(setup["tflite"], "rb") as f:
     ops = tflite.op_names(f.read())
   assert "UNIDIRECTIONAL_SEQUENCE_LSTM" in ops

@@ -10,7 +10,7 @@ from cimha_tf.deploy import quantization, runtime_kernels, tflite
 from cimha_tf.model import build_model
 from tests.test_model import VOCAB, random_inputs, tiny_config
 
-N, L, DV = 20, 5, 7  # N > width: no start LSTM is hoisted (D < 2N)
+N, L, DV = 20, 5, 7
 
 
 def _model(variant="cimha", **overrides):
@@ -58,11 +58,12 @@ def test_fewer_lstm_input_columns_and_same_curves(cimha, fast):
   model, x, keras_out = cimha
   plain = tflite.convert(model, N, L, runtime_kernels=False)
   width, units = 16, 8
-  # (steps, input columns, units) per LSTM direction: query, start, end Bi-LSTMs.
-  assert tflite.lstm_shapes(plain) == [(L, 12, units)] * 2 + [(N, 2 * width, units)] * 2 + \
-      [(N, 2 * units, units)] * 2
-  assert tflite.lstm_shapes(fast) == [(L, L, units)] * 2 + [(N, L + width, units)] * 2 + \
-      [(N, 2 * units, units)] * 2
+  # (steps, input columns, units) per LSTM direction: query, start, end Bi-LSTMs (the
+  # video's time axis is free: None).
+  assert tflite.lstm_shapes(plain) == [(L, 12, units)] * 2 + [(None, 2 * width, units)] * 2 \
+      + [(None, 2 * units, units)] * 2
+  assert tflite.lstm_shapes(fast) == [(L, L, units)] * 2 + [(None, L + width, units)] * 2 + \
+      [(None, 2 * units, units)] * 2
   fast_out, plain_out = _tflite_curves(fast, x), _tflite_curves(plain, x)
   _assert_close(fast_out, keras_out)
   _assert_close(plain_out, keras_out)
@@ -90,7 +91,7 @@ def test_other_cross_interactions_keep_the_plain_start_lstm(variant, overrides):
   x = _inputs()
   fast = tflite.convert(model, N, L)
   s_width = 16 if variant == "mha" else 32
-  assert tflite.lstm_shapes(fast)[2:4] == [(N, s_width, 8)] * 2
+  assert tflite.lstm_shapes(fast)[2:4] == [(None, s_width, 8)] * 2
   assert tflite.lstm_shapes(fast)[0] == (L, L, 8)  # the query LSTM still hoisted
   _assert_close(_tflite_curves(fast, x), {k: np.asarray(v) for k, v in
                                           model(x, training=False).items()})
@@ -99,7 +100,7 @@ def test_other_cross_interactions_keep_the_plain_start_lstm(variant, overrides):
 def test_batch_above_one_keeps_constant_weights(cimha):
   model, x, keras_out = cimha
   batched = tflite.convert(model, N, L, batch_size=4)
-  assert tflite.lstm_shapes(batched)[:4] == [(L, 12, 8)] * 2 + [(N, 32, 8)] * 2
+  assert tflite.lstm_shapes(batched)[:4] == [(L, 12, 8)] * 2 + [(None, 32, 8)] * 2
   got = tflite.TFLiteModel(batched).run_batch(*(x[k] for k in tflite.INPUTS))
   _assert_close(got, keras_out)
 

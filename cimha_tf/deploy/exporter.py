@@ -13,7 +13,8 @@ def export_saved_model(trained, output, version=1, overwrite=False, top_k=None):
   return {"format": "saved_model", "path": path, "bytes": size}
 
 
-def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused", batch_size=1):
+def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused", batch_size=1,
+                  free_length=None):
   from cimha_tf.deploy import tflite
   if not output.endswith(".tflite"):
     raise ValueError(f"--output={output}: a TFLite export must be a .tflite file path")
@@ -21,7 +22,7 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
     raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
   c = trained.model_config
   flatbuffer = tflite.convert(trained.model, c.max_video_len, c.max_query_len, quantize,
-                              lstm, batch_size)
+                              lstm, batch_size, free_length=free_length)
   os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
   with open(output, "wb") as f:
     f.write(flatbuffer)
@@ -29,4 +30,5 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
   with open(vocab_path, "w", encoding="utf-8") as f:
     json.dump({"tokens": trained.vocab_tokens}, f, ensure_ascii=False)
   return {"format": "tflite", "path": output, "vocab": vocab_path, "quantize": quantize,
-          "lstm": lstm, "bytes": len(flatbuffer), "ops": sorted(tflite.op_names(flatbuffer))}
+          "lstm": lstm, "free_length": lstm == "fused" if free_length is None else free_length,
+          "bytes": len(flatbuffer), "ops": sorted(tflite.op_names(flatbuffer))}

@@ -29,6 +29,16 @@ valid) and one of two LSTM forms, both with the model's exact weights:
   (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD). Slower and a larger graph; a fallback if a
   converter version stops fusing.
 
+Free time axis (default with "fused"): video_features and video_mask take any number of
+steps up to max_video_len (shape_signature (batch, -1, ...); the default shape, used until
+a runner resizes, is max_video_len steps, so a runner that never resizes gets the
+fixed-shape contract). The fused LSTM op and the rest of the graph run at the length
+given, and since padded steps never change a valid output, a query run at its own length
+gives the same curves as padded to max_video_len: latency follows the video's length
+(`TFLiteModel` cuts each batch after its last valid step; Android:
+`interpreter.resizeInput(...)` then `allocateTensors()`). At max_video_len steps it costs
+~5% over the fixed-shape form (free_length=False; the unrolled form is always fixed).
+
 In both forms the attention's masked softmax becomes ADD and MUL instead of two SELECT_V2
 (which XNNPACK does not take; the same values, `_additive_masked_softmax`).
 
@@ -110,8 +120,8 @@ def _fused_call(layer, x, kernel=None, hoist=False):
   weights = [tf.convert_to_tensor(w) for w in (layer.kernel, layer.recurrent_kernel, layer.bias)]
   if kernel is not None:
     weights[0] = kernel
-  if x.shape[0] is None or x.shape[1] is None:
-    # Only the fixed-shape endpoint is converted; writing the SavedModel also traces
+  if x.shape[0] is None:
+    # Only the fixed-batch endpoint is converted; writing the SavedModel also traces
     # Keras's own dynamic-shape signature, which gets the same math as a plain scan.
     zeros = tf.zeros([tf.shape(x)[0], layer.units], x.dtype)
     return _lstm_sequence(x, zeros, zeros, *weights)[1]
@@ -191,26 +201,33 @@ def _unclip_fused_lstms(flatbuffer):
 
 
 def convert(model, max_video_len, max_query_len, quantize="none", lstm="fused", batch_size=1,
-            runtime_kernels=True):
+            runtime_kernels=True, free_length=None):
   """Keras model -> .tflite bytes with fixed input shapes:
   video_features float32 (batch, max_video_len, Dv), video_mask float32 (batch,
   max_video_len), query_tokens int32 (batch, max_query_len) -> the three (batch, N) curves.
-  Raises ValueError when the result would need anything but TFLite built-in ops."""
+  free_length (default: with fused LSTMs): the video's time axis is free up to
+  max_video_len (module docstring). Raises ValueError when the result would need anything
+  but TFLite built-in ops."""
   return convert_many(model, max_video_len, max_query_len, (quantize,), lstm, batch_size,
-                      runtime_kernels)[quantize]
+                      runtime_kernels, free_length)[quantize]
 
 
 def convert_many(model, max_video_len, max_query_len, quantizations=QUANTIZATIONS,
-                 lstm="fused", batch_size=1, runtime_kernels=True):
+                 lstm="fused", batch_size=1, runtime_kernels=True, free_length=None):
   """{quantize: .tflite bytes} for several quantizations, traced once per graph form.
 
   runtime_kernels: at batch 1 with fused LSTMs, "none" and "float16" take the per-query
   LSTM weights of runtime_kernels.py (the same function, faster); "dynamic_int8" does not
   (its hybrid LSTM kernel reads constant int8 weights), so it comes from a second graph
-  without them. False: constant weights everywhere."""
+  without them. False: constant weights everywhere. free_length: see convert."""
   for q in quantizations:
     if q not in QUANTIZATIONS:
       raise ValueError(f"quantize={q!r}: expected one of {QUANTIZATIONS}")
+  if free_length is None:
+    free_length = lstm == "fused"
+  if free_length and lstm != "fused":
+    raise ValueError("free_length needs lstm='fused': the unrolled form has one cell per "
+                     "step, so its time axis is fixed")
   runtime = runtime_kernels and lstm == "fused" and batch_size == 1
   forms = {}
   for q in quantizations:
@@ -219,16 +236,17 @@ def convert_many(model, max_video_len, max_query_len, quantizations=QUANTIZATION
   for runtime_form, group in forms.items():
     graph_model = tflite_graph_model(model, lstm, runtime_form)
     results.update(_convert_graph(graph_model, max_video_len, max_query_len, group, lstm,
-                                  batch_size))
+                                  batch_size, free_length))
   return {q: results[q] for q in quantizations}
 
 
 def _convert_graph(graph_model, max_video_len, max_query_len, quantizations, lstm,
-                   batch_size):
+                   batch_size, free_length):
   from cimha_tf.deploy.saved_model import video_dim_of
-  specs = [tf.TensorSpec([batch_size, max_video_len, video_dim_of(graph_model)], tf.float32,
+  n = None if free_length else max_video_len
+  specs = [tf.TensorSpec([batch_size, n, video_dim_of(graph_model)], tf.float32,
                          "video_features"),
-           tf.TensorSpec([batch_size, max_video_len], tf.float32, "video_mask"),
+           tf.TensorSpec([batch_size, n], tf.float32, "video_mask"),
            tf.TensorSpec([batch_size, max_query_len], tf.int32, "query_tokens")]
 
   @tf.function(input_signature=specs, autograph=False)
@@ -248,7 +266,27 @@ def _convert_graph(graph_model, max_video_len, max_query_len, quantizations, lst
     if "dynamic_int8" in quantizations and lstm == "fused":
       float32 = results.get("none") or _convert_saved_model(tmp, "none", lstm)
       results["dynamic_int8"] = _dynamic_int8(float32)
+  if free_length:
+    results = {q: _default_video_length(b, max_video_len) for q, b in results.items()}
   return results
+
+
+def _default_video_length(flatbuffer, max_video_len):
+  """The video inputs' default shape (what an interpreter allocates before any resize)
+  set to max_video_len steps; their shape_signature keeps the free axis (-1). So a runner
+  that never resizes gets the fixed-shape contract, and TFLiteModel reads the maximum from
+  it."""
+  from cimha_tf.deploy import quantization
+  model = quantization.load(flatbuffer)
+  for subgraph in model.subgraphs:
+    for index in subgraph.inputs:
+      tensor = subgraph.tensors[index]
+      signature = list(tensor.shapeSignature) if tensor.shapeSignature is not None else []
+      if len(signature) >= 2 and signature[1] == -1:
+        shape = list(tensor.shape)
+        shape[1] = max_video_len
+        tensor.shape = shape
+  return quantization.save(model)
 
 
 def _convert_saved_model(path, quantize, lstm):
@@ -282,15 +320,17 @@ def _dynamic_int8(float32):
 
 
 def lstm_shapes(flatbuffer):
-  """[(steps, input columns, units)] of every UNIDIRECTIONAL_SEQUENCE_LSTM, in graph order."""
+  """[(steps or None when free, input columns, units)] of every UNIDIRECTIONAL_SEQUENCE_LSTM,
+  in graph order."""
   from ai_edge_litert.interpreter import Interpreter
   it = Interpreter(model_content=flatbuffer)
   tensors = {t["index"]: t for t in it.get_tensor_details()}
   out = []
   for op in it._get_ops_details():
     if op["op_name"] == "UNIDIRECTIONAL_SEQUENCE_LSTM":
-      x, w = (tensors[i]["shape"] for i in op["inputs"][:2])  # input, input-to-input weights
-      out.append((int(x[1]), int(x[2]), int(w[0])))
+      # input, input-to-input weights; a free time axis reads as None
+      x, w = (tensors[i]["shape_signature"] for i in op["inputs"][:2])
+      out.append((None if x[1] < 0 else int(x[1]), int(x[2]), int(w[0])))
   return out
 
 
@@ -306,7 +346,10 @@ class TFLiteModel:
 
   `model(video_features (T, Dv), query_tokens (l,))` pads/masks one query to the fixed
   shapes and returns the three curves cut to T steps; `run_batch` takes already padded
-  (batch, N, Dv) / (batch, N) / (batch, L) arrays of the model's batch size.
+  (batch, N, Dv) / (batch, N) / (batch, L) arrays of the model's batch size. With a free
+  time axis (`free_length`, the default export) N may be 1..max_video_len, and both run
+  only up to the longest valid step of the batch (padded steps cannot change valid
+  outputs, and come back as zeros), so latency follows the video's length.
   """
 
   def __init__(self, model_path_or_bytes, num_threads=None):
@@ -333,24 +376,37 @@ class TFLiteModel:
     shape = details["video_features"]["shape"]
     self.batch_size, self.max_video_len, self.video_dim = (int(s) for s in shape)
     self.max_query_len = int(details["query_tokens"]["shape"][1])
+    self.free_length = int(details["video_features"]["shape_signature"][1]) == -1
 
   def run_batch(self, video_features, video_mask, query_tokens):
     feeds = {"video_features": np.asarray(video_features, np.float32),
              "video_mask": np.asarray(video_mask, np.float32),
              "query_tokens": np.asarray(query_tokens, np.int32)}
-    expected = {"video_features": (self.batch_size, self.max_video_len, self.video_dim),
-                "video_mask": (self.batch_size, self.max_video_len),
+    n = feeds["video_features"].shape[1] if feeds["video_features"].ndim == 3 else -1
+    if not (self.free_length and 1 <= n <= self.max_video_len):
+      n = self.max_video_len
+    expected = {"video_features": (self.batch_size, n, self.video_dim),
+                "video_mask": (self.batch_size, n),
                 "query_tokens": (self.batch_size, self.max_query_len)}
     for name, want in expected.items():
       if feeds[name].shape != want:
-        raise ValueError(f"{name}: shape {feeds[name].shape}, expected {want} "
-                         f"(fixed shapes of {self.source})")
+        steps = f"1..{self.max_video_len}" if self.free_length else str(self.max_video_len)
+        raise ValueError(f"{name}: shape {feeds[name].shape}, expected {want} ({steps} "
+                         f"video steps; shapes of {self.source})")
+    if self.free_length:  # run only up to the batch's last valid step
+      valid = np.nonzero((feeds["video_mask"] > 0.5).any(axis=0))[0]
+      cut = int(valid[-1]) + 1 if len(valid) else 1
+      feeds["video_features"] = feeds["video_features"][:, :cut]
+      feeds["video_mask"] = feeds["video_mask"][:, :cut]
     # The fused LSTM keeps its state in variable tensors that persist across invocations;
     # every query starts from zero state, as in Keras.
     self.interpreter.reset_all_variables()
     out = self.runner(**feeds)
     # Copies: the runner's arrays may alias interpreter buffers reused by the next call.
-    return {name: np.array(out[name], copy=True) for name in OUTPUTS}
+    curves = {name: np.zeros((self.batch_size, n), np.float32) for name in OUTPUTS}
+    for name in OUTPUTS:
+      curves[name][:, :out[name].shape[1]] = out[name]
+    return curves
 
   def __call__(self, video_features, query_tokens):
     feats = np.asarray(video_features, np.float32)
@@ -366,8 +422,9 @@ class TFLiteModel:
                        f"1 <= l <= {self.max_query_len}")
     if not np.isfinite(feats).all():
       raise ValueError("video_features: NaN/inf values")
-    f = np.zeros((self.batch_size, self.max_video_len, self.video_dim), np.float32)
-    m = np.zeros((self.batch_size, self.max_video_len), np.float32)
+    n = t if self.free_length else self.max_video_len
+    f = np.zeros((self.batch_size, n, self.video_dim), np.float32)
+    m = np.zeros((self.batch_size, n), np.float32)
     q = np.zeros((self.batch_size, self.max_query_len), np.int32)
     f[0, :t], m[0, :t], q[0, :tokens.shape[0]] = feats, 1.0, tokens
     out = self.run_batch(f, m, q)
