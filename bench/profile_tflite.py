@@ -7,7 +7,8 @@ the model's UNIDIRECTIONAL_SEQUENCE_LSTM ops alone, in a one-op model of the sam
 (read from the converted model), float32 and int8 weights; and the float32 model without
 the per-query LSTM weights of cimha_tf/deploy/runtime_kernels.py (constant weights), for
 their speed-up, round by round. Every model here runs at max_video_len steps (the raw
-signature runner does not cut a free time axis; bench/inference.py times that). XNNPACK takes every op but
+signature runner does not cut a free time axis), except one row: the default model run at
+the example's valid length, as TFLiteModel runs it; and the fixed-shape form. XNNPACK takes every op but
 the LSTMs, SELECT_V2, REVERSE_SEQUENCE, GATHER and comparisons; the LSTM ops run in
 TFLite's own kernel, one step after the other, on one thread.
 
@@ -70,11 +71,18 @@ def main(argv):
   model, _ = models.build(s, "keras")
   whole = tflite.convert_many(model, s["max_video_len"], s["max_query_len"],
                               ("none", "dynamic_int8"))
-  # The same float32 model with constant LSTM weights (no runtime_kernels.py rewrites).
+  # The same float32 model with constant LSTM weights (no runtime_kernels.py rewrites),
+  # and with its video inputs fixed at max_video_len steps.
   plain = tflite.convert(model, s["max_video_len"], s["max_query_len"], runtime_kernels=False)
+  fixed = tflite.convert(model, s["max_video_len"], s["max_query_len"], free_length=False)
   x, _ = common.synthetic_batch(1, s["max_video_len"], s["max_query_len"], s["feature_dim"],
                                 s["vocab_size"], seed=1)
+  n = int(x["video_mask"].sum())
+  cut = {k: v[:, :n] if k != "query_tokens" else v for k, v in x.items()}
   calls = {"model float32 (XNNPACK)": _runner(whole["none"], x),
+           f"model float32, run at the example's {n} valid steps (XNNPACK)":
+               _runner(whole["none"], cut),
+           "model float32 fixed shapes (XNNPACK)": _runner(fixed, x),
            "model float32 constant LSTM weights (XNNPACK)": _runner(plain, x),
            "model float32 (no delegate)": _runner(whole["none"], x, delegate=False),
            "model LSTM-int8 (XNNPACK)": _runner(whole["dynamic_int8"], x)}

@@ -76,6 +76,7 @@ import os
 import tempfile
 import uuid
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -149,6 +150,21 @@ def _additive_masked_softmax(layer):
   return masked_softmax
 
 
+def _dense_on_sequences(layer):
+  """keras.layers.Dense.call with a (B, T, D) input as one broadcasting matmul (the
+  converter's FULLY_CONNECTED) instead of Keras's tensordot, whose reshapes need the
+  input's shape at run time when T is free (SHAPE, GATHER, REDUCE_PROD, PACK ops outside
+  XNNPACK, ~100 of them in this model). The same products and sums."""
+  keras_call = layer.call
+
+  def call(inputs, training=None):
+    if len(inputs.shape) != 3:
+      return keras_call(inputs, training=training)
+    y = tf.linalg.matmul(inputs, layer.kernel)
+    return layer.activation(y + layer.bias if layer.use_bias else y)
+  return call
+
+
 def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
   """A copy of `model` whose LSTMs convert to built-in ops (see the module docstring);
   runtime_kernels: also the batch-1 rewrites of runtime_kernels.py (fused LSTMs only)."""
@@ -170,6 +186,9 @@ def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
   for layer in copy._flatten_layers(include_self=False, recursive=True):
     if isinstance(layer, MultiHeadAttention):
       layer._masked_softmax = _additive_masked_softmax(layer)
+    elif (type(layer) is keras.layers.Dense and layer.lora_rank is None
+          and layer.quantization_mode is None):
+      layer.call = _dense_on_sequences(layer)
   return copy
 
 
