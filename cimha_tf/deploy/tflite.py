@@ -165,11 +165,25 @@ def _dense_on_sequences(layer):
   return call
 
 
+def _position_embedding_by_gather(layer):
+  """TemporalPositionEmbedding.call as a GATHER of the table at positions 0..T-1 counted
+  along x, instead of slicing the table to x's length: a slice bound read from x's shape
+  makes every later tensor's shape known only at invoke, which TFLite then re-plans on
+  every call (~6% at 128 steps with a free time axis). The same table rows."""
+
+  def call(x):
+    c = x[0, :, 0]
+    ones = tf.cast(tf.logical_or(tf.equal(c, c), tf.not_equal(c, c)), tf.int32)  # NaN too
+    return x + tf.gather(layer.table, tf.cumsum(ones) - 1)[None]
+  return call
+
+
 def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
   """A copy of `model` whose LSTMs convert to built-in ops (see the module docstring);
   runtime_kernels: also the batch-1 rewrites of runtime_kernels.py (fused LSTMs only)."""
   from cimha_tf.model import UnrolledLSTM, with_lstm_implementation
   from cimha_tf.model.attention import MultiHeadAttention
+  from cimha_tf.model.video_input import TemporalPositionEmbedding
   if lstm not in LSTM_FORMS:
     raise ValueError(f"lstm={lstm!r}: expected one of {LSTM_FORMS}")
   copy = with_lstm_implementation(model, "unrolled")
@@ -189,6 +203,8 @@ def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
     elif (type(layer) is keras.layers.Dense and layer.lora_rank is None
           and layer.quantization_mode is None):
       layer.call = _dense_on_sequences(layer)
+    elif isinstance(layer, TemporalPositionEmbedding):
+      layer.call = _position_embedding_by_gather(layer)
   return copy
 
 

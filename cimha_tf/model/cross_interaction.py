@@ -63,12 +63,12 @@ class CrossInteraction(keras.layers.Layer):
   def interact(self, v_hat, q_hat, video_mask, query_mask, training=None):
     """(q^v (B, N, D), A_vq (B, N, L), v^q (B, L, D)): A_vq None unless "backprojection",
     A_vq and v^q None for variant "mha"."""
-    qv, scores = self.mha_qv(v_hat, q_hat, attention_mask=masking.key_mask(v_hat, query_mask),
+    qv, scores = self.mha_qv(v_hat, q_hat, attention_mask=masking.key_mask(query_mask),
                              return_attention_scores=True, training=training)  # eq 8
     qv = self._skip(v_hat, qv, self.norm_qv, training)
     if not self.two_way:
       return qv, None, None
-    vq = self.mha_vq(q_hat, v_hat, attention_mask=masking.key_mask(q_hat, video_mask),
+    vq = self.mha_vq(q_hat, v_hat, attention_mask=masking.key_mask(video_mask),
                      training=training)  # eq 7
     a_vq = ops.mean(scores, axis=1) if self.cross_fusion == "backprojection" else None
     return qv, a_vq, self._skip(q_hat, vq, self.norm_vq, training)

@@ -18,8 +18,10 @@ def as_bool(mask):
 
 
 def zero_padded(x, mask):
-  """x (B, T, D) with padded steps set to 0 (where, not multiply: NaN * 0 is NaN)."""
-  return ops.where(as_bool(mask)[:, :, None], x, ops.zeros_like(x))
+  """x (B, T, D) with padded steps set to 0 (where, not multiply: NaN * 0 is NaN). The 0
+  is a scalar, not zeros_like(x): with a free time axis, a tensor of x's shape is made at
+  run time (TFLite: shape ops that XNNPACK does not take)."""
+  return ops.where(as_bool(mask)[:, :, None], x, 0.0)
 
 
 def lengths(mask):
@@ -27,17 +29,17 @@ def lengths(mask):
   return ops.sum(ops.cast(as_bool(mask), "int32"), axis=1)
 
 
-def key_mask(query, key_valid):
-  """(B, Tq, Tk) bool attention mask letting every query row see only valid keys."""
-  rows = ops.greater(ops.ones_like(query[:, :, :1]), 0.0)
-  return ops.logical_and(rows, as_bool(key_valid)[:, None, :])
+def key_mask(key_valid):
+  """(B, 1, Tk) bool attention mask, broadcast over the query rows (MultiHeadAttention's
+  masked softmax broadcasts it): every row sees only the valid keys."""
+  return as_bool(key_valid)[:, None, :]
 
 
 def masked_softmax(logits, mask):
   """Softmax over the last axis restricted to valid steps: exactly 0 on padded steps."""
   valid = as_bool(mask)
-  probs = ops.softmax(ops.where(valid, logits, ops.full_like(logits, NEG)), axis=-1)
-  return ops.where(valid, probs, ops.zeros_like(probs))
+  probs = ops.softmax(ops.where(valid, logits, NEG), axis=-1)
+  return ops.where(valid, probs, 0.0)
 
 
 def masked_mean(x, mask):

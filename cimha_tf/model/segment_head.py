@@ -22,7 +22,7 @@ class SegmentHead(keras.layers.Layer):
 
   def call(self, s, video_mask, training=None):
     p = ops.sigmoid(self.mlp(s, training=training)[..., 0])
-    return ops.where(masking.as_bool(video_mask), p, ops.zeros_like(p))
+    return ops.where(masking.as_bool(video_mask), p, 0.0)
 
   def compute_output_shape(self, s_shape, video_mask_shape=None):
     return tuple(s_shape[:-1])

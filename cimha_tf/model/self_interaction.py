@@ -33,7 +33,7 @@ class SelfInteraction(keras.layers.Layer):
     self.norm.build(x_shape)
 
   def call(self, x, valid, training=None):
-    y = self.mha(x, x, attention_mask=masking.key_mask(x, valid), training=training)
+    y = self.mha(x, x, attention_mask=masking.key_mask(valid), training=training)
     return self.norm(x + self.drop(y, training=training))
 
   def compute_output_shape(self, x_shape, valid_shape=None):
