@@ -125,9 +125,10 @@ def saved_model_engine(model, cfg, s, tmp):
 
 def tflite_engines(model, s, names):
   """TFLiteModel.run_batch on the padded inputs (a free time axis cuts them after the last
-  valid step). Batch 1 also: `latency_128_valid` (a query whose video has all
-  max_video_len steps) and `latency_mixed_lengths` (MIXED_QUERIES queries in turn, valid
-  lengths uniform in N/4..N as the other inputs: the mean per query; a free axis resizes
+  valid step). Batch 1, all engines round-robin (one call each per round, each input on
+  its own interpreter): the example; `latency_128_valid`, a query whose video has all
+  max_video_len steps; `latency_mixed_lengths`, MIXED_QUERIES queries in turn with valid
+  lengths uniform in N/4..N as the other inputs, the mean per query (a free axis resizes
   the interpreter whenever the length changes, and that is included)."""
   from cimha_tf.deploy import tflite
   out = {n: {} for n in names}
@@ -142,29 +143,41 @@ def tflite_engines(model, s, names):
                                            free_length=free).items():
           blobs[(q, free)] = blob
     convert_s = time.perf_counter() - t0
-    x = _inputs(s, batch)
+    inputs = {f"batch{batch}": [_inputs(s, batch)]}
+    if batch == 1 and not common.QUICK.value:
+      full, _ = common.synthetic_batch(1, s["max_video_len"], s["max_query_len"],
+                                       s["feature_dim"], s["vocab_size"], seed=1, full=True)
+      mixed, _ = common.synthetic_batch(MIXED_QUERIES, s["max_video_len"], s["max_query_len"],
+                                        s["feature_dim"], s["vocab_size"], seed=2)
+      inputs["latency_128_valid"] = [full]
+      inputs["latency_mixed_lengths"] = [{k: v[i:i + 1] for k, v in mixed.items()}
+                                         for i in range(MIXED_QUERIES)]
+    calls = {}
     for name in names:
-      runner = tflite.TFLiteModel(blobs[QUANTS[name]], num_threads=os.cpu_count())
-      run = lambda xi: runner.run_batch(xi["video_features"], xi["video_mask"],
-                                        xi["query_tokens"])
-      r = _time(lambda: run(x), batch)
-      r["valid_steps"] = x["video_mask"].sum(1).astype(int).tolist()[:8]
-      r["convert_s_all_quantizations"] = convert_s
-      r["bytes"] = len(blobs[QUANTS[name]])
-      out[name][f"batch{batch}"] = r
-      if batch == 1 and not common.QUICK.value:
-        full, _ = common.synthetic_batch(1, s["max_video_len"], s["max_query_len"],
-                                         s["feature_dim"], s["vocab_size"], seed=1, full=True)
-        out[name]["latency_128_valid"] = _time(lambda: run(full), 1)
-        mixed, _ = common.synthetic_batch(MIXED_QUERIES, s["max_video_len"],
-                                          s["max_query_len"], s["feature_dim"],
-                                          s["vocab_size"], seed=2)
-        queries = [{k: v[i:i + 1] for k, v in mixed.items()} for i in range(MIXED_QUERIES)]
-        t = common.time_calls(lambda: [run(q) for q in queries])
-        out[name]["latency_mixed_lengths"] = {
-            "latency_ms": 1e3 * t["median_s"] / MIXED_QUERIES, "timing_per_round": t,
-            "mean_valid_steps": float(mixed["video_mask"].sum(1).mean())}
+      for kind, xs in inputs.items():
+        runner = tflite.TFLiteModel(blobs[QUANTS[name]], num_threads=os.cpu_count())
+        calls[(name, kind)] = (lambda r, xs: lambda: [
+            r.run_batch(x["video_features"], x["video_mask"], x["query_tokens"])
+            for x in xs])(runner, xs)
+    rounds = common.reps() * (5 if batch == 1 else 1)
+    times = common.round_robin(calls, common.warmup(), rounds)
+    for (name, kind), seconds in times.items():
+      per_query = [t / len(inputs[kind]) for t in seconds]
+      r = _time_from(per_query, batch)
+      if kind == f"batch{batch}":
+        r["valid_steps"] = inputs[kind][0]["video_mask"].sum(1).astype(int).tolist()[:8]
+        r["convert_s_all_quantizations"] = convert_s
+        r["bytes"] = len(blobs[QUANTS[name]])
+      if kind == "latency_mixed_lengths":
+        r["mean_valid_steps"] = float(mixed["video_mask"].sum(1).mean())
+      out[name][kind] = r
   return out
+
+
+def _time_from(seconds, batch):
+  t = common.stats(seconds)
+  return {"latency_ms": 1e3 * t["median_s"], "samples_per_s": common.rate(t, batch),
+          "timing": t}
 
 
 def main(argv):
