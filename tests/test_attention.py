@@ -78,3 +78,18 @@ def test_model_uses_it_in_every_attention_block():
           if isinstance(l, keras.layers.MultiHeadAttention)]
   # query and video self-interaction, both cross directions
   assert len(mhas) == 4 and all(isinstance(l, MultiHeadAttention) for l in mhas)
+
+
+def test_model_key_mask_broadcasts_like_the_full_mask():
+  """masking.key_mask is (B, 1, Tk); the attention gives what the (B, Tq, Tk) mask gives."""
+  from cimha_tf.model import masking
+  from cimha_tf.model.attention import MultiHeadAttention
+  q, v, full = _inputs()
+  valid = tf.cast(full[:, 0, :], tf.float32)
+  key_mask = masking.key_mask(valid)
+  assert tuple(key_mask.shape) == (3, 1, 7)
+  layer = MultiHeadAttention(2, 3)
+  got, got_scores = layer(q, v, attention_mask=key_mask, return_attention_scores=True)
+  want, want_scores = layer(q, v, attention_mask=full, return_attention_scores=True)
+  np.testing.assert_array_equal(got.numpy(), want.numpy())
+  np.testing.assert_array_equal(got_scores.numpy(), want_scores.numpy())
