@@ -107,12 +107,15 @@ def paired_ratios(times, ours, other):
   """{system: {task: [[seconds of one round], ...]}} -> {task: median and range over rounds
   of ours / other in that round} (> 1: ours faster): drift between rounds cancels, when
   both systems ran each round within seconds of each other."""
-  out = {}
-  for task, mine in times[ours].items():
-    per_round = [np.median(p) / np.median(o) for o, p in zip(mine, times[other][task])]
-    out[task] = {"median": float(np.median(per_round)), "low": float(np.min(per_round)),
-                 "high": float(np.max(per_round)), "rounds": len(per_round)}
-  return out
+  return {task: spread([np.median(p) / np.median(o)
+                        for o, p in zip(mine, times[other][task])])
+          for task, mine in times[ours].items()}
+
+
+def spread(per_round):
+  """Median, low, high and count of per-round values (e.g. paired ratios)."""
+  return {"median": float(np.median(per_round)), "low": float(np.min(per_round)),
+          "high": float(np.max(per_round)), "rounds": len(per_round)}
 
 
 def peak_rss_mb():

@@ -54,7 +54,11 @@ def _inputs(s, batch):
 
 
 def _time(fn, batch):
-  t = common.time_calls(fn)
+  return _record(common.time_calls(fn), batch)
+
+
+def _record(t, batch):
+  """Latency, rate and the timing statistics t (common.stats) of one call of `batch`."""
   return {"latency_ms": 1e3 * t["median_s"], "samples_per_s": common.rate(t, batch),
           "timing": t}
 
@@ -163,7 +167,7 @@ def tflite_engines(model, s, names):
     times = common.round_robin(calls, common.warmup(), rounds)
     for (name, kind), seconds in times.items():
       per_query = [t / len(inputs[kind]) for t in seconds]
-      r = _time_from(per_query, batch)
+      r = _record(common.stats(per_query), batch)
       if kind == f"batch{batch}":
         r["valid_steps"] = inputs[kind][0]["video_mask"].sum(1).astype(int).tolist()[:8]
         r["convert_s_all_quantizations"] = convert_s
@@ -172,12 +176,6 @@ def tflite_engines(model, s, names):
         r["mean_valid_steps"] = float(mixed["video_mask"].sum(1).mean())
       out[name][kind] = r
   return out
-
-
-def _time_from(seconds, batch):
-  t = common.stats(seconds)
-  return {"latency_ms": 1e3 * t["median_s"], "samples_per_s": common.rate(t, batch),
-          "timing": t}
 
 
 def main(argv):

@@ -1,14 +1,15 @@
 """Where TFLite's batch-1 latency goes: the LSTM ops against the rest.
 
 LiteRT's Python interpreter has no per-op profiler, so this measures by parts, all
-interpreters timed round-robin (one call each per round): the whole model (float32 and
-the LSTM-int8 form) with LiteRT's default XNNPACK delegate and without it, and each of
-the model's UNIDIRECTIONAL_SEQUENCE_LSTM ops alone, in a one-op model of the same shapes
-(read from the converted model), float32 and int8 weights; and the float32 model without
-the per-query LSTM weights of cimha_tf/deploy/runtime_kernels.py (constant weights), for
-their speed-up, round by round. Every model here runs at max_video_len steps (the raw
-signature runner does not cut a free time axis), except one row: the default model run at
-the example's valid length, as TFLiteModel runs it; and the fixed-shape form. XNNPACK takes every op but
+interpreters timed round-robin (one call each per round):
+- the default float32 model with LiteRT's XNNPACK delegate and without it, the same
+  model at the example's valid length (as TFLiteModel runs a free time axis), its
+  fixed-shape form, and its form without the per-query LSTM weights of
+  cimha_tf/deploy/runtime_kernels.py (their speed-up, round by round);
+- the LSTM-int8 form;
+- each UNIDIRECTIONAL_SEQUENCE_LSTM op of those models alone, in a one-op model of the
+  same shapes (read from the converted models), float32 and int8 weights.
+Except the one row, every model runs at max_video_len steps. XNNPACK takes every op but
 the LSTMs, SELECT_V2, REVERSE_SEQUENCE, GATHER and comparisons; the LSTM ops run in
 TFLite's own kernel, one step after the other, on one thread.
 
@@ -109,10 +110,8 @@ def main(argv):
     total = results[name]["latency_ms"]
     results[f"summary {form}"] = {"model_ms": total, "lstm_ops_alone_ms": lstm_ms,
                                   "lstm_share": lstm_ms / total, "rest_ms": total - lstm_ms}
-  per_round = (np.asarray(times["model float32 constant LSTM weights (XNNPACK)"]) /
-               np.asarray(times["model float32 (XNNPACK)"]))
-  ratio = {"median": float(np.median(per_round)), "low": float(per_round.min()),
-           "high": float(per_round.max()), "rounds": len(per_round)}
+  ratio = common.spread(np.asarray(times["model float32 constant LSTM weights (XNNPACK)"]) /
+                        np.asarray(times["model float32 (XNNPACK)"]))
   print("constant / runtime LSTM weights, per round:", ratio)
   for k, r in results.items():
     print(k, {a: round(b, 3) for a, b in r.items() if isinstance(b, float)}, flush=True)
@@ -120,8 +119,9 @@ def main(argv):
       f"num_threads={os.cpu_count()}, batch 1, medians of {5 * common.reps()} round-robin calls",
       "lstm_ops_alone_ms: the model's LSTM ops (shapes and counts read from it) timed alone "
       "in one-op models; rest_ms = model - that (XNNPACK part and non-delegated ops)"],
-      extra={"runtime_weights_speedup": ratio, "shapes": s, "lstm_ops": {form: [list(k) + [n] for k, n in c.items()]
-                                        for form, c in counts.items()}})
+      extra={"runtime_weights_speedup": ratio, "shapes": s,
+             "lstm_ops": {form: [list(k) + [n] for k, n in c.items()]
+                          for form, c in counts.items()}})
 
 
 if __name__ == "__main__":

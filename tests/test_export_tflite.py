@@ -24,9 +24,9 @@ def quantized(setup):
                              ("float16", "dynamic_int8"))
 
 
-def _run_all(model, setup):
-  """Curves of every test query, one batch-1 invoke each (as on a phone)."""
-  x = setup["inputs"]
+def run_each_query(model, x):
+  """Curves of every query in x (a batch of inputs), one batch-1 invoke each (as on a
+  phone)."""
   outs = [model.run_batch(x["video_features"][b:b + 1], x["video_mask"][b:b + 1],
                           x["query_tokens"][b:b + 1]) for b in range(len(x["video_mask"]))]
   return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
@@ -68,7 +68,7 @@ def test_float32_parity_on_synthetic_test_split(setup, keras_curves):
   assert isinstance(model.interpreter, Interpreter)
   assert (model.batch_size, model.max_video_len, model.video_dim, model.max_query_len) == \
       (1, MAX_VIDEO_LEN, VIDEO_DIM, MAX_QUERY_LEN)
-  got = _run_all(model, setup)
+  got = run_each_query(model, setup["inputs"])
   diffs = {k: float(np.abs(got[k] - keras_curves[k]).max()) for k in got}
   print("float32 TFLite max abs diff vs Keras:", diffs)
   assert len(setup["queries"]) >= 100
@@ -82,7 +82,7 @@ def test_float32_parity_on_synthetic_test_split(setup, keras_curves):
 def _agreement(setup, keras_curves, flatbuffer):
   from cimha_tf.deploy import tflite
   mask = setup["inputs"]["video_mask"]
-  got = _top1(_run_all(tflite.TFLiteModel(flatbuffer), setup), mask)
+  got = _top1(run_each_query(tflite.TFLiteModel(flatbuffer), setup["inputs"]), mask)
   return float((got == _top1(keras_curves, mask)).all(axis=1).mean())
 
 
@@ -251,6 +251,6 @@ def test_unrolled_lstm_form_parity(setup, keras_curves):
   flatbuffer = tflite.convert(setup["model"], MAX_VIDEO_LEN, MAX_QUERY_LEN, lstm="unrolled")
   ops = tflite.op_names(flatbuffer)
   assert "UNIDIRECTIONAL_SEQUENCE_LSTM" not in ops and "WHILE" not in ops
-  got = _run_all(tflite.TFLiteModel(flatbuffer), setup)
+  got = run_each_query(tflite.TFLiteModel(flatbuffer), setup["inputs"])
   for name in got:
     assert float(np.abs(got[name] - keras_curves[name]).max()) <= 1e-4, name

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from cimha_tf.deploy import quantization, runtime_kernels, tflite
 from cimha_tf.model import build_model
+from tests.test_export_tflite import run_each_query
 from tests.test_model import VOCAB, random_inputs, tiny_config
 
 N, L, DV = 20, 5, 7
@@ -29,10 +30,7 @@ def _inputs():
 
 def _tflite_curves(flatbuffer, x):
   """Every example through the batch-1 model, one invoke each."""
-  model = tflite.TFLiteModel(flatbuffer)
-  outs = [model.run_batch(*(x[k][b:b + 1] for k in tflite.INPUTS))
-          for b in range(len(x["video_mask"]))]
-  return {k: np.concatenate([o[k] for o in outs]) for k in tflite.OUTPUTS}
+  return run_each_query(tflite.TFLiteModel(flatbuffer), x)
 
 
 def _assert_close(got, want, atol=2e-6):

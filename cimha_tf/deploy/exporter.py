@@ -30,5 +30,5 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
   with open(vocab_path, "w", encoding="utf-8") as f:
     json.dump({"tokens": trained.vocab_tokens}, f, ensure_ascii=False)
   return {"format": "tflite", "path": output, "vocab": vocab_path, "quantize": quantize,
-          "lstm": lstm, "free_length": lstm == "fused" if free_length is None else free_length,
+          "lstm": lstm, "free_length": tflite.resolve_free_length(lstm, free_length),
           "bytes": len(flatbuffer), "ops": sorted(tflite.op_names(flatbuffer))}

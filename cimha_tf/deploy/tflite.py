@@ -261,8 +261,7 @@ def convert_many(model, max_video_len, max_query_len, quantizations=QUANTIZATION
   for q in quantizations:
     if q not in QUANTIZATIONS:
       raise ValueError(f"quantize={q!r}: expected one of {QUANTIZATIONS}")
-  if free_length is None:
-    free_length = lstm == "fused"
+  free_length = resolve_free_length(lstm, free_length)
   if free_length and lstm != "fused":
     raise ValueError("free_length needs lstm='fused': the unrolled form has one cell per "
                      "step, so its time axis is fixed")
@@ -276,6 +275,11 @@ def convert_many(model, max_video_len, max_query_len, quantizations=QUANTIZATION
     results.update(_convert_graph(graph_model, max_video_len, max_query_len, group, lstm,
                                   batch_size, free_length))
   return {q: results[q] for q in quantizations}
+
+
+def resolve_free_length(lstm, free_length=None):
+  """free_length as convert uses it: None means a free time axis with fused LSTMs."""
+  return lstm == "fused" if free_length is None else bool(free_length)
 
 
 def _convert_graph(graph_model, max_video_len, max_query_len, quantizations, lstm,
