@@ -254,7 +254,8 @@ for p in sorted(EXPORT.rglob("*")):
 '''),
       md("""
 ### One query through the TFLite model, with LiteRT
-The TFLite model has fixed shapes (`max_video_len` steps, `max_query_len` words) with masks,
+The TFLite model takes up to `max_video_len` video steps (a query runs only its video's own
+steps, so short videos are faster) and `max_query_len` words, with masks,
 and takes token ids: the Python tokenizer and the vocabulary ship beside it. Here we take
 a test query, pool its video's features to the model's length, tokenise the sentence, run
 the interpreter and decode the best (start, end) pair.
