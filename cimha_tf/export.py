@@ -34,21 +34,26 @@ flags.mark_flags_as_required(["workdir", "output"])
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
+    raise app.UsageError("--quantize applies to --format=tflite only")
   from cimha_tf.deploy.exporter import export_saved_model, export_tflite
   from cimha_tf.deploy.source import load_workdir
-  logging.info("loading %s (checkpoint %s)", FLAGS.workdir, FLAGS.checkpoint)
-  trained = load_workdir(FLAGS.workdir, FLAGS.checkpoint)
-  logging.info("exporting %s to %s", FLAGS.format, FLAGS.output)
-  if FLAGS.format == "saved_model":
-    if FLAGS.quantize != "none":
-      raise app.UsageError("--quantize applies to --format=tflite only")
-    summary = export_saved_model(trained, FLAGS.output, FLAGS.version, FLAGS.overwrite,
-                                 FLAGS.top_k)
-  else:
-    summary = export_tflite(trained, FLAGS.output, FLAGS.quantize, FLAGS.overwrite,
-                            FLAGS.tflite_lstm, FLAGS.tflite_batch_size,
-                            FLAGS.tflite_free_length and FLAGS.tflite_lstm == "fused")
+  from cimha_tf.training import cli
+  try:
+    logging.info("loading %s (checkpoint %s)", FLAGS.workdir, FLAGS.checkpoint)
+    trained = load_workdir(FLAGS.workdir, FLAGS.checkpoint)
+    logging.info("exporting %s to %s", FLAGS.format, FLAGS.output)
+    if FLAGS.format == "saved_model":
+      summary = export_saved_model(trained, FLAGS.output, FLAGS.version, FLAGS.overwrite,
+                                   FLAGS.top_k)
+    else:
+      summary = export_tflite(trained, FLAGS.output, FLAGS.quantize, FLAGS.overwrite,
+                              FLAGS.tflite_lstm, FLAGS.tflite_batch_size,
+                              FLAGS.tflite_free_length and FLAGS.tflite_lstm == "fused")
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    cli.exit_with_clear_error(e)
   print(json.dumps(summary, indent=1))
 
 

@@ -33,11 +33,14 @@ def _tiny_model_config():
   return c
 
 
-def run_module(*args, timeout=600):
-  """Runs `python -m ARGS` from the repository; returns stdout, fails with stderr."""
+def run_module(*args, timeout=600, check=True):
+  """Runs `python -m ARGS` from the repository; returns stdout, fails with stderr.
+  check=False: returns the CompletedProcess whatever its exit status."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
   proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
                         text=True, timeout=timeout)
+  if not check:
+    return proc
   if proc.returncode != 0:
     raise AssertionError(f"python -m {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
   return proc.stdout
@@ -252,6 +255,31 @@ def test_load_errors_name_the_path(tmp_path):
   (tmp_path / "cimha" / "3" / "saved_model.pb").write_bytes(b"not a protobuf")
   with pytest.raises(ValueError, match="cannot load SavedModel .*cimha/3"):
     saved_model.load(tmp_path)
+
+
+def test_truncated_checkpoint_is_named_as_such(setup, tmp_path):
+  """Keras calls a truncated .keras file "File not found"; ours says what it is."""
+  from cimha_tf.training import workdir as wd
+  good = os.path.join(setup["workdir"], wd.BEST)
+  bad = tmp_path / "best.keras"
+  bad.write_bytes(open(good, "rb").read()[:1000])
+  with pytest.raises(ValueError, match=r"best.keras: not a .keras \(zip\) archive \(1000 bytes\)"):
+    wd.load_model(str(bad))
+  assert wd.load_model(good).count_params() == setup["model"].count_params()
+
+
+def test_export_binary_errors_are_one_line(setup, tmp_path):
+  """The binary's own checks end it with exit status 1 and one FATAL line, no traceback."""
+  work = tmp_path / "work"
+  shutil.copytree(setup["workdir"], work)
+  (work / "best.keras").write_bytes(b"PK\x03\x04 cut short")
+  proc = run_module("cimha_tf.export", f"--workdir={work}", f"--output={tmp_path / 'out'}",
+                    check=False)
+  assert proc.returncode == 1, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  fatal = [l for l in proc.stderr.splitlines() if l.startswith("FATAL:")]
+  assert len(fatal) == 1 and "cannot load checkpoint" in fatal[0] and "best.keras" in fatal[0]
+  assert not (tmp_path / "out").exists()
 
 
 def test_export_refuses_to_overwrite_a_served_version(setup):

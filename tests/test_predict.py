@@ -112,8 +112,9 @@ def test_bad_input_errors(setup, predictors, tmp_path):
       p.predict(feats, "   ", 10.0)
     with pytest.raises(ValueError, match="duration"):
       p.predict(feats, "a door", float("nan"))
-    with pytest.raises(ValueError, match="feature dimension"):
-      p.predict(np.zeros((4, 7), np.float32), "a door", 10.0)
+    with pytest.raises(ValueError, match=f"v.npy: feature dimension 7, expected {VIDEO_DIM} "
+                       r"\(the model's video_features input"):
+      p.predict(np.zeros((4, 7), np.float32), "a door", 10.0, source="v.npy")
     with pytest.raises(ValueError, match="NaN"):
       p.predict(np.full((4, VIDEO_DIM), np.nan, np.float32), "a door", 10.0)
   with pytest.raises(ValueError, match="no tokens"):
@@ -126,3 +127,15 @@ def test_bad_input_errors(setup, predictors, tmp_path):
   with pytest.raises(FileNotFoundError, match="vocab"):
     (tmp_path / "m.tflite").write_bytes(open(setup["tflite"], "rb").read())
     load_predictor(tmp_path / "m.tflite")
+
+
+def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):
+  """Exit status 1 and the check's message naming the file, without a traceback."""
+  np.save(tmp_path / "narrow.npy", np.zeros((6, 7), np.float32))
+  proc = run_module("cimha_tf.predict", f"--model={setup['tflite']}",
+                    f"--features={tmp_path / 'narrow.npy'}", "--query=a door",
+                    "--duration=12", check=False)
+  assert proc.returncode == 1 and proc.stdout == "", proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+  assert (f"FATAL: FeatureError: {tmp_path / 'narrow.npy'}: feature dimension 7, expected "
+          f"{VIDEO_DIM} (the model's video_features input") in proc.stderr

@@ -33,8 +33,10 @@ class FeatureError(ValueError):
     self.reason = reason
 
 
-def validate_features(array, source, feature_dim=None):
-  """Checks a loaded array and returns it as float32 (T, D); `source` names it in errors."""
+def validate_features(array, source, feature_dim=None,
+                      dim_from="the dimension of the store's other videos"):
+  """Checks a loaded array and returns it as float32 (T, D); `source` names it in errors,
+  `dim_from` says where feature_dim comes from."""
   array = np.asarray(array)
   if array.dtype == object or not (np.issubdtype(array.dtype, np.floating)
                                    or np.issubdtype(array.dtype, np.integer)):
@@ -46,7 +48,7 @@ def validate_features(array, source, feature_dim=None):
     raise FeatureError("empty", f"{source}: empty feature array, shape {array.shape} (expected T >= 1 steps)")
   if feature_dim is not None and array.shape[1] != feature_dim:
     raise FeatureError("wrong_dim", f"{source}: feature dimension {array.shape[1]}, expected {feature_dim} "
-                       "(the dimension of the store's other videos)")
+                       f"({dim_from})")
   array = array.astype(np.float32, copy=False)
   finite = np.isfinite(array)
   if not finite.all():

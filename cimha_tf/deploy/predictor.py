@@ -1,7 +1,7 @@
 """One query against one video with an exported model (SavedModel folder or .tflite).
 
 `load_predictor(path)` picks the format; `predictor.predict(features, query, duration,
-top_k)` takes a video's raw (T, Dv) features, mean-pools them to max_video_len steps when
+top_k, source)` (source names the features in errors) takes a video's raw (T, Dv) features, mean-pools them to max_video_len steps when
 longer (as data preparation does), and returns the top-k windows in seconds.
 """
 
@@ -26,10 +26,11 @@ class _Base:
   max_video_len: int
   video_dim: int
 
-  def _pool(self, features):
+  def _pool(self, features, source):
     from cimha_tf.data.features import validate_features
     from cimha_tf.data.pooling import pool_to_max_len
-    feats = validate_features(features, "features", self.video_dim)
+    feats = validate_features(features, source, self.video_dim,
+                              dim_from="the model's video_features input, fixed at training")
     return pool_to_max_len(feats, self.max_video_len)
 
 
@@ -42,11 +43,11 @@ class SavedModelPredictor(_Base):
     self.video_dim = int(meta["video_dim"])
     self.exported_top_k = int(meta["top_k"])
 
-  def predict(self, features, query, duration, top_k=5):
+  def predict(self, features, query, duration, top_k=5, source="features"):
     import tensorflow as tf
     from cimha_tf.model import decode_spans, spans_to_seconds
     _check_query_duration(query, duration)
-    feats = self._pool(features)
+    feats = self._pool(features, source)
     n = feats.shape[0]
     out = self.signature(query=tf.constant([query]), video_features=tf.constant(feats[None]),
                          video_length=tf.constant([n], tf.int32),
@@ -70,10 +71,10 @@ class TFLitePredictor(_Base):
     self.max_video_len = self.model.max_video_len
     self.video_dim = self.model.video_dim
 
-  def predict(self, features, query, duration, top_k=5):
+  def predict(self, features, query, duration, top_k=5, source="features"):
     from cimha_tf.model import decode_spans, spans_to_seconds
     _check_query_duration(query, duration)
-    feats = self._pool(features)
+    feats = self._pool(features, source)
     n = feats.shape[0]
     ids = self.vocab.encode(query, self.model.max_query_len)
     ids = ids[:max(1, int(np.count_nonzero(ids)))]

@@ -49,8 +49,14 @@ def checkpoint_path(workdir, which="best"):
 
 def load_model(checkpoint):
   """Loads a .keras checkpoint with the project's layers registered; clear error if corrupt."""
+  import zipfile
   import keras
   import cimha_tf.model  # noqa: F401  registers the custom layers
+  if str(checkpoint).endswith(".keras") and not zipfile.is_zipfile(checkpoint):
+    # Keras reports a truncated archive as "File not found", which misleads.
+    raise ValueError(f"cannot load checkpoint {checkpoint}: not a .keras (zip) archive "
+                     f"({os.path.getsize(checkpoint)} bytes): truncated or corrupt? Use the "
+                     "other checkpoint (--checkpoint=last or best) or retrain")
   try:
     return keras.models.load_model(checkpoint, compile=False)
   except Exception as e:  # zip/h5 errors are cryptic; name the file
