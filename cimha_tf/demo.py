@@ -30,10 +30,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from cimha_tf.training import demo_lib
-  try:
+  with cli.clear_errors():
     demo_lib.run(_CONFIG.value, FLAGS.workdir, quick=FLAGS.quick)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    cli.exit_with_clear_error(e)
 
 
 if __name__ == "__main__":

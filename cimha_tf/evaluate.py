@@ -61,10 +61,8 @@ def main(argv):
   if scoring == (FLAGS.workdir is not None):
     raise app.UsageError("give either --workdir (evaluate a trained model) or "
                          "--predictions/--ground_truth (score a file)")
-  try:
+  with cli.clear_errors():
     score_mode() if scoring else workdir_mode()
-  except (ValueError, FileNotFoundError) as e:
-    cli.exit_with_clear_error(e)
 
 
 if __name__ == "__main__":

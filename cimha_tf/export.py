@@ -41,7 +41,7 @@ def main(argv):
   from cimha_tf.deploy.exporter import export_saved_model, export_tflite
   from cimha_tf.deploy.source import load_workdir
   from cimha_tf.training import cli
-  try:
+  with cli.clear_errors():
     logging.info("loading %s (checkpoint %s)", FLAGS.workdir, FLAGS.checkpoint)
     trained = load_workdir(FLAGS.workdir, FLAGS.checkpoint)
     logging.info("exporting %s to %s", FLAGS.format, FLAGS.output)
@@ -52,8 +52,6 @@ def main(argv):
       summary = export_tflite(trained, FLAGS.output, FLAGS.quantize, FLAGS.overwrite,
                               FLAGS.tflite_lstm, FLAGS.tflite_batch_size,
                               FLAGS.tflite_free_length and FLAGS.tflite_lstm == "fused")
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
-    cli.exit_with_clear_error(e)
   print(json.dumps(summary, indent=1))
 
 

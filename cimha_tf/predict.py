@@ -35,14 +35,12 @@ def main(argv):
   from cimha_tf.data.features import load_feature_file
   from cimha_tf.deploy.predictor import load_predictor, resolve_duration
   from cimha_tf.training import cli
-  try:
+  with cli.clear_errors():
     features = load_feature_file(FLAGS.features, FLAGS.feature_key)
     duration = resolve_duration(FLAGS.duration, FLAGS.clip_seconds, features.shape[0])
     predictor = load_predictor(FLAGS.model, FLAGS.vocab)
     windows = predictor.predict(features, FLAGS.query, duration, FLAGS.top_k,
                                 source=FLAGS.features)
-  except (ValueError, FileNotFoundError) as e:
-    cli.exit_with_clear_error(e)
   print(json.dumps({"query": FLAGS.query, "features": FLAGS.features, "duration": duration,
                     "num_steps": min(features.shape[0], predictor.max_video_len),
                     "windows": windows}, indent=1))

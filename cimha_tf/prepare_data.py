@@ -26,13 +26,16 @@ flags.mark_flags_as_required(["dataset", "annotations", "features", "output_dir"
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from cimha_tf.data import prepare
-  meta = prepare.prepare(
-      FLAGS.dataset, FLAGS.annotations, FLAGS.features, FLAGS.output_dir, glove=FLAGS.glove,
-      max_video_len=FLAGS.max_video_len, max_query_len=FLAGS.max_query_len,
-      feature_layout=FLAGS.feature_layout, float16=FLAGS.float16,
-      skip_bad_videos=FLAGS.skip_bad_videos)
+  from cimha_tf.training import cli
+  with cli.clear_errors():
+    meta = prepare.prepare(
+        FLAGS.dataset, FLAGS.annotations, FLAGS.features, FLAGS.output_dir, glove=FLAGS.glove,
+        max_video_len=FLAGS.max_video_len, max_query_len=FLAGS.max_query_len,
+        feature_layout=FLAGS.feature_layout, float16=FLAGS.float16,
+        skip_bad_videos=FLAGS.skip_bad_videos)
   print(prepare.format_accounting(meta))
   print(f"wrote {FLAGS.output_dir}")
 

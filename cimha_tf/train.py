@@ -28,10 +28,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from cimha_tf.training import trainer
-  try:
+  with cli.clear_errors():
     trainer.train(_CONFIG.value, FLAGS.workdir)
-  except (ValueError, FileNotFoundError, FloatingPointError) as e:
-    cli.exit_with_clear_error(e)
   print(f"done: {FLAGS.workdir}")
 
 

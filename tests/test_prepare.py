@@ -244,3 +244,23 @@ def test_unusable_record_names_the_query(tmp_path):
   with pytest.raises(ValueError, match="qid=7 of video 'g0': duration must be > 0"):
     prepare.prepare_splits({"train": (recs, ReadReport("x", read=1, kept=1))}, feats,
                            str(tmp_path / "out"), progress=False)
+
+
+def test_binary_bad_feature_path_fails_first_in_one_line(tmp_path):
+  """A mistyped --features ends the binary (status 1, one FATAL line naming the path, no
+  traceback) before anything is written or GloVe is read."""
+  synthetic = pytest.importorskip("cimha_tf.data.synthetic")
+  paths = synthetic.write_synthetic_dataset(str(tmp_path / "syn"), num_train_videos=2,
+                                            num_test_videos=1, queries_per_video=2,
+                                            feature_dim=8, glove_dim=8, seed=0, progress=False)
+  out = tmp_path / "prep"
+  res = subprocess.run(
+      [sys.executable, "-m", "cimha_tf.prepare_data", "--dataset=charades_sta",
+       f"--annotations={paths['annotations']}", f"--features={tmp_path / 'typo'}",
+       f"--output_dir={out}", "--glove=/nonexistent/glove.txt"],
+      cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert res.returncode == 1, res.stderr[-3000:]
+  assert "Traceback" not in res.stderr
+  fatal = [line for line in res.stderr.splitlines() if line.startswith("FATAL:")]
+  assert len(fatal) == 1 and f"feature path {tmp_path / 'typo'} not found" in fatal[0]
+  assert not out.exists()

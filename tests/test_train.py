@@ -174,3 +174,20 @@ def test_strategy_choice(monkeypatch):
   monkeypatch.setenv("TF_CONFIG", "{not json")
   with pytest.raises(ValueError, match="TF_CONFIG is not valid JSON"):
     strategy_lib.num_workers()
+
+
+def test_clear_errors_prints_our_checks_and_keeps_foreign_tracebacks(capsys):
+  """Our own check's error -> exit status 1 and one FATAL line; an error raised inside a
+  library (its message alone rarely says where) propagates with its traceback."""
+  import numpy as np
+  from cimha_tf.data.features import validate_features
+  from cimha_tf.training import cli
+  with pytest.raises(SystemExit) as e, cli.clear_errors():
+    validate_features(np.zeros((3, 2)), "v.npy", feature_dim=4)
+  assert e.value.code == 1
+  assert capsys.readouterr().err == ("FATAL: FeatureError: v.npy: feature dimension 2, "
+                                     "expected 4 (the dimension of the store's other videos)\n")
+  with pytest.raises(ValueError, match="could not broadcast"), cli.clear_errors():
+    np.zeros(3)[:] = np.zeros(2)
+  with pytest.raises(KeyError), cli.clear_errors():  # not a bad-input error: untouched
+    {}["x"]

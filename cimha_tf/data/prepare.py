@@ -168,25 +168,27 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
     report.check()
   train = training_split(splits)
   vocab = text_lib.Vocabulary.build(r.query for r in splits[train][0])
-  os.makedirs(output_dir, exist_ok=True)
-  # metadata.json is written last: a folder without it is an unfinished preparation.
-  if os.path.exists(os.path.join(output_dir, pipeline.METADATA)):
-    os.remove(os.path.join(output_dir, pipeline.METADATA))
-  vocab.save(os.path.join(output_dir, VOCAB))
-
-  embeddings, glove_report = None, None
-  if glove:
-    from cimha_tf.data import glove as glove_lib
-    matrix, glove_report = glove_lib.load_glove(glove, vocab, progress=progress)
-    np.save(os.path.join(output_dir, EMBEDDINGS), np.asarray(matrix, np.float32))
-    embeddings = EMBEDDINGS
-  elif os.path.exists(os.path.join(output_dir, EMBEDDINGS)):
-    os.remove(os.path.join(output_dir, EMBEDDINGS))  # stale, from an earlier run
-
   feature_dtype = "float16" if float16 else "float32"
   split_info = {}
+  # The feature store opens (and its dimension is probed) before anything is written or
+  # GloVe is read (minutes for 840B): a mistyped --features fails at once, leaving no files.
   with features_lib.open_feature_store(features, feature_layout) as store:
     store.probe_feature_dim(dict.fromkeys(r.vid for r in splits[train][0]))
+    os.makedirs(output_dir, exist_ok=True)
+    # metadata.json is written last: a folder without it is an unfinished preparation.
+    if os.path.exists(os.path.join(output_dir, pipeline.METADATA)):
+      os.remove(os.path.join(output_dir, pipeline.METADATA))
+    vocab.save(os.path.join(output_dir, VOCAB))
+
+    embeddings, glove_report = None, None
+    if glove:
+      from cimha_tf.data import glove as glove_lib
+      matrix, glove_report = glove_lib.load_glove(glove, vocab, progress=progress)
+      np.save(os.path.join(output_dir, EMBEDDINGS), np.asarray(matrix, np.float32))
+      embeddings = EMBEDDINGS
+    elif os.path.exists(os.path.join(output_dir, EMBEDDINGS)):
+      os.remove(os.path.join(output_dir, EMBEDDINGS))  # stale, from an earlier run
+
     for name, (records, report) in splits.items():
       split_info[name] = _write_split(name, records, report, store, vocab, output_dir,
                                       max_video_len, max_query_len, feature_dtype,

@@ -1,5 +1,7 @@
-"""absl flag parsing for the binaries: a clear message for an unknown --config.KEY."""
+"""The binaries' edges: a clear message for an unknown --config.KEY, and one FATAL line for
+a bad input that our own checks caught."""
 
+import contextlib
 import sys
 
 from absl import app
@@ -19,12 +21,25 @@ def parse_flags(argv):
     sys.exit(2)
 
 
+@contextlib.contextmanager
+def clear_errors():
+  """Around a binary's work: bad input (a missing or existing file, a wrong value, a NaN
+  loss) caught by our checks exits with status 1 and its message; see exit_with_clear_error."""
+  try:
+    yield
+  except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+    exit_with_clear_error(e)
+
+
 def exit_with_clear_error(e):
   """Our own checks' errors end the program with their message alone; errors raised inside
   TensorFlow / Keras keep their traceback (their message alone rarely says where)."""
+  import os
   import traceback
+  import cimha_tf
+  package = os.path.dirname(os.path.abspath(cimha_tf.__file__)) + os.sep
   frames = traceback.extract_tb(e.__traceback__)
-  if frames and "cimha_tf" not in frames[-1].filename:
+  if frames and not os.path.abspath(frames[-1].filename).startswith(package):
     raise e
   print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
   sys.exit(1)
