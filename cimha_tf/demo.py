@@ -12,15 +12,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from cimha_tf.training import cli
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "demo.py")
 FLAGS = flags.FLAGS
-_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Demo config file.",
-                                          lock_config=True)
+_CONFIG = cli.define_config_file("config", _DEFAULT_CONFIG, "Demo config file.",
+                                lock_config=True)
 flags.DEFINE_string("workdir", None, "Where the data, checkpoints and metrics go.")
 flags.DEFINE_bool("quick", False, "Fewer videos and epochs (a smoke run for tests).")
 flags.mark_flags_as_required(["workdir"])

@@ -14,13 +14,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 import json
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from cimha_tf.training import cli
 
 FLAGS = flags.FLAGS
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py); "
-                                          "default: WORKDIR/config.json.", lock_config=True)
+_CONFIG = cli.define_config_file("config", None, "Experiment config file (configs/*.py); "
+                                "default: WORKDIR/config.json.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Training workdir.")
 flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.test_split).")
 flags.DEFINE_string("checkpoint", "best", "'best', 'last' or a .keras path.")

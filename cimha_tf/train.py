@@ -13,13 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 
 
 from absl import app, flags
-from ml_collections import config_flags
 
 from cimha_tf.training import cli
 
 FLAGS = flags.FLAGS
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
-                                          lock_config=True)
+_CONFIG = cli.define_config_file("config", None, "Experiment config file (configs/*.py).",
+                                lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the resolved config go.")
 flags.mark_flags_as_required(["config", "workdir"])
 

@@ -1,24 +1,59 @@
 """The binaries' edges: a clear message for an unknown --config.KEY, and one FATAL line for
 a bad input that our own checks caught."""
 
+import ast
 import contextlib
 import sys
 
 from absl import app
+from absl import flags
 
 
 def parse_flags(argv):
-  """app.run's flags_parser; ml_collections raises a bare KeyError/AttributeError otherwise."""
+  """app.run's flags_parser; ml_collections raises a bare KeyError/AttributeError (unknown
+  key) or an OSError (config file not found) with its traceback otherwise."""
   try:
-    return app.parse_flags_with_usage(argv)
+    rest = app.parse_flags_with_usage(argv)
+    config = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
+    if config is not None:
+      config.keys()  # ml_collections defers a config file's load error to the first access
+    return rest
   except (AttributeError, KeyError) as e:
-    missing = str(e).strip("\"'")
-    overrides = [a.split("=", 1)[0][2:] for a in argv[1:] if a.startswith("--config.")]
-    culprits = [o for o in overrides if missing in o.split(".")[1:]] or overrides
-    print(f"FATAL: unknown config key in {', '.join('--' + c for c in culprits)}: "
-          f"{e} does not exist in the config file (check the spelling; the keys are listed in "
-          "docs/design.md, 'Experiment config')", file=sys.stderr)
+    _exit_unknown_key(e, argv)
+  except OSError as e:
+    given = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")]
+    print(f"FATAL: --config={given[0] if given else ''}: cannot load the config file "
+          f"({str(e).splitlines()[-1].strip()}); the shipped ones are configs/*.py",
+          file=sys.stderr)
     sys.exit(2)
+
+
+def define_config_file(name, default, help_string, **kwargs):
+  """config_flags.DEFINE_config_file; with a default file, ml_collections reads the
+  --config.KEY overrides on sys.argv right here, so an unknown key surfaces here."""
+  from ml_collections import config_flags
+  try:
+    return config_flags.DEFINE_config_file(name, default, help_string, **kwargs)
+  except (AttributeError, KeyError) as e:
+    _exit_unknown_key(e, sys.argv)
+
+
+def _exit_unknown_key(e, argv):
+  text = str(e.args[0]) if e.args else str(e)
+  while text[:1] in ("'", '"'):  # a KeyError's str() is its argument's repr, maybe nested
+    try:
+      text = str(ast.literal_eval(text))
+    except (ValueError, SyntaxError):
+      break
+  missing, _, hint = text.partition("\n")
+  missing = missing.strip("\"'")
+  overrides = [a.split("=", 1)[0][2:] for a in argv[1:] if a.startswith("--config.")]
+  culprits = [o for o in overrides if missing in o.split(".")[1:]] or overrides
+  hint = f" {hint.strip()}" if hint.strip() else ""
+  print(f"FATAL: unknown config key in {', '.join('--' + c for c in culprits)}: "
+        f"'{missing}' does not exist in the config file.{hint} (The keys are listed in "
+        "docs/design.md, 'Experiment config'.)", file=sys.stderr)
+  sys.exit(2)
 
 
 @contextlib.contextmanager
