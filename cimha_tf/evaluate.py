@@ -28,11 +28,14 @@ flags.DEFINE_integer("num_figures", 6, "Figures (best, worst, random queries) wr
 flags.DEFINE_string("predictions", None, "Prediction JSONL to score (scoring mode).")
 flags.DEFINE_string("ground_truth", None, "Ground-truth JSONL (scoring mode).")
 flags.DEFINE_string("output", None, "Scoring mode: write the metrics JSON here.")
+flags.DEFINE_bool("allow_missing", False, "Scoring mode: ground-truth queries without a "
+                  "prediction count as misses (default: an error naming them).")
 
 
 def score_mode():
   from cimha_tf.evaluation import scorer
-  metrics = scorer.score_files(FLAGS.predictions, FLAGS.ground_truth)
+  metrics = scorer.score_files(FLAGS.predictions, FLAGS.ground_truth,
+                               allow_missing=FLAGS.allow_missing)
   print(scorer.format_table(metrics))
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)

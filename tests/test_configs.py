@@ -1,14 +1,12 @@
 """Experiment configs: paper values, command-line overrides, clear errors for bad keys/values."""
 
-import subprocess
-import sys
-
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
 from tests.conftest import REPO
 from cimha_tf.training import config as config_lib
+from cimha_tf.training import testing
 
 CONFIGS = ("charades_sta_i3d", "activitynet_captions_c3d", "tacos_c3d", "demo")
 
@@ -67,17 +65,13 @@ def test_unknown_key_fails_in_process():
     load("charades_sta_i3d", "--config.train.batchsize=8")
 
 
-def _run_binary(*args):
-  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=300)
-
-
 @pytest.mark.parametrize("binary", ["cimha_tf.train", "cimha_tf.demo"])
 def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path, binary):
   """train reads --config.KEY when it parses flags; the demo, whose --config has a default
   file, already when it defines the flag (ml_collections): both end in one clean line."""
-  r = _run_binary(binary, f"--config={REPO / 'configs' / 'demo.py'}",
-                  f"--workdir={tmp_path / 'wd'}", "--config.train.batchsize=8")
+  r = testing.run_binary(binary, f"--config={REPO / 'configs' / 'demo.py'}",
+                         f"--workdir={tmp_path / 'wd'}", "--config.train.batchsize=8",
+                         check=False)
   assert r.returncode == 2, r.stderr[-2000:]
   assert "Traceback" not in r.stderr
   assert ("FATAL: unknown config key in --config.train.batchsize: 'batchsize' does not exist "
@@ -86,8 +80,8 @@ def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path, binary):
 
 
 def test_missing_config_file_is_a_clear_error_of_the_binary(tmp_path):
-  r = _run_binary("cimha_tf.train", f"--config={tmp_path / 'nope.py'}",
-                  f"--workdir={tmp_path / 'wd'}")
+  r = testing.run_binary("cimha_tf.train", f"--config={tmp_path / 'nope.py'}",
+                         f"--workdir={tmp_path / 'wd'}", check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert f"FATAL: --config={tmp_path / 'nope.py'}: cannot load the config file" in r.stderr
   assert not (tmp_path / "wd").exists()

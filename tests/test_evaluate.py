@@ -184,3 +184,22 @@ def test_modes_are_exclusive_and_complete(tmp_path):
   r = testing.run_binary("cimha_tf.evaluate", f"--predictions={tmp_path / 'none.jsonl'}",
                          f"--ground_truth={tmp_path / 'none.jsonl'}", check=False)
   assert r.returncode == 1 and "none.jsonl" in r.stderr
+
+
+def test_scoring_mode_allow_missing_flag(tmp_path):
+  """Without --allow_missing, ground-truth queries without a prediction are an error that
+  names the flag; with it they count as misses."""
+  gt = [{"qid": q, "query": "a", "vid": "v", "duration": 10.0, "relevant_windows": [[2.0, 4.0]]}
+        for q in (1, 2)]
+  with open(tmp_path / "gt.jsonl", "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in gt)
+  with open(tmp_path / "p.jsonl", "w") as f:
+    f.write(json.dumps({"qid": 1, "pred_relevant_windows": [[2.0, 4.0, 0.9]]}) + "\n")
+  args = ("cimha_tf.evaluate", f"--predictions={tmp_path / 'p.jsonl'}",
+          f"--ground_truth={tmp_path / 'gt.jsonl'}", f"--output={tmp_path / 'm.json'}")
+  r = testing.run_binary(*args, check=False)
+  assert r.returncode == 1 and "1 of 2 ground-truth queries have no prediction" in r.stderr
+  assert "--allow_missing" in r.stderr and not (tmp_path / "m.json").exists()
+  testing.run_binary(*args, "--allow_missing")
+  got = json.load(open(tmp_path / "m.json"))
+  assert got["num_missing"] == 1 and got["R1@0.7"] == 50.0 and got["mIoU"] == 50.0

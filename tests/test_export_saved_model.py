@@ -36,14 +36,10 @@ def _tiny_model_config():
 def run_module(*args, timeout=600, check=True):
   """Runs `python -m ARGS` from the repository; returns stdout, fails with stderr.
   check=False: returns the CompletedProcess whatever its exit status."""
+  from cimha_tf.training import testing
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=timeout)
-  if not check:
-    return proc
-  if proc.returncode != 0:
-    raise AssertionError(f"python -m {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-  return proc.stdout
+  proc = testing.run_binary(*args, timeout=timeout, env=env, check=check)
+  return proc.stdout if check else proc
 
 
 def _split_arrays(prepared, split):

@@ -254,11 +254,11 @@ def test_binary_bad_feature_path_fails_first_in_one_line(tmp_path):
                                             num_test_videos=1, queries_per_video=2,
                                             feature_dim=8, glove_dim=8, seed=0, progress=False)
   out = tmp_path / "prep"
-  res = subprocess.run(
-      [sys.executable, "-m", "cimha_tf.prepare_data", "--dataset=charades_sta",
-       f"--annotations={paths['annotations']}", f"--features={tmp_path / 'typo'}",
-       f"--output_dir={out}", "--glove=/nonexistent/glove.txt"],
-      cwd=REPO, capture_output=True, text=True, timeout=300)
+  from cimha_tf.training import testing
+  res = testing.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
+                           f"--annotations={paths['annotations']}",
+                           f"--features={tmp_path / 'typo'}", f"--output_dir={out}",
+                           "--glove=/nonexistent/glove.txt", check=False)
   assert res.returncode == 1, res.stderr[-3000:]
   assert "Traceback" not in res.stderr
   fatal = [line for line in res.stderr.splitlines() if line.startswith("FATAL:")]

@@ -30,7 +30,8 @@ def score_predictions(pred_rows, gt_rows, allow_missing=False, source="predictio
     msg = (f"{source}: {len(missing)} of {len(gt_rows)} ground-truth queries have no prediction,"
            f" e.g. {missing[:5]}")
     if not allow_missing:
-      raise ValueError(msg + " (allow_missing=True scores them as misses)")
+      raise ValueError(msg + " (allow_missing=True, --allow_missing in the evaluate binary, "
+                       "scores them as misses)")
     logging.warning("%s; scored as misses", msg)
   qid2pred = {r["qid"]: r for r in pred_rows}
   scored = [r for r in gt_rows if r["qid"] in qid2pred]
