@@ -40,7 +40,9 @@ def predict(server, request, timeout=30):
     try:
       return parse_response(stub.Predict(request, timeout))
     except grpc.RpcError as e:  # INVALID_ARGUMENT carries the graph's readable message
-      raise RuntimeError(f"{server}: {e.code().name}: {e.details()}") from e
+      hint = (" (is the model server running with its gRPC port published? "
+              "export/README.md)") if e.code() == grpc.StatusCode.UNAVAILABLE else ""
+      raise RuntimeError(f"{server}: {e.code().name}: {e.details()}{hint}") from e
 
 
 def main():
@@ -51,4 +53,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  request_common.run_cli(main)

@@ -4,7 +4,16 @@ Videos of one request are zero-padded to the longest one (N <= max_video_len, lo
 videos mean-pooled first); `video_length` tells the server how many steps are real.
 """
 
+import importlib.util
+import os
+import sys
+
 import numpy as np
+
+# Run from a clone (python export/rest_client.py ...), cimha_tf is the folder above; an
+# installed cimha_tf (pip install .) is found first.
+if importlib.util.find_spec("cimha_tf") is None:
+  sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 MODEL_NAME = "cimha"
 SIGNATURE_TEXT = "serving_default"
@@ -66,6 +75,15 @@ def inputs_from_args(args):
   from cimha_tf.data.features import load_feature_file
   features = load_feature_file(args.features, args.feature_key)
   return batch_inputs([args.query], [features], [args.duration], args.max_video_len)
+
+
+def run_cli(main):
+  """A client's command line: bad input or an unreachable / refusing server ends it with
+  one error line and exit status 1."""
+  try:
+    main()
+  except (ValueError, FileNotFoundError, RuntimeError) as e:
+    sys.exit(f"error: {e}")
 
 
 def print_windows(args, outputs):

@@ -53,6 +53,10 @@ def predict(server, payload, model=request_common.MODEL_NAME, timeout=30):
       return parse_response(json.load(resp))
   except urllib.error.HTTPError as e:  # INVALID_ARGUMENT comes back as HTTP 400 + message
     raise RuntimeError(f"{url}: HTTP {e.code}: {e.read().decode(errors='replace')}") from e
+  except (urllib.error.URLError, OSError) as e:
+    reason = getattr(e, "reason", e)
+    raise RuntimeError(f"{url}: cannot reach TF Serving ({reason}); is the model server "
+                       "running with its REST port published (export/README.md)?") from e
 
 
 def main():
@@ -64,4 +68,4 @@ def main():
 
 
 if __name__ == "__main__":
-  main()
+  request_common.run_cli(main)

@@ -1,5 +1,6 @@
 """The REST and gRPC clients' exact payloads, decoded as TF Serving decodes them and run
-through the locally loaded SavedModel signature, agree with the Keras model."""
+through the locally loaded SavedModel signature, agree with the Keras model; and both
+command lines, run as export/README.md runs them, against local stand-in servers."""
 
 import importlib.util
 import json
@@ -128,3 +129,132 @@ def test_model_config_and_readme_commands(setup):
     readme = f.read()
   for needle in ("docker run", "tensorflow/serving", "8501", "8500", "--model_config_file"):
     assert needle in readme
+
+
+def _stand_in_rest_server(loaded):
+  """A local stand-in for TF Serving's REST API: decodes as it does, runs the loaded
+  SavedModel's signature, answers in the request's format (or an INVALID_ARGUMENT body)."""
+  import http.server
+  import threading
+
+  class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+      payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+      try:
+        name, tensors = _rest_decode(payload)
+        out = {k: v.numpy() for k, v in loaded.signatures[name](**tensors).items()}
+        keep = {k: v for k, v in out.items() if v.dtype != object}
+        if "inputs" in payload:
+          body, code = {"outputs": {k: v.tolist() for k, v in keep.items()}}, 200
+        else:
+          body, code = {"predictions": [{k: v[b].tolist() for k, v in keep.items()}
+                                        for b in range(len(payload["instances"]))]}, 200
+      except tf.errors.InvalidArgumentError as e:
+        body, code = {"error": f"INVALID_ARGUMENT: {e.message}"}, 400
+      data = json.dumps(body).encode()
+      self.send_response(code)
+      self.send_header("Content-Type", "application/json")
+      self.send_header("Content-Length", str(len(data)))
+      self.end_headers()
+      self.wfile.write(data)
+
+    def log_message(self, *args):
+      pass
+
+  server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  return server
+
+
+def _client_cli(name, *args):
+  """The client as its README runs it, from the repository root, without PYTHONPATH."""
+  import subprocess
+  import sys
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+  return subprocess.run([sys.executable, os.path.join("export", f"{name}.py"), *args],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_rest_client_command_line_against_a_stand_in_server(setup, loaded, tmp_path):
+  """The whole command line over HTTP: feature file -> request -> server -> windows, equal
+  to the windows of the same signature called in process; then the clear errors."""
+  b = 0
+  feats = setup["inputs"]["video_features"][b, :int(setup["inputs"]["video_mask"][b].sum())]
+  np.save(tmp_path / "v.npy", feats)
+  query, duration = setup["queries"][b], float(setup["duration"][b])
+  common = _load("request_common")
+  want = common.windows({k: v.numpy() for k, v in loaded.signatures["serving_default"](
+      **{k: tf.constant(v) for k, v in common.batch_inputs(
+          [query], [feats], [duration], MAX_VIDEO_LEN).items()}).items()}, 0, 3)
+  server = _stand_in_rest_server(loaded)
+  try:
+    address = f"127.0.0.1:{server.server_address[1]}"
+    for fmt in ("instances", "inputs"):
+      r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'v.npy'}",
+                      f"--query={query}", f"--duration={duration}", "--top_k=3",
+                      f"--max_video_len={MAX_VIDEO_LEN}", f"--format={fmt}")
+      assert r.returncode == 0, r.stderr[-3000:]
+      got = json.loads(r.stdout)
+      assert got["query"] == query
+      np.testing.assert_allclose(got["windows"], want, rtol=1e-5)
+    np.save(tmp_path / "narrow.npy", feats[:, :3])  # the server's graph refuses it
+    r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'narrow.npy'}",
+                    "--query=a door", "--duration=9")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: http://") and "HTTP 400" in r.stderr
+    assert "INVALID_ARGUMENT" in r.stderr
+  finally:
+    server.shutdown()
+  r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'v.npy'}",
+                  "--query=a door", "--duration=9")  # the server is gone
+  assert r.returncode == 1 and "Traceback" not in r.stderr
+  assert "cannot reach TF Serving" in r.stderr and "export/README.md" in r.stderr
+  r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'none.npy'}",
+                  "--query=a door", "--duration=9")
+  assert r.returncode == 1 and r.stderr.strip() == f"error: feature file {tmp_path / 'none.npy'} not found"
+
+
+def test_grpc_client_command_line_against_a_stand_in_server(setup, loaded, tmp_path):
+  """The gRPC command line against a local PredictionService that runs the signature."""
+  pytest.importorskip("tensorflow_serving.apis", reason="pip install tensorflow-serving-api")
+  import concurrent.futures
+  import grpc
+  from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+  class Service(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def Predict(self, request, context):
+      tensors = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+      try:
+        out = loaded.signatures[request.model_spec.signature_name](**tensors)
+      except tf.errors.InvalidArgumentError as e:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message)
+      response = predict_pb2.PredictResponse()
+      for k, v in out.items():
+        response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
+      return response
+
+  b = 1
+  feats = setup["inputs"]["video_features"][b, :int(setup["inputs"]["video_mask"][b].sum())]
+  np.save(tmp_path / "v.npy", feats)
+  query, duration = setup["queries"][b], float(setup["duration"][b])
+  common = _load("request_common")
+  want = common.windows({k: v.numpy() for k, v in loaded.signatures["serving_default"](
+      **{k: tf.constant(v) for k, v in common.batch_inputs(
+          [query], [feats], [duration], MAX_VIDEO_LEN).items()}).items()}, 0, 4)
+  server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Service(), server)
+  port = server.add_insecure_port("127.0.0.1:0")
+  server.start()
+  try:
+    r = _client_cli("grpc_client", f"--server=127.0.0.1:{port}", f"--features={tmp_path / 'v.npy'}",
+                    f"--query={query}", f"--duration={duration}", "--top_k=4",
+                    f"--max_video_len={MAX_VIDEO_LEN}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    np.testing.assert_allclose(json.loads(r.stdout)["windows"], want, rtol=1e-5)
+  finally:
+    server.stop(None)
+  r = _client_cli("grpc_client", f"--server=127.0.0.1:{port}", f"--features={tmp_path / 'v.npy'}",
+                  "--query=a door", "--duration=9")
+  assert r.returncode == 1 and "Traceback" not in r.stderr
+  assert "UNAVAILABLE" in r.stderr and "gRPC port" in r.stderr
