@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_export_saved_model import MAX_VIDEO_LEN, REPO, deploy_setup
+from tests.test_export_saved_model import MAX_VIDEO_LEN, REPO, VIDEO_DIM, deploy_setup
 
 
 def _load(name):
@@ -258,3 +258,21 @@ def test_grpc_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
                   "--query=a door", "--duration=9")
   assert r.returncode == 1 and "Traceback" not in r.stderr
   assert "UNAVAILABLE" in r.stderr and "gRPC port" in r.stderr
+
+
+def test_readme_example_request_runs_on_the_signature(setup, loaded):
+  """export/example_request.json (the README's curl body) names the signature's inputs;
+  with its toy 4-d rows widened to this model's Dv it runs as TF Serving would run it."""
+  with open(os.path.join(REPO, "export", "example_request.json")) as f:
+    example = json.load(f)
+  name, _ = _rest_decode(example)
+  inputs = loaded.signatures[name].structured_input_signature[1]
+  assert set(example["instances"][0]) == set(inputs)
+  dv = VIDEO_DIM  # the signature leaves Dv open and checks it in the graph
+  for inst in example["instances"]:
+    inst["video_features"] = [(row * dv)[:dv] for row in inst["video_features"]]
+  name, tensors = _rest_decode(example)
+  out = loaded.signatures[name](**tensors)
+  n = example["instances"][0]["video_length"]
+  assert out["start_probs"].shape[0] == len(example["instances"])
+  np.testing.assert_allclose(out["start_probs"].numpy()[:, :n].sum(-1), 1.0, atol=1e-5)
