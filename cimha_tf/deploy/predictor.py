@@ -15,6 +15,12 @@ def _windows(start_s, end_s, scores, top_k):
   return out[:top_k]
 
 
+def _assertion(message):
+  """The readable part of a tf.debugging assertion's error: its first bracketed message."""
+  head = message.split("assertion failed: [", 1)
+  return head[1].split("]", 1)[0].strip() if len(head) == 2 else message.strip().splitlines()[-1]
+
+
 def _check_query_duration(query, duration):
   if not isinstance(query, str) or not query.strip():
     raise ValueError(f"query {query!r}: expected a non-empty sentence")
@@ -49,9 +55,12 @@ class SavedModelPredictor(_Base):
     _check_query_duration(query, duration)
     feats = self._pool(features, source)
     n = feats.shape[0]
-    out = self.signature(query=tf.constant([query]), video_features=tf.constant(feats[None]),
-                         video_length=tf.constant([n], tf.int32),
-                         duration=tf.constant([duration], tf.float32))
+    try:
+      out = self.signature(query=tf.constant([query]), video_features=tf.constant(feats[None]),
+                           video_length=tf.constant([n], tf.int32),
+                           duration=tf.constant([duration], tf.float32))
+    except tf.errors.InvalidArgumentError as e:  # the signature's own input checks
+      raise ValueError(f"query {query!r}: the SavedModel refused it: {_assertion(e.message)}") from e
     if top_k > self.exported_top_k:  # the graph's k is fixed at export: decode the curves
       start, end, scores = decode_spans(out["start_probs"], out["end_probs"],
                                         np.ones((1, n), np.float32), top_k)
