@@ -141,6 +141,23 @@ def test_workdir_trained_on_another_feature_dim(run, tmp_path):
   _fails_before_training(_config(run), w, "feature_dim=1024 but .*metadata.json has feature_dim=8")
 
 
+@pytest.mark.parametrize("damage", ["weights", "state"])
+def test_truncated_resume_backup(run, tmp_path, damage):
+  """A run killed while Keras wrote its backup: a clear error naming the file and the way
+  out, before any training (Keras would raise an h5py / JSON traceback)."""
+  w = tmp_path / "w"
+  shutil.copytree(run["workdir"], w)
+  name = "latest.weights.h5" if damage == "weights" else "training_metadata.json"
+  path = w / wd.BACKUP / name
+  assert path.exists()
+  path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
+  before = (w / trainer.HISTORY).read_text()
+  with pytest.raises(ValueError, match=rf"backup/{name}: the resume backup is unreadable .*"
+                                       rf"Delete {w / wd.BACKUP} to train again from epoch 0"):
+    trainer.train(_config(run), str(w), verbose=0)
+  assert (w / trainer.HISTORY).read_text() == before  # nothing trained, nothing rewritten
+
+
 def test_checkpoints_without_a_config(run, tmp_path):
   w = tmp_path / "w"
   w.mkdir()

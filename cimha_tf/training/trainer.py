@@ -8,6 +8,8 @@ count in WORKDIR/backup after every epoch and is never deleted, so starting agai
 same workdir continues where the last finished epoch left off (after a crash or a kill
 mid-epoch the unfinished epoch is redone) and runs the same total number of epochs; a
 finished run started again does nothing, and a larger --config.train.epochs extends it.
+A backup left unreadable (a kill while Keras wrote it) stops the run before any step with
+the file named and the way out (checks.check_backup).
 """
 
 import json
