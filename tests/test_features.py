@@ -117,8 +117,11 @@ def test_load_feature_file(tmp_path):
   np.testing.assert_array_equal(fl.load_feature_file(str(tmp_path / "other.npz")), a)  # single key
   np.testing.assert_array_equal(fl.load_feature_file(str(tmp_path / "x.h5"), "vid_a"), a)
   np.testing.assert_array_equal(fl.load_feature_file(str(tmp_path / "x.h5"), "vid_b"), a * 2)
-  with pytest.raises(ValueError, match="holds 2 entries"):
+  with pytest.raises(ValueError, match=r"holds 2 entries \(vid_a, vid_b\); pass the video id "
+                                       r"as key \(--feature_key"):
     fl.load_feature_file(str(tmp_path / "x.h5"))
+  with pytest.raises(fl.FeatureError, match=r"x.h5: no entry 'vid_c' \(it holds 2, e.g. vid_a"):
+    fl.load_feature_file(str(tmp_path / "x.h5"), "vid_c")
   with pytest.raises(fl.FeatureError, match="no key 'nope'"):
     fl.load_feature_file(str(tmp_path / "x.npz"), "nope")
   with pytest.raises(FileNotFoundError, match="missing.npy"):

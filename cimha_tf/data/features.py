@@ -121,10 +121,13 @@ def load_feature_file(path, key=None):
       keys = list(f.keys())
       if key is None:
         if len(keys) != 1:
-          raise ValueError(f"{path}: holds {len(keys)} entries; pass the video id as key")
+          shown = ", ".join(keys[:5]) + (", ..." if len(keys) > 5 else "")
+          raise ValueError(f"{path}: holds {len(keys)} entries ({shown}); pass the video id as "
+                           "key (--feature_key in predict and the serving clients)")
         key = keys[0]
       if key not in f:
-        raise FeatureError("missing_video", f"{path}: no entry {key!r}")
+        raise FeatureError("missing_video", f"{path}: no entry {key!r} (it holds {len(keys)}, "
+                           f"e.g. {', '.join(keys[:5])})")
       array = _h5_entry(f, key, f"{path}[{key}]")
   else:
     raise ValueError(f"{path}: unknown feature file type; expected .npy, .npz or .h5/.hdf5")
