@@ -1,5 +1,5 @@
-"""Where a training step's time goes: the TF profiler over whole steps, summed per op type
-and per model block.
+"""Where a training step's (or, with --mode=inference, a batch's forward pass's) time goes:
+the TF profiler over whole steps, summed per op type and per model block.
 
 Traces --steps training steps (Keras's own step, batch 100 at the paper shapes) with
 tf.profiler, reads the host plane of the .xplane.pb it writes, and sums the duration of
@@ -9,6 +9,11 @@ forward and "gradient" separately). Two inter-op threads run ops side by side, s
 time per step exceeds wall time; the shares are what to read.
 
   python -m bench.profile_step [--quick] [--steps=2] [--output=bench/results/profile_step.json]
+  python -m bench.profile_step --mode=inference --steps=5 --output=bench/results/profile_inference.json
+  (bench.run_all's figure "profile_inference")
+
+--mode=inference traces the Keras model under tf.function, training=False, as
+bench.inference's "keras" engine times it (batch 100).
 """
 
 import collections
@@ -26,6 +31,8 @@ from bench import models
 
 STEPS = flags.DEFINE_integer("steps", 2, "training steps to trace")
 TOP = flags.DEFINE_integer("top", 25, "op types / blocks to keep in the JSON")
+MODE = flags.DEFINE_enum("mode", "train", ["train", "inference"],
+                         "train: Keras's training step; inference: the forward pass")
 
 
 def block_of(op_name):
@@ -75,13 +82,18 @@ def main(argv):
   compile_model(model, cfg, 1e-4)
   x, y = common.synthetic_batch(s["batch_size"], s["max_video_len"], s["max_query_len"],
                                 s["feature_dim"], s["vocab_size"])
+  if MODE.value == "train":
+    step = lambda: model.train_on_batch(x, y)
+  else:
+    forward = tf.function(lambda x: model(x, training=False))
+    step = lambda: {k: v.numpy() for k, v in forward(x).items()}
   for _ in range(common.train_warmup()):
-    model.train_on_batch(x, y)
+    step()
   logdir = tempfile.mkdtemp(prefix="cimha_profile_")
   tf.profiler.experimental.start(logdir)
   t0 = time.perf_counter()
   for _ in range(STEPS.value):
-    model.train_on_batch(x, y)
+    step()
   wall = (time.perf_counter() - t0) / STEPS.value
   tf.profiler.experimental.stop()
   try:
@@ -100,9 +112,11 @@ def main(argv):
   }
   for k, v in by_type.most_common(10):
     print(f"{1e3 * v:9.1f} ms {v / total:6.1%} {calls[k]:6d} calls  {k}")
-  notes = [f"batch {s['batch_size']}, {STEPS.value} steps traced after warm-up; op time summed "
-           "over the inter-op threads (runs in parallel, so > wall time)"]
-  common.report("profile_step", results, notes, extra={"shapes": s})
+  what = "training steps" if MODE.value == "train" else "forward passes (training=False)"
+  notes = [f"batch {s['batch_size']}, {STEPS.value} {what} traced after warm-up; op time "
+           "summed over the inter-op threads (runs in parallel, so > wall time)"]
+  figure = "profile_step" if MODE.value == "train" else "profile_inference"
+  common.report(figure, results, notes, extra={"shapes": s, "mode": MODE.value})
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ from absl import flags
 from bench import common
 
 FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-           "profile_layers", "profile_step", "profile_tflite", "dropout", "peers")
+           "profile_layers", "profile_step", "profile_inference", "profile_tflite", "dropout",
+           "peers")
+# Figures that are another figure's module run with some flags set.
+_VARIANTS = {"profile_inference": ("profile_step", {"mode": "inference", "steps": 5})}
 OUTPUT_DIR = flags.DEFINE_string("output_dir", "bench/results", "folder for NAME.json")
 ONLY = flags.DEFINE_list("figures", None, f"subset of {FIGURES}")
 
@@ -32,10 +35,18 @@ def main(argv):
       print("[run_all] peers: skipped, PyTorch is not installed "
             "(pip install torch==2.13.0)", flush=True)
       continue
-    module = importlib.import_module(f"bench.{name}")
+    module_name, settings = _VARIANTS.get(name, (name, {}))
+    module = importlib.import_module(f"bench.{module_name}")
     flags.FLAGS.output = os.path.join(OUTPUT_DIR.value, f"{name}.json")
+    saved = {k: flags.FLAGS[k].value for k in settings}
+    for k, v in settings.items():
+      flags.FLAGS[k].value = v
     t0, c0 = time.perf_counter(), time.process_time()
-    module.main(argv)
+    try:
+      module.main(argv)
+    finally:
+      for k, v in saved.items():
+        flags.FLAGS[k].value = v
     # CPU seconds too: on the shared machine wall time mostly measures the neighbours
     print(f"[run_all] {name}: {time.perf_counter() - t0:.1f} s wall, "
           f"{time.process_time() - c0:.1f} s CPU", flush=True)

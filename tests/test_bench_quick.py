@@ -116,7 +116,8 @@ def test_op_flops_counts_matmul_batchmatmul_and_einsum():
 
 
 EXPECTED_FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-                    "profile_layers", "profile_step", "profile_tflite", "dropout")
+                    "profile_layers", "profile_step", "profile_inference", "profile_tflite",
+                    "dropout")
 
 
 # Issue 7: CI runs every benchmark's quick mode, to keep the scripts working. ~1.5-2 min
@@ -160,6 +161,10 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   assert prof["op_s_per_step"] > 0 and prof["wall_s_per_step"] > 0
   assert sum(v["share"] for v in prof["by_op_type"].values()) <= 1 + 1e-9
   assert any(k.startswith("gradient: ") for k in prof["by_block"])
+  inf = docs["profile_inference"]  # the forward pass alone: no gradient, no optimizer
+  assert inf["op_s_per_step"] > 0 and sum(v["share"] for v in inf["by_block"].values()) <= 1 + 1e-9
+  assert all(k.startswith("forward: ") for k in inf["by_block"])
+  assert any("lstm" in k for k in inf["by_block"])
   lite = docs["profile_tflite"]
   for form in ("float32", "int8"):
     summary = lite[f"summary {form}"]
