@@ -140,3 +140,14 @@ def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):
   assert "Traceback" not in proc.stderr
   assert (f"FATAL: FeatureError: {tmp_path / 'narrow.npy'}: feature dimension 7, expected "
           f"{VIDEO_DIM} (the model's video_features input") in proc.stderr
+
+
+def test_graph_check_messages_are_cut_to_their_readable_part():
+  from cimha_tf.deploy.predictor import _assertion
+  numerics = ("Graph execution error:\n\nDetected at node VerifyFinite/CheckNumerics defined at "
+              "(most recent call last):\n<stack traces unavailable>\nvideo_features: NaN or inf "
+              "at a valid step : Tensor had NaN values\n\t [[{{node VerifyFinite/CheckNumerics}}]]")
+  assert _assertion(numerics) == "video_features: NaN or inf at a valid step : Tensor had NaN values"
+  assertion = ("Graph execution error:\n\nassertion failed: [video_length: must be <= N] "
+               "[Condition x <= y did not hold element-wise:] [x (video_length:0) = ] [11]")
+  assert _assertion(assertion) == "video_length: must be <= N"

@@ -16,9 +16,15 @@ def _windows(start_s, end_s, scores, top_k):
 
 
 def _assertion(message):
-  """The readable part of a tf.debugging assertion's error: its first bracketed message."""
+  """The readable part of a graph check's error: a tf.debugging assertion's first bracketed
+  message, or the line a CheckNumerics names, without TensorFlow's node and stack lines."""
   head = message.split("assertion failed: [", 1)
-  return head[1].split("]", 1)[0].strip() if len(head) == 2 else message.strip().splitlines()[-1]
+  if len(head) == 2:
+    return head[1].split("]", 1)[0].strip()
+  skip = ("Graph execution error", "Detected at node", "<stack traces", "[[")
+  lines = [l.strip() for l in message.splitlines()]
+  lines = [l for l in lines if l and not l.startswith(skip)]
+  return lines[0] if lines else message.strip()
 
 
 def _check_query_duration(query, duration):
@@ -60,7 +66,8 @@ class SavedModelPredictor(_Base):
                            video_length=tf.constant([n], tf.int32),
                            duration=tf.constant([duration], tf.float32))
     except tf.errors.InvalidArgumentError as e:  # the signature's own input checks
-      raise ValueError(f"query {query!r}: the SavedModel refused it: {_assertion(e.message)}") from e
+      raise ValueError(f"the SavedModel refused the request (query {query!r}): "
+                       f"{_assertion(e.message)}") from e
     if top_k > self.exported_top_k:  # the graph's k is fixed at export: decode the curves
       start, end, scores = decode_spans(out["start_probs"], out["end_probs"],
                                         np.ones((1, n), np.float32), top_k)
