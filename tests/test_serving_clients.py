@@ -176,17 +176,22 @@ def _client_cli(name, *args):
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
+def _one_query_file(setup, loaded, b, path, top_k):
+  """Test query b's video saved at path (cut to its length) -> (features, query, duration,
+  the top_k windows of the signature called in process)."""
+  feats = setup["inputs"]["video_features"][b, :int(setup["inputs"]["video_mask"][b].sum())]
+  np.save(path, feats)
+  query, duration = setup["queries"][b], float(setup["duration"][b])
+  common = _load("request_common")
+  inputs = common.batch_inputs([query], [feats], [duration], MAX_VIDEO_LEN)
+  out = loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in inputs.items()})
+  return feats, query, duration, common.windows({k: v.numpy() for k, v in out.items()}, 0, top_k)
+
+
 def test_rest_client_command_line_against_a_stand_in_server(setup, loaded, tmp_path):
   """The whole command line over HTTP: feature file -> request -> server -> windows, equal
   to the windows of the same signature called in process; then the clear errors."""
-  b = 0
-  feats = setup["inputs"]["video_features"][b, :int(setup["inputs"]["video_mask"][b].sum())]
-  np.save(tmp_path / "v.npy", feats)
-  query, duration = setup["queries"][b], float(setup["duration"][b])
-  common = _load("request_common")
-  want = common.windows({k: v.numpy() for k, v in loaded.signatures["serving_default"](
-      **{k: tf.constant(v) for k, v in common.batch_inputs(
-          [query], [feats], [duration], MAX_VIDEO_LEN).items()}).items()}, 0, 3)
+  feats, query, duration, want = _one_query_file(setup, loaded, 0, tmp_path / "v.npy", 3)
   server = _stand_in_rest_server(loaded)
   try:
     address = f"127.0.0.1:{server.server_address[1]}"
@@ -234,14 +239,7 @@ def test_grpc_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
         response.outputs[k].CopyFrom(tf.make_tensor_proto(v.numpy()))
       return response
 
-  b = 1
-  feats = setup["inputs"]["video_features"][b, :int(setup["inputs"]["video_mask"][b].sum())]
-  np.save(tmp_path / "v.npy", feats)
-  query, duration = setup["queries"][b], float(setup["duration"][b])
-  common = _load("request_common")
-  want = common.windows({k: v.numpy() for k, v in loaded.signatures["serving_default"](
-      **{k: tf.constant(v) for k, v in common.batch_inputs(
-          [query], [feats], [duration], MAX_VIDEO_LEN).items()}).items()}, 0, 4)
+  feats, query, duration, want = _one_query_file(setup, loaded, 1, tmp_path / "v.npy", 4)
   server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
   prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(Service(), server)
   port = server.add_insecure_port("127.0.0.1:0")
