@@ -122,6 +122,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
       keras.callbacks.BackupAndRestore(wd.path(out, wd.BACKUP), delete_checkpoint=False),
       *extra_callbacks,
   ]
-  history = model.fit(dataset, epochs=int(config.train.epochs),
+  # shuffle=False: the pipeline shuffles (seeded); Keras would only warn that it ignores it.
+  history = model.fit(dataset, epochs=int(config.train.epochs), shuffle=False,
                       steps_per_epoch=steps_per_epoch(config, meta), callbacks=cbs, verbose=verbose)
   return model, history
