@@ -211,6 +211,7 @@ def test_rest_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
     assert "INVALID_ARGUMENT" in r.stderr
   finally:
     server.shutdown()
+    server.server_close()  # else the port still accepts, and the client waits its timeout
   r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'v.npy'}",
                   "--query=a door", "--duration=9")  # the server is gone
   assert r.returncode == 1 and "Traceback" not in r.stderr
