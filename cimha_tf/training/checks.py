@@ -22,7 +22,7 @@ def check_data(config, meta, splits):
   for split in splits:
     if split not in available:
       raise ValueError(f"{data_dir}/metadata.json has no split {split!r} (has {sorted(available)}); "
-                       "set --config.data.train_split/val_split/test_split")
+                       "set --config.data.train_split/val_split/test_split (evaluate: --split)")
     if int(available[split].get("queries", 0)) <= 0:
       raise ValueError(f"{data_dir}: split {split!r} is empty (0 queries kept; see its read/dropped "
                        "counts in metadata.json)")
