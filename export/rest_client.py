@@ -53,7 +53,7 @@ def predict(server, payload, model=request_common.MODEL_NAME, timeout=30):
       return parse_response(json.load(resp))
   except urllib.error.HTTPError as e:  # INVALID_ARGUMENT comes back as HTTP 400 + message
     raise RuntimeError(f"{url}: HTTP {e.code}: {e.read().decode(errors='replace')}") from e
-  except (urllib.error.URLError, OSError) as e:
+  except OSError as e:  # URLError (refused, unknown host) is one; so is a socket timeout
     reason = getattr(e, "reason", e)
     raise RuntimeError(f"{url}: cannot reach TF Serving ({reason}); is the model server "
                        "running with its REST port published (export/README.md)?") from e

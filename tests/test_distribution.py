@@ -108,5 +108,5 @@ def test_two_workers_train_and_agree_on_the_weights(prepared, tmp_path):
   # Both workers log the global epoch metrics, though each trained on its own shard.
   history = [(w / "history.csv").read_text(), (w / "worker_1" / "history.csv").read_text()]
   assert history[0] == history[1] and "loss" in history[0].splitlines()[0]
-  assert json.load(open(w / wd.BACKUP / "training_metadata.json"))["epoch"] == 1
-  assert json.load(open(w / "worker_1" / wd.BACKUP / "training_metadata.json"))["epoch"] == 1
+  assert json.load(open(w / wd.BACKUP / wd.BACKUP_STATE))["epoch"] == 1
+  assert json.load(open(w / "worker_1" / wd.BACKUP / wd.BACKUP_STATE))["epoch"] == 1

@@ -24,7 +24,7 @@ def _epochs(workdir):
 
 
 def _backup_epoch(workdir):
-  path = os.path.join(workdir, wd.BACKUP, "training_metadata.json")
+  path = os.path.join(workdir, wd.BACKUP, wd.BACKUP_STATE)
   try:
     with open(path) as f:
       return json.load(f)["epoch"]

@@ -36,7 +36,7 @@ def test_workdir_holds_config_vocab_meta_and_checkpoints(run):
   assert saved == expected
   assert json.load(open(wd.path(w, wd.VOCAB))) == json.load(open(os.path.join(prepared, "vocab.json")))
   assert json.load(open(wd.path(w, wd.DATA_META))) == json.load(open(os.path.join(prepared, "metadata.json")))
-  assert json.load(open(os.path.join(w, wd.BACKUP, "training_metadata.json")))["epoch"] == 2
+  assert json.load(open(os.path.join(w, wd.BACKUP, wd.BACKUP_STATE)))["epoch"] == 2
   for which in ("best", "last"):
     model = wd.load_model(wd.checkpoint_path(w, which))
     assert model.input["video_features"].shape[-1] == 8
@@ -147,7 +147,7 @@ def test_truncated_resume_backup(run, tmp_path, damage):
   out, before any training (Keras would raise an h5py / JSON traceback)."""
   w = tmp_path / "w"
   shutil.copytree(run["workdir"], w)
-  name = "latest.weights.h5" if damage == "weights" else "training_metadata.json"
+  name = wd.BACKUP_WEIGHTS if damage == "weights" else wd.BACKUP_STATE
   path = w / wd.BACKUP / name
   assert path.exists()
   path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])

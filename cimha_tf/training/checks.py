@@ -85,8 +85,8 @@ def check_backup(workdir):
   writing it leaves a truncated file, which Keras would meet with an h5py traceback."""
   import h5py
   backup = wd.path(workdir, wd.BACKUP)
-  weights = os.path.join(backup, "latest.weights.h5")
-  state = os.path.join(backup, "training_metadata.json")
+  weights = os.path.join(backup, wd.BACKUP_WEIGHTS)
+  state = os.path.join(backup, wd.BACKUP_STATE)
   problem = None
   if os.path.exists(weights):
     try:
