@@ -240,11 +240,10 @@ def _unclip_fused_lstms(flatbuffer):
 
 def convert(model, max_video_len, max_query_len, quantize="none", lstm="fused", batch_size=1,
             runtime_kernels=True, free_length=None):
-  """Keras model -> .tflite bytes with fixed input shapes:
-  video_features float32 (batch, max_video_len, Dv), video_mask float32 (batch,
-  max_video_len), query_tokens int32 (batch, max_query_len) -> the three (batch, N) curves.
-  free_length (default: with fused LSTMs): the video's time axis is free up to
-  max_video_len (module docstring). Raises ValueError when the result would need anything
+  """Keras model -> .tflite bytes: video_features float32 (batch, N, Dv), video_mask
+  float32 (batch, N), query_tokens int32 (batch, max_query_len) -> the three (batch, N)
+  curves. N is max_video_len, or with free_length (default: with fused LSTMs) any length up
+  to it, max_video_len until a runner resizes (module docstring). Raises ValueError when the result would need anything
   but TFLite built-in ops."""
   return convert_many(model, max_video_len, max_query_len, (quantize,), lstm, batch_size,
                       runtime_kernels, free_length)[quantize]
