@@ -351,3 +351,44 @@ def test_auto_sharding_splits_queries_across_workers(prepared, monkeypatch, tmp_
     assert sorted(seen) == sorted(want)
   else:
     assert len(seen) == len(want) and set(seen) <= set(want)
+
+
+# Stateful ops that tf.data's determinism rewrite (grappler's make_deterministic) lets run
+# in parallel; If/While/calls are looked into rather than counted.
+_PARALLEL_SAFE_STATEFUL = {"TFRecordDataset", "TensorSliceDataset", "RangeDataset",
+                           "FixedLengthRecordDataset", "TextLineDataset",
+                           "If", "While", "StatefulPartitionedCall"}
+
+
+def _stateful_ops_in_functions(ds):
+  from tensorflow.python.framework import op_def_registry
+  graph = tf.compat.v1.GraphDef.FromString(ds._as_serialized_graph().numpy())
+  ops = {n.op for f in graph.library.function for n in f.node_def}
+  return {op for op in ops if op_def_registry.get(op).is_stateful} - _PARALLEL_SAFE_STATEFUL
+
+
+@pytest.mark.parametrize("cache_bytes,bucket_width", [(0, 0), (pipeline.DEFAULT_CACHE_BYTES, 4)])
+def test_pipelines_stay_parallel_under_op_determinism(prepared, cache_bytes, bucket_width):
+  # Any other stateful op in a dataset function (an Assert, Dataset.from_tensors' TensorDataset)
+  # makes tf.data turn every parallel map and batch, and the prefetch, sequential once
+  # train.deterministic enables op determinism (a NodeDef error line says so).
+  _, out, _ = prepared
+  train = pipeline.train_dataset(out, "train", 2, seed=0, deterministic=True,
+                                 cache_bytes=cache_bytes, bucket_width=bucket_width)
+  assert _stateful_ops_in_functions(train) == set()
+  assert _stateful_ops_in_functions(pipeline.eval_dataset(out, "test", 2, bucket_width)) == set()
+
+
+def test_parse_video_rejects_token_lengths_that_do_not_fit_the_ids():
+  from cimha_tf.data import tfrecords
+  entries = [tfrecords.QueryEntry(1, 10.0, [3, 4, 5], 0, 1, np.array([[0, 1]])),
+             tfrecords.QueryEntry(2, 10.0, [6], 1, 2, np.array([[1, 2]]))]
+  good = tfrecords.encode_video("v", np.ones((3, D), np.float32), entries)
+  parse = lambda s: tfrecords.parse_video(s, D, N, L)  # noqa: E731
+  np.testing.assert_array_equal(parse(good)["query_tokens"].numpy(),
+                                [[3, 4, 5, 0, 0], [6, 0, 0, 0, 0]])
+  for lengths in ([3, 2], [2, 1], [5, -1]):  # too many, too few, a negative one summing right
+    ex = tf.train.Example.FromString(good)
+    ex.features.feature["token_lengths"].int64_list.value[:] = lengths
+    with pytest.raises(tf.errors.InvalidArgumentError):
+      parse(ex.SerializeToString())

@@ -142,6 +142,20 @@ _SPEC = {
 }
 
 
+def _padded_tokens(token_ids, token_lengths, max_query_len):
+  """(Q, max_query_len) int32 from the concatenated ids and each query's length.
+
+  The same checks as RaggedTensor.from_row_lengths' (lengths >= 0, summing to the number
+  of ids), but as reshapes, whose mismatch is a kernel error: the ragged factory's checks
+  are Assert ops, which are stateful, and under op determinism (train.deterministic)
+  tf.data then runs the whole parse map on one thread and logs a NodeDef error for it.
+  """
+  ids = tf.reshape(token_ids, [tf.reduce_sum(token_lengths)])
+  ids = tf.reshape(ids, [tf.reduce_sum(tf.abs(token_lengths))])  # fails on a negative length
+  tokens = tf.RaggedTensor.from_row_lengths(ids, token_lengths, validate=False)
+  return tf.cast(tokens.to_tensor(0, shape=[None, max_query_len]), tf.int32)
+
+
 def parse_video(serialized, feature_dim, max_video_len, max_query_len, feature_dtype="float32"):
   """One serialised video -> dict of tensors (N = max_video_len, L = max_query_len, Q queries):
 
@@ -161,8 +175,7 @@ def parse_video(serialized, feature_dim, max_video_len, max_query_len, feature_d
   valid = t < n
   num_queries = tf.shape(ex["qid"])[0]
 
-  tokens = tf.RaggedTensor.from_row_lengths(ex["token_ids"], ex["token_lengths"])
-  tokens = tf.cast(tokens.to_tensor(0, shape=[None, max_query_len]), tf.int32)
+  tokens = _padded_tokens(ex["token_ids"], ex["token_lengths"], max_query_len)
 
   windows = tf.reshape(tf.cast(ex["window_steps"], tf.int32), [-1, 2])
   owner = tf.repeat(tf.range(num_queries), tf.cast(ex["num_windows"], tf.int32))
@@ -190,14 +203,16 @@ PER_VIDEO = ("video_features", "video_mask", "num_steps", "vid")
 def unroll(video):
   """Per-video dict from `parse_video` -> Dataset of (video part, query part) per query.
 
-  The video part is the same tensor for all of the video's queries (Dataset.from_tensors
-  .repeat shares the buffer), so unrolling and shuffle buffers hold references, not copies:
+  The video part is the same tensor for all of the video's queries (captured by the map,
+  which shares the buffer), so unrolling and shuffle buffers hold references, not copies:
   the features are copied once, when batched. `merge` joins the parts afterwards.
+  Not Dataset.from_tensors(...).repeat(): TensorDataset is a stateful op that tf.data's
+  determinism rewrite does not trust, and under op determinism (train.deterministic) it
+  would then run every parallel map, batch and prefetch of the pipeline sequentially.
   """
-  q = tf.shape(video["qid"])[0]
-  whole = tf.data.Dataset.from_tensors({k: video[k] for k in PER_VIDEO}).repeat(tf.cast(q, tf.int64))
+  whole = {k: video[k] for k in PER_VIDEO}
   parts = tf.data.Dataset.from_tensor_slices({k: v for k, v in video.items() if k not in PER_VIDEO})
-  return tf.data.Dataset.zip((whole, parts))
+  return parts.map(lambda part: (whole, part))
 
 
 def merge(video_part, query_part):
