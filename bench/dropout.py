@@ -69,7 +69,7 @@ def whole_step(s):
   for system in SYSTEMS:
     model, cfg = models.build(s, dropout=system)
     compile_model(model, cfg, 1e-4)
-    model.fit(ds, steps_per_epoch=common.train_warmup(), epochs=1, verbose=0)
+    model.fit(ds, steps_per_epoch=common.train_warmup(), epochs=1, verbose=0, shuffle=False)
     runs[system] = model
   times = {system: {"train": []} for system in SYSTEMS}
   for r in range(common.reps()):

@@ -1,7 +1,9 @@
 """The model under benchmark: cimha_tf.model at the benchmark shapes, LSTM form switchable.
 
 lstm: "keras" | "unrolled" (cimha_tf.model's two implementations) | "fused" (the
-BlockLSTM prototype in bench/fused_lstm.py, same weights). Embeddings are a fixed random
+BlockLSTM prototype in bench/fused_lstm.py, same weights) | "dense" (not the model: every
+LSTM direction a Dense of its width, so each step's output sees only its own input; the
+ceiling that any faster LSTM could reach, bench/lstm_ceiling.py). Embeddings are a fixed random
 GloVe-shaped matrix, frozen as in the real configs (train_embeddings=False).
 """
 
@@ -9,7 +11,7 @@ import contextlib
 
 import numpy as np
 
-LSTMS = ("keras", "unrolled", "fused")
+LSTMS = ("keras", "unrolled", "fused", "dense")
 
 
 def model_config(s):
@@ -25,6 +27,18 @@ def model_config(s):
     c.mlp_width = s["width"]
     c.embedding_dim = 8
   return c
+
+
+@contextlib.contextmanager
+def _lstms_as_dense():
+  import keras
+  from cimha_tf.model import bilstm
+  original = bilstm.make_lstm
+  bilstm.make_lstm = lambda units, implementation, name: keras.layers.Dense(units, name=name)
+  try:
+    yield
+  finally:
+    bilstm.make_lstm = original
 
 
 def build(s, lstm="keras", seed=0, dropout="ours"):
@@ -50,6 +64,8 @@ def build(s, lstm="keras", seed=0, dropout="ours"):
   if lstm == "fused":
     from bench.fused_lstm import model_uses_fused_lstm
     ctx = model_uses_fused_lstm()
+  elif lstm == "dense":
+    ctx = _lstms_as_dense()
   with ctx:
     model = build_model(c, s["feature_dim"], s["vocab_size"], embeddings=emb)
   if dropout == "keras":

@@ -16,7 +16,7 @@ from bench import common
 
 FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
            "profile_layers", "profile_step", "profile_inference", "profile_tflite", "dropout",
-           "peers")
+           "lstm_ceiling", "peers")
 # Figures that are another figure's module run with some flags set.
 _VARIANTS = {"profile_inference": ("profile_step", {"mode": "inference", "steps": 5})}
 OUTPUT_DIR = flags.DEFINE_string("output_dir", "bench/results", "folder for NAME.json")

@@ -63,7 +63,7 @@ def measure(s, batch_size, lstm, jit, spe):
   ds = tf.data.Dataset.from_tensors((x, y)).repeat()
   n_warm, n_reps = common.train_warmup(), common.reps()
   timer = _Timer()
-  model.fit(ds, steps_per_epoch=spe * (n_warm + n_reps), epochs=1, verbose=0,
+  model.fit(ds, steps_per_epoch=spe * (n_warm + n_reps), epochs=1, verbose=0, shuffle=False,
             callbacks=[timer])
   gaps = [b - a for a, b in zip(timer.marks, timer.marks[1:])]
   first = gaps[0]  # trace/compile + first execution
@@ -79,7 +79,8 @@ def time_steps(model, ds, spe=1, n=_PER_ROUND):
   # Timed between on_train_batch_end marks inside one fit: fit's own start-up (epoch
   # iterator, callbacks: ~0.5 s at batch 100) is not a training step.
   timer = _Timer()
-  model.fit(ds, steps_per_epoch=spe * (n + 1), epochs=1, verbose=0, callbacks=[timer])
+  model.fit(ds, steps_per_epoch=spe * (n + 1), epochs=1, verbose=0, shuffle=False,
+            callbacks=[timer])
   marks = timer.marks[1:]
   return [(b - a) / spe for a, b in zip(marks, marks[1:])]
 
@@ -104,7 +105,7 @@ def measure_interleaved(s, batch_size, variants):
     model, cfg = models.build(s, lstm)
     compile_model(model, cfg, 1e-4, jit_compile=jit, steps_per_execution=spe)
     t0 = time.perf_counter()
-    model.fit(ds, steps_per_epoch=spe * common.train_warmup(), epochs=1, verbose=0)
+    model.fit(ds, steps_per_epoch=spe * common.train_warmup(), epochs=1, verbose=0, shuffle=False)
     runs[name] = (model, spe, time.perf_counter() - t0, [], lstm, jit)
   for _ in range(common.reps()):
     for name, (model, spe, _, times, _, _) in runs.items():
@@ -130,7 +131,7 @@ def measure_buckets(s, batch_size, bucket_widths, num_batches):
     t0 = time.perf_counter()
     # Every width executes once before timing (a new shape's first run is slower).
     model.fit(cycle.repeat(), steps_per_epoch=num_batches + common.train_warmup(), epochs=1,
-              verbose=0)
+              verbose=0, shuffle=False)
     runs[name] = (model, cycle, widths, time.perf_counter() - t0, [])
   for _ in range(common.reps()):
     for name, (model, cycle, _, _, times) in runs.items():

@@ -117,7 +117,7 @@ def test_op_flops_counts_matmul_batchmatmul_and_einsum():
 
 EXPECTED_FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
                     "profile_layers", "profile_step", "profile_inference", "profile_tflite",
-                    "dropout")
+                    "dropout", "lstm_ceiling")
 
 
 # Issue 7: CI runs every benchmark's quick mode, to keep the scripts working. ~1.5-2 min
@@ -175,6 +175,11 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   train = drop["training_samples_per_s"]
   assert train["ours"]["median"] > 0 and train["keras"]["median"] > 0
   assert train["ours_over_keras_by_round"]["rounds"] == 2
+  ceiling = docs["lstm_ceiling"]
+  for task in ("train", "inference"):
+    assert ceiling["dense"][task]["median"] > 0 and ceiling["keras"][task]["median"] > 0
+    assert ceiling["dense_over_keras_by_round"][task]["rounds"] == 2
+  assert ceiling["parameters"]["dense"] < ceiling["parameters"]["keras"]  # no recurrent kernels
   # peers.json (PyTorch installed) is checked by tests/test_bench_peers.py
 
 
@@ -195,6 +200,23 @@ def test_bench_model_with_keras_dropout_is_the_same_model():
     np.testing.assert_array_equal(a[k], b[k])
   with pytest.raises(ValueError, match="dropout="):
     models.build(s, dropout="none")
+
+
+def test_bench_model_with_dense_lstms_has_no_recurrence_left():
+  import keras
+  from bench import common, models
+  s = dict(common.QUICK_SHAPES)
+  lstm_layers = lambda m: [l for l in m._flatten_layers(include_self=False, recursive=True)  # noqa: E731
+                           if l.name in ("forward", "backward")]
+  plain, _ = models.build(s)
+  dense, _ = models.build(s, lstm="dense")
+  assert [type(l) for l in lstm_layers(plain)] == [keras.layers.LSTM] * 6
+  assert [type(l) for l in lstm_layers(dense)] == [keras.layers.Dense] * 6
+  x, _ = common.synthetic_batch(2, s["max_video_len"], s["max_query_len"], s["feature_dim"],
+                                s["vocab_size"])
+  out = dense(x, training=False)  # the same outputs' shapes: a drop-in stand-in
+  assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in plain(x, training=False).items()}
+  assert [type(l) for l in lstm_layers(models.build(s)[0])] == [keras.layers.LSTM] * 6  # undone
 
 
 def test_profile_step_names_the_block_of_an_op():

@@ -45,7 +45,7 @@ def test_fit_overfits_planted_moments_and_decodes_them():
   x, y = planted_batch()
   ds = tf.data.Dataset.from_tensors((x, y)).repeat()
   first = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
-  model.fit(ds, steps_per_epoch=250, epochs=1, verbose=0)
+  model.fit(ds, steps_per_epoch=250, epochs=1, verbose=0, shuffle=False)
   last = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
   assert last < 0.1 * first, (first, last)
   out = model.predict(x, verbose=0)
@@ -71,7 +71,7 @@ def test_compiled_model_traces_its_train_step_once(variant):
   step = model.train_step
   model.train_step = lambda data: traces.append(1) or step(data)
   x, y = planted_batch()
-  model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), steps_per_epoch=3, verbose=0)
+  model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), steps_per_epoch=3, verbose=0, shuffle=False)
   assert len(traces) == 1
 
 
@@ -114,7 +114,7 @@ def test_varying_time_axis_traces_the_train_step_once():
       lambda a: tf.TensorSpec((None,) * a.ndim if a.dtype == np.float32 else (None,) + a.shape[1:],
                               a.dtype), batches[0])
   ds = tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=spec)
-  h = model.fit(ds, epochs=1, verbose=0)
+  h = model.fit(ds, epochs=1, verbose=0, shuffle=False)
   assert len(traces) == 1 and np.isfinite(h.history["loss"][0])
 
 
@@ -138,7 +138,7 @@ _DISTRIBUTED = textwrap.dedent("""
       model = M.build_model(c, 6, 10)
       M.compile_model(model, c, optimizer=keras.optimizers.SGD(0.1), jit_compile=False)
     ds = tf.data.Dataset.from_tensors((x, y))
-    h = model.fit(ds, epochs=1, verbose=0)
+    h = model.fit(ds, epochs=1, verbose=0, shuffle=False)
     weights.append((h.history["loss"][0], model.get_weights()))
   (l1, w1), (l2, w2) = weights
   assert abs(l1 - l2) < 1e-5 * max(1, abs(l1)), (l1, l2)
