@@ -11,7 +11,11 @@ configs' length buckets (data.bucket_width). The consumption is the model's defa
 training step on max_video_len batches; length buckets make the step up to ~1.5x faster
 (figure 1), which the bucketed regimes' margin must cover.
 
-  python -m bench.input_pipeline [--quick] [--output=bench/results/input_pipeline.json]
+--deterministic reads the pipeline as the training binary does by default
+(train.deterministic): op determinism on and a fixed order. Op determinism is for the
+whole process, so run_all leaves it off.
+
+  python -m bench.input_pipeline [--quick] [--deterministic] [--output=bench/results/input_pipeline.json]
 """
 
 import os
@@ -24,6 +28,8 @@ from absl import flags
 from bench import common
 
 VIDEOS = flags.DEFINE_integer("videos", None, "synthetic videos (default 120, 6 with --quick)")
+DETERMINISTIC = flags.DEFINE_bool(
+    "deterministic", False, "op determinism on and a fixed order, as cimha_tf.train by default")
 
 
 def make_prepared(tmp, s):
@@ -42,7 +48,8 @@ def make_prepared(tmp, s):
 def pipeline_rate(data_dir, batch, cache_bytes, n_batches, bucket_width=0):
   from cimha_tf.data import pipeline
   ds = pipeline.train_dataset(data_dir, "train", batch, repeat=True, drop_remainder=True,
-                              seed=0, cache_bytes=cache_bytes, bucket_width=bucket_width)
+                              seed=0, cache_bytes=cache_bytes, bucket_width=bucket_width,
+                              deterministic=DETERMINISTIC.value)
   it = iter(ds)
   t0 = time.perf_counter()
   next(it)
@@ -70,6 +77,11 @@ def main(argv):
   s = common.shapes()
   batch = s["batch_size"]
   results, notes = {}, []
+  if DETERMINISTIC.value:
+    import tensorflow as tf
+    tf.config.experimental.enable_op_determinism()
+    notes.append("--deterministic: op determinism on, train_dataset(deterministic=True), "
+                 "as cimha_tf.train with train.deterministic (its default)")
   with tempfile.TemporaryDirectory() as tmp:
     t0 = time.perf_counter()
     data_dir, meta = make_prepared(tmp, s)
