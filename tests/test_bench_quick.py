@@ -137,10 +137,14 @@ def test_quick_halves_cover_every_figure_once():
 def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", KERAS_BACKEND="tensorflow",
              CUDA_VISIBLE_DEVICES="")
-  runs = [subprocess.Popen([sys.executable, "-m", "bench.run_all", "--quick",
-                            f"--output_dir={tmp_path}", "--figures=" + ",".join(half)],
-                           cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True) for half in _QUICK_HALVES]
+  commands = [["bench.run_all", "--quick", f"--output_dir={tmp_path}",
+               "--figures=" + ",".join(half)] for half in _QUICK_HALVES]
+  # Figure 3 as the training binary reads it (op determinism: a whole-process setting).
+  commands.append(["bench.input_pipeline", "--quick", "--deterministic",
+                   f"--output={tmp_path / 'input_pipeline_deterministic.json'}"])
+  runs = [subprocess.Popen([sys.executable, "-m", *command], cwd=REPO, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+          for command in commands]
   errors = [run.communicate(timeout=3000)[1] for run in runs]
   for run, err in zip(runs, errors):
     assert run.returncode == 0, err[-3000:]
@@ -164,6 +168,10 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   for k in ("pipeline_cached", "pipeline_uncached", "pipeline_cached_buckets8",
             "pipeline_uncached_buckets8"):
     assert docs["input_pipeline"][k]["ratio_to_training"] > 0
+  with open(tmp_path / "input_pipeline_deterministic.json") as f:
+    det = json.load(f)
+  assert any("--deterministic" in note for note in det["notes"])
+  assert det["results"]["pipeline_uncached"]["ratio_to_training"] > 0
   assert {"import_only", "inference_keras"} <= set(docs["memory"])
   assert all(v["peak_rss_mb"] > 0 for v in docs["memory"].values())
   fl = docs["flops"]
