@@ -15,8 +15,6 @@ No XLA kernel (jit_compile=True fails), no TFLite builtin (Flex only): for TFLit
 switch to "unrolled"/"keras" with with_lstm_implementation, weights are the same.
 """
 
-import contextlib
-
 import keras
 import tensorflow as tf
 
@@ -66,14 +64,8 @@ class FusedLSTM(keras.layers.Layer):
     return {**super().get_config(), "units": self.units}
 
 
-@contextlib.contextmanager
 def model_uses_fused_lstm():
   """Inside: cimha_tf.model builds every Bi-LSTM direction as FusedLSTM (benchmarks only;
   the config still says "keras", whose weights are the same)."""
-  from cimha_tf.model import bilstm
-  original = bilstm.make_lstm
-  bilstm.make_lstm = lambda units, implementation, name: FusedLSTM(units, name=name)
-  try:
-    yield
-  finally:
-    bilstm.make_lstm = original
+  from bench.models import lstm_directions_built_by
+  return lstm_directions_built_by(lambda units, name: FusedLSTM(units, name=name))

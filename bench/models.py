@@ -30,11 +30,12 @@ def model_config(s):
 
 
 @contextlib.contextmanager
-def _lstms_as_dense():
-  import keras
+def lstm_directions_built_by(factory):
+  """Inside: cimha_tf.model builds every Bi-LSTM direction as factory(units, name)
+  (benchmarks only; the config still names its own implementation)."""
   from cimha_tf.model import bilstm
   original = bilstm.make_lstm
-  bilstm.make_lstm = lambda units, implementation, name: keras.layers.Dense(units, name=name)
+  bilstm.make_lstm = lambda units, implementation, name: factory(units, name)
   try:
     yield
   finally:
@@ -65,7 +66,7 @@ def build(s, lstm="keras", seed=0, dropout="ours"):
     from bench.fused_lstm import model_uses_fused_lstm
     ctx = model_uses_fused_lstm()
   elif lstm == "dense":
-    ctx = _lstms_as_dense()
+    ctx = lstm_directions_built_by(lambda units, name: keras.layers.Dense(units, name=name))
   with ctx:
     model = build_model(c, s["feature_dim"], s["vocab_size"], embeddings=emb)
   if dropout == "keras":
