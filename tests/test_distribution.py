@@ -1,6 +1,6 @@
 """tf.distribute: two logical CPU devices under MirroredStrategy match one device, and two
-worker processes under MultiWorkerMirroredStrategy train with Keras fit (through the fixes
-of cimha_tf/training/multiworker.py) and agree on the weights and the logged losses.
+worker processes under MultiWorkerMirroredStrategy train with Keras fit (through
+cimha_tf/training/spec_build.py and multiworker.py) and agree on the weights and the logged losses.
 
 Each case runs in subprocesses: logical devices and collective ops are process-global."""
 

@@ -1,7 +1,9 @@
 """Training glue behind `python -m cimha_tf.train`: checks, strategy, model, callbacks, fit.
 
-Every strategy trains with Keras `model.fit` and the same callbacks; under
-MultiWorkerMirroredStrategy the model first gets the two Keras fixes of multiworker.py.
+Every strategy trains with Keras `model.fit` and the same callbacks. The model builds from
+the dataset's element_spec rather than a batch read ahead of training (spec_build.py: that
+read decided the training order by thread timing); under MultiWorkerMirroredStrategy it
+also gets the Keras fix of multiworker.py.
 
 Resume: keras.callbacks.BackupAndRestore keeps the weights, optimizer state and epoch
 count in WORKDIR/backup after every epoch and is never deleted, so starting again on the
@@ -23,6 +25,7 @@ from cimha_tf.training import callbacks as callbacks_lib
 from cimha_tf.training import checks
 from cimha_tf.training import config as config_lib
 from cimha_tf.training import multiworker
+from cimha_tf.training import spec_build
 from cimha_tf.training import strategy as strategy_lib
 from cimha_tf.training import workdir as wd
 
@@ -80,7 +83,7 @@ def build_and_compile(config, meta, strategy):
     compile_model(model, config.model, config.train.learning_rate,
                   steps_per_execution=config.train.steps_per_execution,
                   jit_compile=config.train.jit_compile)
-  return multiworker.adapt(model, strategy)
+  return multiworker.adapt(spec_build.adapt(model), strategy)
 
 
 def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
