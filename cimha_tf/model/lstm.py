@@ -8,8 +8,9 @@ weights move between the two with get_weights/set_weights. Converted to TFLite i
 built-in ops only (no Flex). With an unknown time axis it falls back to ops.scan.
 "scan": the unrolled cell's math always through ops.scan (a loop, like Keras's).
 None takes a mask: callers put valid steps first (see bilstm.py).
-Train with "keras" or "scan": at the paper's shapes an unrolled training step runs at 0.58x
-Keras's loop and takes 71 s to trace (docs/benchmarks.md, "What made it faster").
+Train with "keras": at the paper's shapes a training step with "scan" runs at 0.89x Keras's
+loop, with "unrolled" at 0.58x after 71 s of tracing (docs/benchmarks.md, "What made it
+faster").
 Not offered: TensorFlow's fused BlockLSTMV2 kernel. Its forward pass uses Keras's gate
 order, but in TF 2.21 its registered gradient disagrees with finite differences (the f
 and c gate gradients come out mixed), so it would train the wrong function.
