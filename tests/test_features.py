@@ -93,7 +93,7 @@ def test_bad_arrays(tmp_path, layout, bad, reason, message):
 def test_object_array_is_refused_not_unpickled(tmp_path):
   path = tmp_path / "obj.npy"
   np.save(path, np.array([{"x": 1}], dtype=object), allow_pickle=True)
-  with pytest.raises(fl.FeatureError, match="object data is refused"):
+  with pytest.raises(fl.FeatureError, match="object data, which is refused"):
     fl.load_feature_file(str(path))
 
 
@@ -102,6 +102,47 @@ def test_corrupt_files(tmp_path):
     (tmp_path / name).write_bytes(b"not an array at all")
     with pytest.raises(fl.FeatureError, match=f"{name}.*not a readable"):
       fl.load_feature_file(str(tmp_path / name))
+
+
+def _damaged_files(tmp_path):
+  """Each way a feature file is left damaged in practice, with the entry key to read."""
+  a = RNG.normal(size=(64, 8)).astype(np.float32)
+  (tmp_path / "empty.npy").write_bytes(b"")  # an interrupted extraction
+  np.savez(tmp_path / "cut.npz", features=a)
+  data = (tmp_path / "cut.npz").read_bytes()
+  (tmp_path / "cut.npz").write_bytes(data[:len(data) // 2])
+  np.savez(tmp_path / "crc.npz", features=a)  # stored, not deflated: flip a data byte
+  data = bytearray((tmp_path / "crc.npz").read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  (tmp_path / "crc.npz").write_bytes(bytes(data))
+  with h5py.File(tmp_path / "chunk.h5", "w") as f:  # opens fine; one chunk does not inflate
+    d = f.create_dataset("v", data=a, chunks=(16, 8), compression="gzip")
+    info = d.id.get_chunk_info(1)
+  with open(tmp_path / "chunk.h5", "r+b") as f:
+    f.seek(info.byte_offset)
+    f.write(b"\0" * info.size)
+  return [("empty.npy", None, "not a readable .npy file"),
+          ("cut.npz", None, "not a readable .npz file"),
+          ("crc.npz", None, "not a readable .npz file.*CRC"),
+          ("chunk.h5", "v", r"chunk.h5\[v\]: the dataset cannot be read")]
+
+
+def test_damaged_files_are_feature_errors(tmp_path):
+  """Not numpy's / zipfile's / h5py's own exceptions: a FeatureError naming the file, which
+  --skip_bad_videos can count."""
+  for name, key, message in _damaged_files(tmp_path):
+    with pytest.raises(fl.FeatureError, match=message) as e:
+      fl.load_feature_file(str(tmp_path / name), key)
+    assert e.value.reason == "unreadable" and name in str(e.value)
+
+
+def test_layout_that_does_not_fit_the_path(tmp_path):
+  _write("npy_dir", str(tmp_path))
+  with pytest.raises(ValueError, match="a folder, but layout hdf5 expects an HDF5 file"):
+    fl.open_feature_store(str(tmp_path / "npy_dir"), "hdf5")
+  path = _write("hdf5", str(tmp_path))
+  with pytest.raises(ValueError, match=r"a file, but layout npz_dir expects a folder of VIDEO\.npz"):
+    fl.open_feature_store(path, "npz_dir")
 
 
 def test_load_feature_file(tmp_path):

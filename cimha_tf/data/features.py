@@ -16,6 +16,8 @@ allow_pickle=False always: an object array is refused, never unpickled.
 """
 
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -23,6 +25,7 @@ LAYOUTS = ("npy_dir", "npz_dir", "hdf5")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 NPZ_KEY = "features"
 HDF5_GROUP_KEY = "c3d_features"
+_SUFFIXES = {"npy_dir": ".npy", "npz_dir": ".npz"}
 
 
 class FeatureError(ValueError):
@@ -60,10 +63,10 @@ def validate_features(array, source, feature_dim=None,
 def _load_npy(path):
   try:
     return np.load(path, allow_pickle=False)
-  except ValueError as e:  # object arrays need pickle: refuse, say why
-    raise FeatureError("unreadable", f"{path}: not a readable numeric .npy array; pickled / "
-                       f"object data is refused ({e})") from e
-  except OSError as e:
+  except ValueError as e:  # numpy says "pickled" for anything without the .npy header
+    raise FeatureError("unreadable", f"{path}: not a readable numeric .npy array (truncated, "
+                       f"not .npy, or pickled / object data, which is refused: {e})") from e
+  except (OSError, EOFError) as e:  # EOFError: a 0-byte file, e.g. an interrupted extraction
     raise FeatureError("unreadable", f"{path}: not a readable .npy file ({e})") from e
 
 
@@ -80,9 +83,9 @@ def _load_npz(path, key=None):
   except FeatureError:
     raise
   except ValueError as e:
-    raise FeatureError("unreadable", f"{path}: not a readable numeric .npz; pickled / "
-                       f"object data is refused ({e})") from e
-  except (OSError, EOFError) as e:
+    raise FeatureError("unreadable", f"{path}: not a readable numeric .npz (truncated, or "
+                       f"pickled / object data, which is refused: {e})") from e
+  except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # truncated / bad CRC
     raise FeatureError("unreadable", f"{path}: not a readable .npz file ({e})") from e
 
 
@@ -94,7 +97,10 @@ def _h5_entry(f, key, source):
       raise FeatureError("bad_shape", f"{source}: group {key!r} has no {HDF5_GROUP_KEY!r} dataset "
                          f"(members: {list(entry.keys())})")
     entry = entry[HDF5_GROUP_KEY]
-  return entry[()]
+  try:
+    return entry[()]
+  except OSError as e:  # the file opened, but this dataset's chunks do not decode
+    raise FeatureError("unreadable", f"{source}: the dataset cannot be read ({e})") from e
 
 
 def _open_h5(path):
@@ -165,13 +171,19 @@ class FeatureStore:
     self.layout = layout
     self._dim = feature_dim
     self._h5 = None
+    self._suffix = _SUFFIXES.get(layout)
     if layout == "hdf5":
+      if os.path.isdir(self.path):
+        raise ValueError(f"{self.path}: a folder, but layout hdf5 expects an HDF5 file "
+                         "(--feature_layout=auto detects the layout)")
       if not os.path.isfile(self.path):
         raise FileNotFoundError(f"HDF5 feature file {self.path} not found")
       self._h5 = _open_h5(self.path)
+    elif os.path.isfile(self.path):
+      raise ValueError(f"{self.path}: a file, but layout {layout} expects a folder of "
+                       f"VIDEO{self._suffix} files (--feature_layout=auto detects the layout)")
     elif not os.path.isdir(self.path):
       raise FileNotFoundError(f"feature folder {self.path} not found (layout {layout})")
-    self._suffix = {"npy_dir": ".npy", "npz_dir": ".npz"}.get(layout)
 
   def vids(self):
     if self._h5 is not None:
