@@ -108,6 +108,22 @@ def test_charades_line_errors(tmp_path, line, match):
     read_dataset("charades_sta", str(folder))
 
 
+def test_charades_line_breaks_and_bad_utf8_name_the_line(tmp_path):
+  """Line numbers count every line break a text-mode reader would (CRLF, CR, LF), and a
+  line that is not UTF-8 names file:line instead of a bare UnicodeDecodeError."""
+  folder = _charades(tmp_path, ["V1 1.0 2.0##ok."])
+  (folder / "charades_sta_train.txt").write_bytes(
+      b"V1 1.0 2.0##one.\r\nV1 2.0 3.0##two.\rV2 3.0 4.0##three.\n")
+  records, rep = read_dataset("charades_sta", str(folder))["train"]
+  assert [(r.qid, r.vid, r.query) for r in records] == [
+      (0, "V1", "one."), (1, "V1", "two."), (2, "V2", "three.")]
+  (folder / "charades_sta_train.txt").write_bytes(
+      b"V1 1.0 2.0##one.\r\nV1 2.0 3.0##two.\rV2 3.0 4.0##caf\xe9.\n")
+  with pytest.raises(ValueError, match=r"charades_sta_train.txt:3: not valid UTF-8 \(byte 0xe9 "
+                                       r"at column 16\)"):
+    read_dataset("charades_sta", str(folder))
+
+
 def test_charades_missing_files(tmp_path):
   folder = _charades(tmp_path, ["V1 1.0 2.0##ok."])
   (folder / "charades_sta_test.txt").unlink()
@@ -218,11 +234,14 @@ def test_jsonl_windows_and_splits(tmp_path):
     ("{bad json\n", r"x.jsonl:1: not valid JSON"),
     (json.dumps({"qid": 1, "query": "q", "vid": "v", "duration": 5}), r"x.jsonl:1: missing field 'relevant_windows'"),
     (_line(qid="a"), r"x.jsonl:1: field 'qid' must be an integer"),
+    (_line().replace('"qid": 1', '"qid": NaN'), r"x.jsonl:1: field 'qid' must be an integer, got nan"),
+    (_line().replace('"qid": 1', '"qid": -Infinity'), r"x.jsonl:1: field 'qid' must be an integer, got -inf"),
+    (_line() + "\n" + _line(qid=2).replace("a dog", "caf\udce9"), r"x.jsonl:2: not valid UTF-8"),
     (_line(duration="long"), r"x.jsonl:1: field 'duration'"),
     (_line(relevant_windows=[[1, "b"]]), r"x.jsonl:1: relevant_windows\[0\]"),
 ])
 def test_jsonl_errors(tmp_path, content, match):
-  (tmp_path / "x.jsonl").write_text(content)
+  (tmp_path / "x.jsonl").write_bytes(content.encode("utf-8", "surrogateescape"))
   with pytest.raises(ValueError, match=match):
     read_dataset("jsonl", str(tmp_path / "x.jsonl"))
 

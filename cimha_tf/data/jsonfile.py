@@ -2,6 +2,9 @@
 
 import json
 import os
+import re
+
+_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 
 
 def read_json_object(path: str, what: str, expected: str = "a JSON object keyed by video id") -> dict:
@@ -17,20 +20,33 @@ def read_json_object(path: str, what: str, expected: str = "a JSON object keyed 
   return data
 
 
+def numbered_text_lines(path):
+  """(line number, text without its line break) of a UTF-8 text file; a line that is not
+  UTF-8 raises a ValueError naming file:line (a text-mode file decodes in blocks, so its
+  error would name neither)."""
+  with open(path, "rb") as f:
+    data = f.read()
+  for line_no, raw in enumerate(_LINE_BREAK.split(data), 1):  # text mode's universal newlines
+    try:
+      yield line_no, raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+      raise ValueError(f"{path}:{line_no}: not valid UTF-8 (byte 0x{raw[e.start]:02x} at "
+                       f"column {e.start + 1}); annotation files must be UTF-8") from None
+
+
 def numbered_jsonl_rows(path, what: str = "JSONL"):
   """[(line number, dict)] of a JSONL file, blank lines skipped; errors name file:line."""
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{what} file {path} not found")
   rows = []
-  with open(path, encoding="utf-8") as f:
-    for line_no, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        row = json.loads(line)
-      except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
-      if not isinstance(row, dict):
-        raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-      rows.append((line_no, row))
+  for line_no, line in numbered_text_lines(path):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(row, dict):
+      raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+    rows.append((line_no, row))
   return rows

@@ -9,7 +9,7 @@ import os
 from typing import Dict, List, Tuple
 
 from cimha_tf.data.annotations.repair import add_query
-from cimha_tf.data.jsonfile import read_json_object
+from cimha_tf.data.jsonfile import numbered_text_lines, read_json_object
 from cimha_tf.data.records import QueryRecord, ReadReport
 
 SPLITS = ("train", "test")
@@ -40,23 +40,21 @@ def read_split(path: str, durations: Dict[str, float], durations_path: str = DUR
     raise FileNotFoundError(f"Charades-STA annotation file {path} not found")
   records, report = [], ReadReport(source=path)
   qid = 0
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, 1):
-      line = line.rstrip("\r\n")
-      if not line.strip():
-        continue
-      head, sep, sentence = line.partition("##")
-      fields = head.split()
-      try:
-        if not sep or len(fields) != 3:
-          raise ValueError
-        vid, start, end = fields[0], float(fields[1]), float(fields[2])
-      except ValueError:
-        raise ValueError(f"{path}:{lineno}: expected 'VIDEO start end##sentence', got {line!r}") from None
-      if vid not in durations:
-        raise ValueError(f"{path}:{lineno}: video {vid!r} is not in {durations_path}")
-      add_query(records, report, qid, vid, durations[vid], sentence, [(start, end)])
-      qid += 1
+  for lineno, line in numbered_text_lines(path):
+    if not line.strip():
+      continue
+    head, sep, sentence = line.partition("##")
+    fields = head.split()
+    try:
+      if not sep or len(fields) != 3:
+        raise ValueError
+      vid, start, end = fields[0], float(fields[1]), float(fields[2])
+    except ValueError:
+      raise ValueError(f"{path}:{lineno}: expected 'VIDEO start end##sentence', got {line!r}") from None
+    if vid not in durations:
+      raise ValueError(f"{path}:{lineno}: video {vid!r} is not in {durations_path}")
+    add_query(records, report, qid, vid, durations[vid], sentence, [(start, end)])
+    qid += 1
   report.check()
   return records, report
 

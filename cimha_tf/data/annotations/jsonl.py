@@ -8,6 +8,7 @@ must be a unique integer within the file.
 """
 
 import glob
+import math
 import os
 import re
 from typing import Dict, List, Tuple
@@ -39,7 +40,7 @@ def read_split(path: str) -> Tuple[List[QueryRecord], ReadReport]:
   seen = {}
   for lineno, obj in numbered_jsonl_rows(path, "JSONL annotation"):
     qid = _field(path, lineno, obj, "qid", (int, float), "an integer query id")
-    if qid != int(qid):
+    if not math.isfinite(qid) or qid != int(qid):  # json reads NaN / Infinity as floats
       raise ValueError(f"{path}:{lineno}: field 'qid' must be an integer, got {qid!r}")
     qid = int(qid)
     if qid in seen:
