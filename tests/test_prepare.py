@@ -87,6 +87,24 @@ def test_bad_video_is_an_error_by_default(tmp_path):
   assert e.value.reason == "missing_video"
 
 
+def test_a_training_split_with_nothing_to_train_on_is_an_error(tmp_path):
+  """Empty as read (an empty annotation file), or empty once every video is skipped: no
+  vocabulary or training set can come from it, so preparation fails, not training later."""
+  feats, splits = _setup(str(tmp_path))
+  with pytest.raises(ValueError, match=r"training split 'train' \(empty.txt\) has no usable "
+                                       r"query: read 2, dropped \{'empty_query': 2\}"):
+    prepare.prepare_splits(
+        {"train": ([], ReadReport("empty.txt", read=2, dropped=collections.Counter(empty_query=2))),
+         "test": splits["test"]}, feats, str(tmp_path / "o1"), progress=False)
+  bad = [r for r in splits["train"][0] if r.vid in ("gone", "nan")]
+  with pytest.raises(ValueError, match=r"training split 'train': no query kept of 3 \(dropped: "
+                                       r"\{'missing_video': 2, 'non_finite': 1\}\); nothing to train on"):
+    prepare.prepare_splits({"train": (bad, ReadReport("t.txt", read=3, kept=3)),
+                            "test": splits["test"]}, feats, str(tmp_path / "o2"),
+                           skip_bad_videos=True, progress=False)
+  assert not os.path.exists(os.path.join(tmp_path, "o2", pipeline.METADATA))
+
+
 def test_rerun_removes_stale_shards(tmp_path):
   feats, splits = _setup(str(tmp_path))
   out = str(tmp_path / "out")

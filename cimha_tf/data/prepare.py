@@ -167,6 +167,11 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
   for name, (records, report) in splits.items():
     report.check()
   train = training_split(splits)
+  if not splits[train][0]:
+    report = splits[train][1]
+    raise ValueError(f"training split {train!r} ({report.source}) has no usable query: read "
+                     f"{report.read}, dropped {dict(report.dropped) or 0}; the vocabulary and "
+                     "the training set come from it")
   vocab = text_lib.Vocabulary.build(r.query for r in splits[train][0])
   feature_dtype = "float16" if float16 else "float32"
   split_info = {}
@@ -193,6 +198,9 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
       split_info[name] = _write_split(name, records, report, store, vocab, output_dir,
                                       max_video_len, max_query_len, feature_dtype,
                                       skip_bad_videos, videos_per_shard, progress)
+      if name == train and not split_info[name]["kept"]:
+        raise ValueError(f"training split {train!r}: no query kept of {split_info[name]['read']} "
+                         f"(dropped: {split_info[name]['dropped']}); nothing to train on")
     feature_dim = store.feature_dim
 
   meta = {
