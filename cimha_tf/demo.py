@@ -11,7 +11,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
 
 
-from absl import app, flags
+from absl import flags
 
 from cimha_tf.training import cli
 
@@ -26,12 +26,10 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from cimha_tf.training import demo_lib
   with cli.clear_errors():
     demo_lib.run(_CONFIG.value, FLAGS.workdir, quick=FLAGS.quick)
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

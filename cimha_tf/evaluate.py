@@ -13,7 +13,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 
 import json
 
-from absl import app, flags
+from absl import flags
 
 from cimha_tf.training import cli
 
@@ -55,17 +55,15 @@ def workdir_mode():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   scoring = FLAGS.predictions is not None or FLAGS.ground_truth is not None
   if scoring and (FLAGS.predictions is None or FLAGS.ground_truth is None):
-    raise app.UsageError("scoring mode needs both --predictions and --ground_truth")
+    raise cli.usage_error("scoring mode needs both --predictions and --ground_truth")
   if scoring == (FLAGS.workdir is not None):
-    raise app.UsageError("give either --workdir (evaluate a trained model) or "
-                         "--predictions/--ground_truth (score a file)")
+    raise cli.usage_error("give either --workdir (evaluate a trained model) or "
+                          "--predictions/--ground_truth (score a file)")
   with cli.clear_errors():
     score_mode() if scoring else workdir_mode()
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

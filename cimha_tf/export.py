@@ -12,7 +12,9 @@ Prints a JSON summary (paths, size in bytes, ops) on stdout.
 
 import json
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from cimha_tf.training import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir (config.json, vocab.json, best.keras).")
@@ -34,13 +36,10 @@ flags.mark_flags_as_required(["workdir", "output"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
-    raise app.UsageError("--quantize applies to --format=tflite only")
+    raise cli.usage_error("--quantize applies to --format=tflite only")
   from cimha_tf.deploy.exporter import export_saved_model, export_tflite
   from cimha_tf.deploy.source import load_workdir
-  from cimha_tf.training import cli
   with cli.clear_errors():
     logging.info("loading %s (checkpoint %s)", FLAGS.workdir, FLAGS.checkpoint)
     trained = load_workdir(FLAGS.workdir, FLAGS.checkpoint)
@@ -56,4 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -15,7 +15,9 @@ A .tflite model reads vocab.json beside it (or --vocab). Prints JSON on stdout:
 
 import json
 
-from absl import app, flags
+from absl import flags
+
+from cimha_tf.training import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel folder (EXPORT, EXPORT/cimha or a version) or .tflite.")
@@ -30,11 +32,8 @@ flags.mark_flags_as_required(["model", "features", "query"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from cimha_tf.data.features import load_feature_file
   from cimha_tf.deploy.predictor import load_predictor, resolve_duration
-  from cimha_tf.training import cli
   with cli.clear_errors():
     features = load_feature_file(FLAGS.features, FLAGS.feature_key)
     duration = resolve_duration(FLAGS.duration, FLAGS.clip_seconds, features.shape[0])
@@ -47,4 +46,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

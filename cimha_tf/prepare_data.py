@@ -5,9 +5,10 @@
       [--max_query_len=25] [--feature_layout=auto] [--float16] [--skip_bad_videos]
 """
 
-from absl import app, flags
+from absl import flags
 
 from cimha_tf.data import features as features_lib
+from cimha_tf.training import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", None, ["charades_sta", "activitynet_captions", "tacos", "jsonl"],
@@ -26,10 +27,7 @@ flags.mark_flags_as_required(["dataset", "annotations", "features", "output_dir"
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from cimha_tf.data import prepare
-  from cimha_tf.training import cli
   with cli.clear_errors():
     meta = prepare.prepare(
         FLAGS.dataset, FLAGS.annotations, FLAGS.features, FLAGS.output_dir, glove=FLAGS.glove,
@@ -41,4 +39,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -12,7 +12,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
 
 
-from absl import app, flags
+from absl import flags
 
 from cimha_tf.training import cli
 
@@ -24,8 +24,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   from cimha_tf.training import trainer
   with cli.clear_errors():
     trainer.train(_CONFIG.value, FLAGS.workdir)
@@ -33,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(main)

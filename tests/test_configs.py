@@ -79,6 +79,27 @@ def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path, binary):
   assert not (tmp_path / "wd").exists()  # nothing written, no training step
 
 
+BINARIES = ["cimha_tf.prepare_data", "cimha_tf.train", "cimha_tf.evaluate", "cimha_tf.export",
+            "cimha_tf.predict", "cimha_tf.demo"]
+
+
+@pytest.mark.parametrize("binary", BINARIES)
+def test_every_binary_exits_2_for_a_bad_command_line_and_0_for_help(binary):
+  """docs/design.md, "Command lines": absl alone exits 1 for both."""
+  r = testing.run_binary(binary, "--no_such_flag=1", check=False)
+  assert r.returncode == 2 and "Unknown command line flag 'no_such_flag'" in r.stderr, r.stderr[-2000:]
+  r = testing.run_binary(binary, "--help", check=False)
+  assert r.returncode == 0 and "--" in r.stdout, r.stderr[-2000:]
+  r = testing.run_binary(binary, check=False)  # required flags missing (evaluate: no mode)
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+
+
+def test_positional_arguments_are_a_usage_error(tmp_path):
+  r = testing.run_binary("cimha_tf.demo", f"--workdir={tmp_path / 'wd'}", "stray", check=False)
+  assert r.returncode == 2 and "unexpected arguments: ['stray']" in r.stderr, r.stderr[-2000:]
+  assert not (tmp_path / "wd").exists()
+
+
 def test_missing_config_file_is_a_clear_error_of_the_binary(tmp_path):
   r = testing.run_binary("cimha_tf.train", f"--config={tmp_path / 'nope.py'}",
                          f"--workdir={tmp_path / 'wd'}", check=False)

@@ -178,9 +178,9 @@ def test_scoring_mode_reproduces_moment_detr_metrics(shared_data, tmp_path):
 def test_modes_are_exclusive_and_complete(tmp_path):
   r = testing.run_binary("cimha_tf.evaluate", f"--workdir={tmp_path}", "--predictions=p.jsonl",
                          "--ground_truth=g.jsonl", check=False)
-  assert r.returncode != 0 and "either --workdir" in r.stderr
+  assert r.returncode == 2 and "either --workdir" in r.stderr
   r = testing.run_binary("cimha_tf.evaluate", "--predictions=p.jsonl", check=False)
-  assert r.returncode != 0 and "needs both --predictions and --ground_truth" in r.stderr
+  assert r.returncode == 2 and "needs both --predictions and --ground_truth" in r.stderr
   r = testing.run_binary("cimha_tf.evaluate", f"--predictions={tmp_path / 'none.jsonl'}",
                          f"--ground_truth={tmp_path / 'none.jsonl'}", check=False)
   assert r.returncode == 1 and "none.jsonl" in r.stderr

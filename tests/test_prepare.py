@@ -282,3 +282,12 @@ def test_binary_bad_feature_path_fails_first_in_one_line(tmp_path):
   fatal = [line for line in res.stderr.splitlines() if line.startswith("FATAL:")]
   assert len(fatal) == 1 and f"feature path {tmp_path / 'typo'} not found" in fatal[0]
   assert not out.exists()
+  # An --output_dir under a file: the standard library's error names the path, one line.
+  (tmp_path / "a_file").write_text("x")
+  res = testing.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
+                           f"--annotations={paths['annotations']}",
+                           f"--features={paths['features']}",
+                           f"--output_dir={tmp_path / 'a_file' / 'prep'}", check=False)
+  assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
+  assert (f"FATAL: NotADirectoryError: [Errno 20] Not a directory: '{tmp_path / 'a_file' / 'prep'}'"
+          in res.stderr)

@@ -1,5 +1,5 @@
-"""The binaries' edges: a clear message for an unknown --config.KEY, and one FATAL line for
-a bad input that our own checks caught."""
+"""The binaries' edges: exit status 2 for a bad command line (0 for --help), a clear message
+for an unknown --config.KEY, and one FATAL line for a bad input that our own checks caught."""
 
 import ast
 import contextlib
@@ -8,12 +8,40 @@ import sys
 from absl import app
 from absl import flags
 
+_HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
+
+
+def run(main):
+  """app.run for every binary: positional arguments are a usage error, and the exit statuses
+  are the documented ones (docs/design.md, "Command lines")."""
+  def checked(argv):
+    if len(argv) > 1:
+      raise usage_error(f"unexpected arguments: {argv[1:]}")
+    return main(argv)
+  app.run(checked, flags_parser=parse_flags)
+
+
+def usage_error(message):
+  """A bad combination of flags, found in main: absl prints the message and the short help."""
+  return app.UsageError(message, exitcode=2)
+
+
+def _asked_for_help(argv):
+  for arg in argv[1:]:
+    if arg == "--":
+      break
+    name = arg.lstrip("-").split("=", 1)[0]
+    if arg.startswith("-") and name in _HELP_FLAGS:
+      return True
+  return False
+
 
 def parse_flags(argv):
-  """app.run's flags_parser; ml_collections raises a bare KeyError/AttributeError (unknown
-  key) or an OSError (config file not found) with its traceback otherwise."""
+  """app.run's flags_parser. absl exits with status 1 both for a flag error and after
+  --help; here they are 2 and 0. ml_collections raises a bare KeyError/AttributeError
+  (unknown key) or an OSError (config file not found) with its traceback otherwise."""
   try:
-    rest = app.parse_flags_with_usage(argv)
+    rest = _parse_with_absl(argv)
     config = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
     if config is not None:
       config.keys()  # ml_collections defers a config file's load error to the first access
@@ -26,6 +54,15 @@ def parse_flags(argv):
           f"({str(e).splitlines()[-1].strip()}); the shipped ones are configs/*.py",
           file=sys.stderr)
     sys.exit(2)
+
+
+def _parse_with_absl(argv):
+  try:
+    return app.parse_flags_with_usage(argv)
+  except SystemExit as e:
+    if e.code == 1:  # absl's usage message is already printed
+      sys.exit(0 if _asked_for_help(argv) else 2)
+    raise
 
 
 def define_config_file(name, default, help_string, **kwargs):
@@ -62,19 +99,31 @@ def clear_errors():
   loss) caught by our checks exits with status 1 and its message; see exit_with_clear_error."""
   try:
     yield
-  except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
+  except (ValueError, FloatingPointError, FileNotFoundError, FileExistsError, NotADirectoryError,
+          IsADirectoryError, PermissionError) as e:
     exit_with_clear_error(e)
 
 
 def exit_with_clear_error(e):
-  """Our own checks' errors end the program with their message alone; errors raised inside
-  TensorFlow / Keras keep their traceback (their message alone rarely says where)."""
+  """Our own checks' errors, and the standard library's file errors on our calls (they name
+  the path), end the program with their message alone; errors raised inside TensorFlow,
+  Keras, numpy or h5py keep their traceback (their message alone rarely says where)."""
   import os
   import traceback
   import cimha_tf
   package = os.path.dirname(os.path.abspath(cimha_tf.__file__)) + os.sep
-  frames = traceback.extract_tb(e.__traceback__)
+  frames = [f for f in traceback.extract_tb(e.__traceback__) if not _in_stdlib(f.filename)]
   if frames and not os.path.abspath(frames[-1].filename).startswith(package):
     raise e
   print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
   sys.exit(1)
+
+
+def _in_stdlib(filename):
+  import os
+  import sysconfig
+  if filename.startswith("<frozen "):
+    return True
+  path = os.path.abspath(filename)
+  stdlib = os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep
+  return path.startswith(stdlib) and not any(d in path for d in ("site-packages", "dist-packages"))
