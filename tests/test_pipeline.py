@@ -290,6 +290,19 @@ def test_verify_split(prepared, tmp_path):
     f.truncate(os.path.getsize(shard) - 7)
   with pytest.raises(ValueError, match=f"{os.path.basename(shard)}: unreadable TFRecord"):
     pipeline.verify_split(copy, "train")
+  # What training and evaluation see: tf.data's DataLossError, which names no file, turned
+  # into the error that does; one not caused by a shard propagates untouched.
+  with pytest.raises(tf.errors.DataLossError) as raw:
+    for _ in pipeline.train_dataset(copy, "train", batch_size=2, shuffle=False):
+      pass
+  assert os.path.basename(shard) not in str(raw.value)
+  with pytest.raises(ValueError, match=f"{os.path.basename(shard)}: unreadable TFRecord"):
+    with pipeline.naming_damaged_shards(copy, ["test", "train", "test"]):
+      for _ in pipeline.train_dataset(copy, "train", batch_size=2, shuffle=False):
+        pass
+  with pytest.raises(tf.errors.DataLossError, match="not from a shard"):
+    with pipeline.naming_damaged_shards(out, ["train"]):
+      raise tf.errors.DataLossError(None, None, "not from a shard")
   meta["feature_dim"] = D + 1
   with open(os.path.join(copy, "metadata.json"), "w") as f:
     json.dump(meta, f)

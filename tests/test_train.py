@@ -118,6 +118,18 @@ def test_empty_split(run, tmp_path):
   _fails_before_training(c, tmp_path / "w", "split 'val' is empty")
 
 
+def test_damaged_shard_is_named(run, tmp_path):
+  """tf.data's DataLossError on a truncated shard names no file; training's error does."""
+  data = tmp_path / "data"
+  shutil.copytree(run["prepared"], data)
+  shard = data / json.load(open(data / "metadata.json"))["splits"]["train"]["records"][0]
+  shard.write_bytes(shard.read_bytes()[:-40])
+  c = _config(run)
+  c.data.dir = str(data)
+  with pytest.raises(ValueError, match=f"{shard}: unreadable TFRecord shard .*truncated record"):
+    trainer.train(c, str(tmp_path / "w"), verbose=0)
+
+
 def test_model_limits_smaller_than_the_prepared_data(run, tmp_path):
   _fails_before_training(_config(run, model__max_video_len=8), tmp_path / "w",
                          "prepared with max_video_len=16 but config.model.max_video_len=8")

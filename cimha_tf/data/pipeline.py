@@ -26,6 +26,7 @@ Evaluation can bucket too
 (eval_dataset(bucket_width=...); runner.evaluate_split does, and puts rows back in order).
 """
 
+import contextlib
 import json
 import math
 import os
@@ -256,8 +257,9 @@ def eval_dataset(data_dir, split, batch_size, bucket_width=0):
 
 def verify_split(data_dir, split, progress=False):
   """Reads every record of `split` once and checks it against metadata.json (field sizes,
-  dtypes, label ranges, video and query counts). Slow on big splits (a full read), so
-  opt-in; tf.data's own errors on a truncated shard do not name the file, this does."""
+  dtypes, label ranges, video and query counts). Slow on big splits (a full read), so run
+  only once tf.data has failed (naming_damaged_shards): its own errors on a truncated
+  shard do not name the file, this does."""
   from tqdm import tqdm
   meta = read_metadata(data_dir)
   files = split_files(data_dir, split, meta)
@@ -277,6 +279,19 @@ def verify_split(data_dir, split, progress=False):
     raise ValueError(f"{data_dir} split {split!r}: shards hold {videos} videos / {queries} queries, "
                      f"metadata.json says {info['videos']} / {info['queries']}")
   return {"videos": videos, "queries": queries}
+
+
+@contextlib.contextmanager
+def naming_damaged_shards(data_dir, splits):
+  """Around work that reads `splits`: tf.data's DataLossError on a damaged shard names no
+  file, so on one every shard of those splits is read (verify_split) and the error names
+  the damaged one; the original error stands if none is found."""
+  try:
+    yield
+  except tf.errors.DataLossError:
+    for split in dict.fromkeys(splits):
+      verify_split(data_dir, split)
+    raise
 
 
 def steps_per_epoch(data_dir, split, batch_size, drop_remainder=False):

@@ -30,8 +30,9 @@ def evaluate_workdir(config, workdir, split=None, checkpoint="best", num_figures
   checks.check_checkpoint_data(model, path, workdir, config.data.dir, meta)
 
   curves = {} if num_figures else None
-  metrics, rows = runner.evaluate_split(model, config.data.dir, split, config.eval.batch_size,
-                                        config.eval.top_k, progress=progress, curves=curves)
+  with pipeline.naming_damaged_shards(config.data.dir, [split]):
+    metrics, rows = runner.evaluate_split(model, config.data.dir, split, config.eval.batch_size,
+                                          config.eval.top_k, progress=progress, curves=curves)
   metrics_file = wd.metrics_path(workdir, split)
   os.makedirs(os.path.dirname(metrics_file), exist_ok=True)
   with open(metrics_file, "w") as f:

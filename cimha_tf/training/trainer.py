@@ -126,6 +126,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
       *extra_callbacks,
   ]
   # shuffle=False: the pipeline shuffles (seeded); Keras would only warn that it ignores it.
-  history = model.fit(dataset, epochs=int(config.train.epochs), shuffle=False,
-                      steps_per_epoch=steps_per_epoch(config, meta), callbacks=cbs, verbose=verbose)
+  with pipeline.naming_damaged_shards(config.data.dir, [config.data.train_split, config.data.val_split]):
+    history = model.fit(dataset, epochs=int(config.train.epochs), shuffle=False,
+                        steps_per_epoch=steps_per_epoch(config, meta), callbacks=cbs, verbose=verbose)
   return model, history
