@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cimha_tf.data import features as fl
-from cimha_tf.data import pipeline, prepare, text
+from cimha_tf.data import pipeline, prepare, synthetic, text
 from cimha_tf.data.records import QueryRecord, ReadReport
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -133,37 +133,25 @@ def test_bad_arguments(tmp_path):
 
 
 def test_binary_end_to_end_on_synthetic(tmp_path):
-  synthetic = pytest.importorskip("cimha_tf.data.synthetic")
-  pytest.importorskip("cimha_tf.data.annotations")
-  try:
-    import cimha_tf.data.glove  # noqa: F401
-    has_glove = True
-  except ImportError:
-    has_glove = False
   paths = synthetic.write_synthetic_dataset(str(tmp_path / "syn"), num_train_videos=4,
                                             num_test_videos=2, queries_per_video=4,
                                             feature_dim=16, glove_dim=300, seed=0, progress=False)
   out = str(tmp_path / "prep")
   cmd = [sys.executable, "-m", "cimha_tf.prepare_data", "--dataset=charades_sta",
          f"--annotations={paths['annotations']}", f"--features={paths['features']}",
-         f"--output_dir={out}", "--max_video_len=32", "--float16"]
-  if has_glove:
-    cmd.append(f"--glove={paths['glove']}")
+         f"--output_dir={out}", "--max_video_len=32", "--float16", f"--glove={paths['glove']}"]
   res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert res.returncode == 0, res.stderr[-3000:]
   assert "train: read 16, kept 16" in res.stdout
   meta = pipeline.read_metadata(out)
   assert meta["feature_dim"] == 16 and meta["feature_dtype"] == "float16"
-  if has_glove:
-    assert meta["embeddings"] == "embeddings.npy"
-    emb = np.load(os.path.join(out, "embeddings.npy"))
-    assert emb.shape == (meta["vocab_size"], 300) and emb.dtype == np.float32
-    vocab = text.Vocabulary.load(os.path.join(out, "vocab.json"))
-    with open(paths["glove"], encoding="utf-8") as f:  # "person" is in the synthetic GloVe
-      row = next(line.split(" ") for line in f if line.startswith("person "))
-    np.testing.assert_allclose(emb[vocab.ids(["person"])[0]], np.float32(row[1:]), rtol=1e-6)
-  else:
-    assert meta["embeddings"] is None and not os.path.exists(os.path.join(out, "embeddings.npy"))
+  assert meta["embeddings"] == "embeddings.npy"
+  emb = np.load(os.path.join(out, "embeddings.npy"))
+  assert emb.shape == (meta["vocab_size"], 300) and emb.dtype == np.float32
+  vocab = text.Vocabulary.load(os.path.join(out, "vocab.json"))
+  with open(paths["glove"], encoding="utf-8") as f:  # "person" is in the synthetic GloVe
+    row = next(line.split(" ") for line in f if line.startswith("person "))
+  np.testing.assert_allclose(emb[vocab.ids(["person"])[0]], np.float32(row[1:]), rtol=1e-6)
   for split, n in (("train", 16), ("test", 8)):
     s = meta["splits"][split]
     assert s["read"] == s["kept"] == s["queries"] == n and s["videos"] == n // 4
@@ -176,7 +164,6 @@ def test_binary_end_to_end_on_synthetic(tmp_path):
 def test_real_charades_accounting_with_partial_features(shared_data, tmp_path):
   """The real Charades-STA annotations with features for a few videos only: every query
   read is accounted for, the missing videos' queries as dropped "missing_video"."""
-  pytest.importorskip("cimha_tf.data.annotations")
   from cimha_tf.data.annotations import read_dataset
   splits = read_dataset("charades_sta", str(shared_data / "charades_sta"))
   feats = tmp_path / "feats"
@@ -267,7 +254,6 @@ def test_unusable_record_names_the_query(tmp_path):
 def test_binary_bad_feature_path_fails_first_in_one_line(tmp_path):
   """A mistyped --features ends the binary (status 1, one FATAL line naming the path, no
   traceback) before anything is written or GloVe is read."""
-  synthetic = pytest.importorskip("cimha_tf.data.synthetic")
   paths = synthetic.write_synthetic_dataset(str(tmp_path / "syn"), num_train_videos=2,
                                             num_test_videos=1, queries_per_video=2,
                                             feature_dim=8, glove_dim=8, seed=0, progress=False)

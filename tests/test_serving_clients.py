@@ -92,7 +92,6 @@ def test_rest_payload_runs_on_the_signature(setup, loaded, batch, fmt, kind):
 
 @pytest.mark.parametrize("kind", ["text", "tokens"])
 def test_grpc_request_runs_on_the_signature(setup, loaded, batch, kind):
-  pytest.importorskip("tensorflow_serving.apis", reason="pip install tensorflow-serving-api")
   from tensorflow_serving.apis import predict_pb2
   grpc_client = _load("grpc_client")
   rows, text, tokens, ref = batch
@@ -223,7 +222,6 @@ def test_rest_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
 
 def test_grpc_client_command_line_against_a_stand_in_server(setup, loaded, tmp_path):
   """The gRPC command line against a local PredictionService that runs the signature."""
-  pytest.importorskip("tensorflow_serving.apis", reason="pip install tensorflow-serving-api")
   import concurrent.futures
   import grpc
   from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
