@@ -170,6 +170,53 @@ def test_truncated_resume_backup(run, tmp_path, damage):
   assert (w / trainer.HISTORY).read_text() == before  # nothing trained, nothing rewritten
 
 
+def _swap_two_tokens(vocab_path):
+  vocab = json.load(open(vocab_path))
+  vocab["tokens"][2], vocab["tokens"][3] = vocab["tokens"][3], vocab["tokens"][2]
+  json.dump(vocab, open(vocab_path, "w"))
+
+
+def test_resume_on_data_with_another_vocabulary(run, tmp_path):
+  """Same size, two ids swapped: the finished epochs learnt the old ids, so resuming is
+  refused, and the workdir's vocab.json is not overwritten."""
+  w, data = tmp_path / "w", tmp_path / "data"
+  shutil.copytree(run["workdir"], w)
+  shutil.copytree(run["prepared"], data)
+  _swap_two_tokens(data / "vocab.json")
+  before = (w / wd.VOCAB).read_text()
+  c = _config(run, train__epochs=3)
+  c.data.dir = str(data)
+  with pytest.raises(ValueError, match=f"{data / 'vocab.json'} differs from the vocabulary the "
+                                       f"model was trained with \\({w / wd.VOCAB}\\)"):
+    trainer.train(c, str(w), verbose=0)
+  assert (w / wd.VOCAB).read_text() == before
+
+
+def test_checkpoint_from_another_workdir(run, tmp_path):
+  """--checkpoint=PATH is paired with --workdir's vocabulary and config: a .keras from a
+  workdir whose vocabulary or model differs is refused, and so is one whose embedding size
+  is not the workdir's vocabulary size."""
+  theirs = os.path.join(run["workdir"], wd.BEST)
+  assert wd.load_checkpoint(run["workdir_b"], theirs)[0] == theirs  # same config and vocab
+  w = tmp_path / "w"
+  shutil.copytree(run["workdir"], w, ignore=shutil.ignore_patterns("*.keras", "backup"))
+  _swap_two_tokens(w / wd.VOCAB)
+  with pytest.raises(ValueError, match=f"checkpoint {theirs} was trained in {run['workdir']}, "
+                                       f"whose vocab.json differs from {w}'s"):
+    wd.load_checkpoint(str(w), theirs)
+  config = json.load(open(w / wd.CONFIG))
+  config["model"]["dropout"] = 0.5
+  json.dump(config, open(w / wd.CONFIG, "w"))
+  with pytest.raises(ValueError, match="whose config.json \\(its 'model' section\\) differs"):
+    wd.load_checkpoint(str(w), theirs)
+  shutil.copy(theirs, w / wd.BEST)  # its own checkpoint, a vocabulary one token longer
+  vocab = json.load(open(w / wd.VOCAB))
+  json.dump({"tokens": vocab["tokens"] + ["extra"]}, open(w / wd.VOCAB, "w"))
+  with pytest.raises(ValueError, match=rf"its word embedding has {len(vocab['tokens'])} rows but "
+                                       rf".*vocab.json has {len(vocab['tokens']) + 1} tokens"):
+    wd.load_checkpoint(str(w), "best")
+
+
 def test_checkpoints_without_a_config(run, tmp_path):
   w = tmp_path / "w"
   w.mkdir()

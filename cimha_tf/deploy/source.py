@@ -35,12 +35,7 @@ def load_workdir(workdir, checkpoint="best"):
   model_config.update(config["model"])
   check_config(model_config)
   vocab = Vocabulary.load(workdir_lib.path(workdir, workdir_lib.VOCAB))
-  path = workdir_lib.checkpoint_path(workdir, checkpoint)
-  model = workdir_lib.load_model(path)
-  emb = [w for w in model.weights if "embedding" in w.path]
-  if emb and int(emb[0].shape[0]) != len(vocab):
-    raise ValueError(f"{path}: embedding has {emb[0].shape[0]} rows but "
-                     f"{workdir_lib.path(workdir, workdir_lib.VOCAB)} has {len(vocab)} tokens")
+  path, model = workdir_lib.load_checkpoint(workdir, checkpoint)
   try:
     meta = workdir_lib.read_json(workdir, workdir_lib.DATA_META)
   except FileNotFoundError:

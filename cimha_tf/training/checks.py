@@ -77,6 +77,7 @@ def check_workdir(workdir, config, meta):
   if os.path.exists(meta_path):
     with open(meta_path) as f:
       check_same_dims(json.load(f), meta, where=f"{workdir} (trained on)", data_dir=config.data.dir)
+  check_same_vocab(workdir, config.data.dir)
   check_backup(workdir)
 
 
@@ -123,10 +124,15 @@ def check_checkpoint_data(model, checkpoint, workdir, data_dir, meta):
   if os.path.exists(trained_meta):
     with open(trained_meta) as f:
       check_same_dims(json.load(f), meta, where=f"{workdir} was trained on", data_dir=data_dir)
+  check_same_vocab(workdir, data_dir)
+
+
+def check_same_vocab(workdir, data_dir):
+  """The prepared folder's vocabulary is the one WORKDIR's model was trained with."""
   vocab_a, vocab_b = wd.path(workdir, wd.VOCAB), os.path.join(data_dir, "vocab.json")
   if os.path.exists(vocab_a) and os.path.exists(vocab_b):
     with open(vocab_a) as f, open(vocab_b) as g:
       if json.load(f) != json.load(g):
         raise ValueError(f"{vocab_b} differs from the vocabulary the model was trained with "
                          f"({vocab_a}): token ids would mean other words; prepare the data with "
-                         "that vocabulary or retrain")
+                         "that vocabulary, or use a new --workdir")

@@ -64,3 +64,33 @@ def load_model(checkpoint):
     return keras.models.load_model(checkpoint, compile=False)
   except Exception as e:  # zip/h5 errors are cryptic; name the file
     raise ValueError(f"cannot load checkpoint {checkpoint}: {type(e).__name__}: {e}") from e
+
+
+def load_checkpoint(workdir, which="best"):
+  """(path, model) of checkpoint `which` ('best', 'last' or a .keras path), checked to belong
+  with WORKDIR, whose vocabulary and config evaluation and export pair it with: a .keras
+  inside another workdir must come from the same model config and vocabulary (token ids
+  would mean other words), and any checkpoint's embedding must have one row per token."""
+  p = checkpoint_path(workdir, which)
+  model = load_model(p)
+  home = os.path.dirname(os.path.abspath(p))
+  if home != os.path.abspath(workdir) and os.path.exists(path(home, CONFIG)):
+    for name, part in ((CONFIG, "model"), (VOCAB, None)):
+      if not (os.path.exists(path(home, name)) and os.path.exists(path(workdir, name))):
+        continue
+      theirs, ours = read_json(home, name), read_json(workdir, name)
+      if part:
+        theirs, ours = theirs.get(part), ours.get(part)
+      if theirs != ours:
+        what = f"{CONFIG} (its '{part}' section)" if part else VOCAB
+        raise ValueError(f"checkpoint {p} was trained in {home}, whose {what} differs from "
+                         f"{workdir}'s: evaluate or export it with --workdir={home}")
+  if os.path.exists(path(workdir, VOCAB)):
+    from cimha_tf.data.text import Vocabulary
+    tokens = len(Vocabulary.load(path(workdir, VOCAB)))
+    emb = [w for w in model.weights if w.path.endswith("embedding/embeddings")]
+    if emb and int(emb[0].shape[0]) != tokens:
+      raise ValueError(f"checkpoint {p}: its word embedding has {emb[0].shape[0]} rows but "
+                       f"{path(workdir, VOCAB)} has {tokens} tokens: not trained with this "
+                       "vocabulary")
+  return p, model
