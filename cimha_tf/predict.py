@@ -10,12 +10,14 @@ Duration: features carry no timestamps, so the video's length in seconds must be
 --duration=S, or --clip_seconds=C when each feature row covers C seconds (duration =
 rows * C; e.g. 2 for moment_detr / UniVTG CLIP features). Neither -> an error.
 A .tflite model reads vocab.json beside it (or --vocab). Prints JSON on stdout:
-{"query", "features", "duration", "num_steps", "windows": [[start_s, end_s, score], ...]}.
+{"query", "features", "duration", "num_steps", "unknown_words": [...],
+ "windows": [[start_s, end_s, score], ...]}; query words outside the model's vocabulary
+(the model sees <unk> for them) are also warned about on stderr.
 """
 
 import json
 
-from absl import flags
+from absl import flags, logging
 
 from cimha_tf.training import cli
 
@@ -33,6 +35,7 @@ flags.mark_flags_as_required(["model", "features", "query"])
 
 def main(argv):
   from cimha_tf.data.features import load_feature_file
+  from cimha_tf.data.text import tokenize
   from cimha_tf.deploy.predictor import load_predictor, resolve_duration
   with cli.clear_errors():
     features = load_feature_file(FLAGS.features, FLAGS.feature_key)
@@ -40,9 +43,15 @@ def main(argv):
     predictor = load_predictor(FLAGS.model, FLAGS.vocab)
     windows = predictor.predict(features, FLAGS.query, duration, FLAGS.top_k,
                                 source=FLAGS.features)
+  unknown = predictor.unknown_words(FLAGS.query)
+  if unknown:
+    n = len(tokenize(FLAGS.query)[:predictor.max_query_len])
+    logging.warning("%s of the query's %d words are not in the model's vocabulary %s; the "
+                    "model sees <unk> for them%s", len(unknown), n, unknown,
+                    ": it sees no word of the query" if len(unknown) == n else "")
   print(json.dumps({"query": FLAGS.query, "features": FLAGS.features, "duration": duration,
                     "num_steps": min(features.shape[0], predictor.max_video_len),
-                    "windows": windows}, indent=1))
+                    "unknown_words": unknown, "windows": windows}, indent=1))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from cimha_tf.training import testing
 from tests.test_export_saved_model import MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
 
 
@@ -90,6 +91,8 @@ def test_cli_and_every_feature_layout(setup, predictors, tmp_path, fmt, layout):
                               f"--features={tmp_path / layout}", f"--query={query}",
                               f"--duration={duration}", "--top_k=3"))
   assert out["num_steps"] == feats.shape[0] and out["duration"] == duration
+  known = set(setup["tokens"])  # a test query may hold a word seen only in the test split
+  assert out["unknown_words"] == [w for w in query.lower().rstrip(".").split() if w not in known]
   np.testing.assert_allclose(out["windows"], want, rtol=1e-5)
 
 
@@ -134,6 +137,26 @@ def test_bad_input_errors(setup, predictors, tmp_path):
   with pytest.raises(FileNotFoundError, match="vocab"):
     (tmp_path / "m.tflite").write_bytes(open(setup["tflite"], "rb").read())
     load_predictor(tmp_path / "m.tflite")
+  # A vocab.json of another size beside it: GATHER would read past the table (LiteRT's
+  # RuntimeError) or the ids would mean other words.
+  (tmp_path / "vocab.json").write_text(json.dumps({"tokens": setup["tokens"] + ["extra"]}))
+  with pytest.raises(ValueError, match=rf"vocab.json has {len(setup['tokens']) + 1} tokens but "
+                                       rf".*m.tflite's word embedding has {len(setup['tokens'])} rows"):
+    load_predictor(tmp_path / "m.tflite")
+
+
+def test_unknown_words_are_reported(setup, predictors, tmp_path):
+  """The model sees <unk> for words outside its vocabulary: the JSON lists them and stderr
+  warns, saying so plainly when no word of the query is known."""
+  for p in predictors.values():
+    assert p.unknown_words("a person zzqx opens the door xxyq") == ["zzqx", "xxyq"]
+    assert p.unknown_words("a person opens the door") == []
+  np.save(tmp_path / "v.npy", setup["inputs"]["video_features"][0, :8])
+  r = testing.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
+                         f"--features={tmp_path / 'v.npy'}", "--query=zzqx xxyq", "--duration=8")
+  assert json.loads(r.stdout)["unknown_words"] == ["zzqx", "xxyq"]
+  assert ("2 of the query's 2 words are not in the model's vocabulary ['zzqx', 'xxyq']; the "
+          "model sees <unk> for them: it sees no word of the query") in r.stderr
 
 
 def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):

@@ -37,6 +37,14 @@ def _check_query_duration(query, duration):
 class _Base:
   max_video_len: int
   video_dim: int
+  vocab = None
+
+  def unknown_words(self, query):
+    """The query's words that are not in the model's vocabulary (the model sees <unk>)."""
+    from cimha_tf.data.text import tokenize
+    if self.vocab is None:
+      return []
+    return [w for w in tokenize(query)[:self.max_query_len] if w not in self.vocab]
 
   def _pool(self, features, source):
     from cimha_tf.data.features import validate_features
@@ -51,7 +59,13 @@ class SavedModelPredictor(_Base):
     from cimha_tf.deploy import saved_model
     self.loaded, meta = saved_model.load(path)
     self.signature = self.loaded.signatures[saved_model.SIGNATURE_TEXT]
+    vocab_path = os.path.join(saved_model.resolve_version_dir(path), saved_model.EXTRA_DIR,
+                              saved_model.VOCAB_FILE)
+    if os.path.isfile(vocab_path):  # the graph holds its own copy; this one names unknown words
+      from cimha_tf.data.text import Vocabulary
+      self.vocab = Vocabulary.load(vocab_path)
     self.max_video_len = int(meta["max_video_len"])
+    self.max_query_len = int(meta["max_query_len"])
     self.video_dim = int(meta["video_dim"])
     self.exported_top_k = int(meta["top_k"])
 
@@ -84,7 +98,12 @@ class TFLitePredictor(_Base):
     self.model = TFLiteModel(path)
     vocab_path = vocab_path or os.path.join(os.path.dirname(os.path.abspath(path)), "vocab.json")
     self.vocab = Vocabulary.load(vocab_path)
+    if self.model.vocab_size is not None and self.model.vocab_size != len(self.vocab):
+      raise ValueError(f"{vocab_path} has {len(self.vocab)} tokens but {path}'s word embedding "
+                       f"has {self.model.vocab_size} rows: not the vocabulary it was exported "
+                       "with (the export writes it beside the .tflite file)")
     self.max_video_len = self.model.max_video_len
+    self.max_query_len = self.model.max_query_len
     self.video_dim = self.model.video_dim
 
   def predict(self, features, query, duration, top_k=5, source="features"):

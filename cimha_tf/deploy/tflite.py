@@ -75,6 +75,7 @@ Quantization:
 """
 
 import os
+import re
 import tempfile
 import uuid
 
@@ -89,6 +90,7 @@ LSTM_FORMS = ("fused", "unrolled")
 QUANTIZATIONS = ("none", "float16", "dynamic_int8")
 INPUTS = ("video_features", "video_mask", "query_tokens")
 OUTPUTS = ("start_probs", "end_probs", "inside_probs")
+_WORD_TABLE = re.compile(r"query_encoder[^/]*/embedding[^/]*/GatherV2/ReadVariableOp")
 
 
 def _lstm_sequence(x, h0, c0, kernel, recurrent_kernel, bias):
@@ -418,6 +420,11 @@ class TFLiteModel:
     self.batch_size, self.max_video_len, self.video_dim = (int(s) for s in shape)
     self.max_query_len = int(details["query_tokens"]["shape"][1])
     self.free_length = int(details["video_features"]["shape_signature"][1]) == -1
+    tables = [t["shape"] for t in self.interpreter.get_tensor_details()
+              if _WORD_TABLE.search(t["name"]) and len(t["shape"]) == 2]
+    # Rows of the word-embedding table (None if the converter renamed it): a vocab.json of
+    # another size would index past it (GATHER fails) or mean other words.
+    self.vocab_size = int(tables[0][0]) if tables else None
 
   def run_batch(self, video_features, video_mask, query_tokens):
     feeds = {"video_features": np.asarray(video_features, np.float32),
