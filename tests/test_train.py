@@ -192,6 +192,30 @@ def test_resume_on_data_with_another_vocabulary(run, tmp_path):
   assert (w / wd.VOCAB).read_text() == before
 
 
+def test_resume_with_other_settings(run, tmp_path):
+  """A finished or killed run resumed with another learning rate or batch size would mix two
+  runs in one model (and config.json would describe neither): refused, naming the keys."""
+  w = tmp_path / "w"
+  shutil.copytree(run["workdir"], w)
+  before = (w / wd.CONFIG).read_text()
+  c = _config(run, train__learning_rate=0.01, train__batch_size=4, train__epochs=3)
+  with pytest.raises(ValueError, match=r"holds a run made with other settings \(.*config.json: "
+                                       r"train.batch_size: 8 -> 4, train.learning_rate: 0.003 -> "
+                                       r"0.01\); resuming would mix them"):
+    trainer.train(c, str(w), verbose=0)
+  assert (w / wd.CONFIG).read_text() == before
+
+
+def test_embeddings_of_another_width(tmp_path):
+  from cimha_tf.training import checks
+  np.save(tmp_path / "embeddings.npy", np.ones((5, 7), np.float32))
+  meta = {"embeddings": "embeddings.npy", "vocab_size": 5}
+  assert checks.load_embeddings(str(tmp_path), meta, 7).shape == (5, 7)
+  with pytest.raises(ValueError, match=r"embeddings.npy: 7-d word vectors but config.model."
+                                       r"embedding_dim=300: set --config.model.embedding_dim=7"):
+    checks.load_embeddings(str(tmp_path), meta, 300)
+
+
 def test_checkpoint_from_another_workdir(run, tmp_path):
   """--checkpoint=PATH is paired with --workdir's vocabulary and config: a .keras from a
   workdir whose vocabulary or model differs is refused, and so is one whose embedding size

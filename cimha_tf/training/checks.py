@@ -35,8 +35,9 @@ def check_data(config, meta, splits):
       raise ValueError(f"{data_dir}/metadata.json: {key}={meta.get(key)!r}, expected a positive int")
 
 
-def load_embeddings(data_dir, meta):
-  """DIR/embeddings.npy as float32 (vocab_size, D), or None when the folder has none."""
+def load_embeddings(data_dir, meta, embedding_dim=None):
+  """DIR/embeddings.npy as float32 (vocab_size, D), or None when the folder has none; D must
+  be `embedding_dim` (config.model.embedding_dim) when given."""
   name = meta.get("embeddings")
   if not name:
     return None
@@ -48,11 +49,32 @@ def load_embeddings(data_dir, meta):
     raise ValueError(f"{path}: shape {emb.shape}, expected (vocab_size={meta['vocab_size']}, D)")
   if not np.all(np.isfinite(emb)):
     raise ValueError(f"{path}: contains NaN/inf")
+  if embedding_dim is not None and emb.shape[1] != int(embedding_dim):
+    raise ValueError(f"{path}: {emb.shape[1]}-d word vectors but config.model.embedding_dim="
+                     f"{embedding_dim}: set --config.model.embedding_dim={emb.shape[1]}, or "
+                     "prepare with GloVe vectors of that size")
   return emb.astype(np.float32)
 
 
 def _normalise(d):
   return json.loads(json.dumps(d, sort_keys=True))
+
+
+# What a resumed run may change: how long it trains, where the (dimension- and vocabulary-
+# checked) data lives, and speed-only settings. Anything else would mix two runs' settings
+# in one model, and config.json would describe neither.
+RESUME_MAY_CHANGE = ("train.epochs", "data.dir", "eval.batch_size", "train.steps_per_execution",
+                     "train.jit_compile")
+
+
+def _flat(d, prefix=""):
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
 
 
 def check_workdir(workdir, config, meta):
@@ -66,6 +88,17 @@ def check_workdir(workdir, config, meta):
     return
   with open(config_path) as f:
     saved = json.load(f)
+  if any(os.path.exists(wd.path(workdir, n)) for n in (wd.BEST, wd.LAST, wd.BACKUP)):
+    old, new = _flat({k: v for k, v in saved.items() if k != "model"}), _flat(
+        _normalise({k: v for k, v in config.to_dict().items() if k != "model"}))
+    diff = sorted(k for k in set(old) | set(new)
+                  if old.get(k) != new.get(k) and k not in RESUME_MAY_CHANGE)
+    if diff:
+      details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
+      raise ValueError(f"{workdir} holds a run made with other settings ({config_path}: "
+                       f"{details}); resuming would mix them, and {wd.CONFIG} would describe "
+                       f"neither. Use a new --workdir, or the saved values (a resumed run may "
+                       f"change only {', '.join(RESUME_MAY_CHANGE)})")
   new_model = _normalise(config.model.to_dict())
   old_model = saved.get("model", {})
   diff = sorted(k for k in set(new_model) | set(old_model) if new_model.get(k) != old_model.get(k))

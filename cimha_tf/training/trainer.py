@@ -76,7 +76,7 @@ def steps_per_epoch(config, meta):
 
 def build_and_compile(config, meta, strategy):
   from cimha_tf.model import build_model, compile_model
-  embeddings = checks.load_embeddings(config.data.dir, meta)
+  embeddings = checks.load_embeddings(config.data.dir, meta, config.model.embedding_dim)
   with strategy.scope():
     model = build_model(config.model, video_dim=int(meta["feature_dim"]),
                         vocab_size=int(meta["vocab_size"]), embeddings=embeddings)
