@@ -22,12 +22,15 @@ flags.DEFINE_enum("format", "saved_model", ["saved_model", "tflite"], "Export fo
 flags.DEFINE_string("output", None, "SavedModel base folder, or the .tflite file to write.")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "dynamic_int8"], "TFLite weights.")
 flags.DEFINE_string("checkpoint", "best", "'best', 'last' or a .keras path.")
-flags.DEFINE_integer("version", 1, "SavedModel version folder (TF Serving serves the highest).")
+flags.DEFINE_integer("version", 1, "SavedModel version folder (TF Serving serves the highest).",
+                     lower_bound=0)
 flags.DEFINE_bool("overwrite", False, "Replace an existing version folder / .tflite file.")
-flags.DEFINE_integer("top_k", None, "Windows per query in the SavedModel (default config.eval.top_k).")
+flags.DEFINE_integer("top_k", None, "Windows per query in the SavedModel (default config.eval.top_k).",
+                     lower_bound=1)
 flags.DEFINE_enum("tflite_lstm", "fused", ["fused", "unrolled"],
                   "LSTM form in TFLite: one fused op per direction, or unrolled cells.")
-flags.DEFINE_integer("tflite_batch_size", 1, "Fixed batch size of the TFLite model.")
+flags.DEFINE_integer("tflite_batch_size", 1, "Fixed batch size of the TFLite model.",
+                     lower_bound=1)
 flags.DEFINE_bool("tflite_free_length", True,
                   "TFLite video inputs take 1..max_video_len steps (latency follows the "
                   "video's length); --notflite_free_length fixes them at max_video_len. "
@@ -38,6 +41,9 @@ flags.mark_flags_as_required(["workdir", "output"])
 def main(argv):
   if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
     raise cli.usage_error("--quantize applies to --format=tflite only")
+  if FLAGS.tflite_lstm == "unrolled" and FLAGS.tflite_free_length and FLAGS["tflite_free_length"].present:
+    raise cli.usage_error("--tflite_free_length needs --tflite_lstm=fused (unrolled LSTMs have "
+                          "one op chain per step, so their time axis is fixed)")
   from cimha_tf.deploy.exporter import export_saved_model, export_tflite
   from cimha_tf.deploy.source import load_workdir
   with cli.clear_errors():

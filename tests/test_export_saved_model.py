@@ -288,3 +288,27 @@ def test_export_refuses_to_overwrite_a_served_version(setup):
                                   model_config=None, top_k=5, checkpoint="best.keras")
   with pytest.raises(FileExistsError, match="cimha/1 exists"):
     export_saved_model(trained, os.path.join(setup["root"], "export"))
+
+
+def test_export_refuses_a_file_where_its_folder_goes(setup, tmp_path):
+  import types
+  from cimha_tf.deploy.exporter import export_saved_model
+  trained = types.SimpleNamespace(model=setup["model"], vocab_tokens=setup["tokens"],
+                                  model_config=None, top_k=5, checkpoint="best.keras")
+  (tmp_path / "a_file").write_text("x")
+  with pytest.raises(ValueError, match=f"{tmp_path / 'a_file'} is a file: the SavedModel export "
+                                       "needs a folder there"):
+    export_saved_model(trained, str(tmp_path / "a_file"))
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--tflite_batch_size=0", "flag --tflite_batch_size=0: 0 is not a positive integer"),
+    ("--top_k=0", "flag --top_k=0: 0 is not a positive integer"),
+    ("--version=-1", "flag --version=-1: -1 is not a non-negative integer"),
+    ("--tflite_free_length", "--tflite_free_length needs --tflite_lstm=fused")])
+def test_export_flag_errors_are_usage_errors(tmp_path, flag, message):
+  """Checked before the workdir is read; they meant a crash inside the model or a silent
+  default before."""
+  r = run_module("cimha_tf.export", f"--workdir={tmp_path}", f"--output={tmp_path / 'm.tflite'}",
+                 "--format=tflite", "--tflite_lstm=unrolled", flag, check=False)
+  assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]

@@ -170,6 +170,10 @@ class ServingModule(tf.Module):
 def export(model, vocab_tokens, output, model_config, top_k=5, version=1, overwrite=False,
            extra_meta=None):
   """Writes OUTPUT/cimha/VERSION/ and returns that path."""
+  for folder in (os.fspath(output), os.path.join(os.fspath(output), MODEL_NAME)):
+    if os.path.exists(folder) and not os.path.isdir(folder):
+      raise ValueError(f"{folder} is a file: the SavedModel export needs a folder there "
+                       "(--output=BASE writes BASE/cimha/VERSION/)")
   path = os.path.join(os.fspath(output), MODEL_NAME, str(int(version)))
   if os.path.exists(path):
     if not overwrite:
