@@ -3,7 +3,8 @@
   python -m cimha_tf.evaluate --config=configs/X.py --workdir=DIR [--split=test] [--checkpoint=best]
       -> DIR/metrics/SPLIT.json, DIR/predictions/SPLIT.jsonl, DIR/figures/ (with
          cimha_tf.visualize), the table on stdout.
-      --config is optional: without it the workdir's resolved config.json is used.
+      --config is optional: without it the workdir's resolved config.json is used (and
+      --data_dir=DIR points it at prepared data that has moved since training).
   python -m cimha_tf.evaluate --predictions=P.jsonl --ground_truth=G.jsonl [--output=metrics.json]
 """
 
@@ -22,6 +23,8 @@ _CONFIG = cli.define_config_file("config", None, "Experiment config file (config
                                 "default: WORKDIR/config.json.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Training workdir.")
 flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.test_split).")
+flags.DEFINE_string("data_dir", None, "Prepared data folder (default: config.data.dir), e.g. "
+                    "when it has moved since training.")
 flags.DEFINE_string("checkpoint", "best", "'best', 'last' or a .keras path.")
 flags.DEFINE_integer("num_figures", 6, "Figures (best, worst, random queries) written to "
                      "WORKDIR/figures/ when cimha_tf.visualize is available; 0 disables.")
@@ -49,6 +52,8 @@ def workdir_mode():
   config = _CONFIG.value
   if config is None:
     config = evaluation.saved_config(FLAGS.workdir)
+  if FLAGS.data_dir:
+    config.data.dir = FLAGS.data_dir
   metrics = evaluation.evaluate_workdir(config, FLAGS.workdir, split=FLAGS.split,
                                         checkpoint=FLAGS.checkpoint, num_figures=FLAGS.num_figures)
   del metrics

@@ -155,6 +155,32 @@ def test_evaluate_without_config_uses_the_saved_one_and_last_checkpoint(run, tmp
     evaluation.evaluate_workdir(evaluation.saved_config(str(w)), str(w), checkpoint="best")
 
 
+def test_moved_data_with_data_dir(run, tmp_path):
+  """A workdir whose config.json names data that has moved: --data_dir points the saved
+  config at it; a --config.KEY override without --config is a usage error that says so."""
+  import shutil
+  w = tmp_path / "w"
+  for name in (wd.CONFIG, wd.VOCAB, wd.DATA_META, wd.BEST):
+    w.mkdir(exist_ok=True)
+    shutil.copy(wd.path(run["workdir"], name), w / name)
+  data = tmp_path / "moved"
+  shutil.copytree(run["prepared"], data)
+  config = json.load(open(w / wd.CONFIG))
+  config["data"]["dir"] = str(tmp_path / "gone")
+  json.dump(config, open(w / wd.CONFIG, "w"))
+  r = testing.run_binary("cimha_tf.evaluate", f"--workdir={w}", "--split=val", "--num_figures=0",
+                         check=False)
+  assert r.returncode == 1 and f"prepared data folder {tmp_path / 'gone'} not found" in r.stderr
+  r = testing.run_binary("cimha_tf.evaluate", f"--workdir={w}", f"--config.data.dir={data}",
+                         check=False)
+  assert r.returncode == 2 and "--config.KEY overrides apply to the file given with --config=FILE" in r.stderr
+  testing.run_binary("cimha_tf.evaluate", f"--workdir={w}", "--split=val", "--num_figures=0",
+                     f"--data_dir={data}")
+  val = json.load(open(wd.metrics_path(str(w), "val")))
+  ref = json.load(open(os.path.join(run["workdir"], "best_state.json")))
+  assert val["R1@0.5"] == pytest.approx(ref["best"], abs=1e-3)
+
+
 def test_evaluate_refuses_data_of_another_feature_dim(run, tmp_path):
   other = testing.write_tiny_prepared(str(tmp_path), num_videos=(2, 1, 1), feature_dim=6)
   c = evaluation.saved_config(run["workdir"])

@@ -61,7 +61,13 @@ def _parse_with_absl(argv):
     return app.parse_flags_with_usage(argv)
   except SystemExit as e:
     if e.code == 1:  # absl's usage message is already printed
-      sys.exit(0 if _asked_for_help(argv) else 2)
+      if _asked_for_help(argv):
+        sys.exit(0)
+      if any(a.startswith("--config.") for a in argv[1:]) and not any(
+          a.startswith("--config=") for a in argv[1:]):
+        print("--config.KEY overrides apply to the file given with --config=FILE (evaluate "
+              "reads WORKDIR/config.json without one; --data_dir moves its data)", file=sys.stderr)
+      sys.exit(2)
     raise
 
 
