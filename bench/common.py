@@ -21,7 +21,7 @@ OUTPUT = flags.DEFINE_string("output", None, "JSON file to write (default: print
 REPS = flags.DEFINE_integer("reps", None, "timed repetitions (default 5, 2 with --quick)")
 WARMUP = flags.DEFINE_integer("warmup", None, "untimed warm-up calls (default 2, 1 with --quick)")
 
-# The paper's shapes (PAPER.md) and the peers' width (issue 7).
+# The paper's shapes (docs/paper.md) and the peers' width (issue 7).
 PAPER_SHAPES = dict(max_video_len=128, max_query_len=25, feature_dim=1024, batch_size=100,
                     width=128, vocab_size=8000)
 # --quick: tiny, only to keep the scripts working in CI (~1.5 min for the whole set).

@@ -1,6 +1,6 @@
 """Where the training step's time goes: forward+backward of each block, timed alone.
 
-Each block of the architecture (PAPER.md eqs 1-16 at the paper's shapes) is built as a
+Each block of the architecture (docs/paper.md eqs 1-16 at the paper's shapes) is built as a
 sub-model and its forward + backward pass (gradients for inputs and weights) is timed,
 round-robin across blocks so the shared machine's load hits all of them alike. Alternative
 implementations are timed side by side: cimha_tf.model's BiLSTM with its "keras" and

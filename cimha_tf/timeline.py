@@ -1,4 +1,4 @@
-"""The one mapping between feature steps and seconds (PAPER.md, "Training details").
+"""The one mapping between feature steps and seconds (docs/paper.md, "Training details").
 
 Step i of a video of duration T with n valid steps covers seconds [i*T/n, (i+1)*T/n].
 Labels (data preparation) and decoding (model, evaluation, serving) both use these

@@ -497,7 +497,7 @@ for variant in VARIANTS:
       md("""
 ## Our numbers beside the paper's
 R@1 at IoU 0.7 / 0.5 / 0.3 in percent; the paper's values are from its results tables
-(`PAPER.md`, "Published results"). In smoke mode the numbers only show that the cells run.
+(`docs/paper.md`, "Published results"). In smoke mode the numbers only show that the cells run.
 """),
       code(SHOW_METRICS + r'''
 

@@ -1,6 +1,6 @@
 """ActivityNet Captions with C3D features (500-d), the paper's settings.
 
-Papers disagree on which of val_1 / val_2 is "test" (PAPER.md). The default follows
+Papers disagree on which of val_1 / val_2 is "test" (docs/paper.md). The default follows
 VSLNet, whose copy of the annotations we use and whose reported split sizes are
 37,421 train / 17,031 test: test = val_2, and val_1 selects the best epoch.
 Swap with --config.data.val_split=val_2 --config.data.test_split=val_1 (2D-TAN's reading).

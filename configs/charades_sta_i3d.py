@@ -1,4 +1,4 @@
-"""Charades-STA with I3D features (1024-d), the paper's settings (PAPER.md, "Training details").
+"""Charades-STA with I3D features (1024-d), the paper's settings (docs/paper.md, "Training details").
 
 Prepare first:
   python -m cimha_tf.prepare_data --dataset=charades_sta --annotations=DIR_WITH_TXT_AND_JSON \

@@ -16,7 +16,7 @@ def test_step_windows_round_trip(n, duration):
 
 
 def test_matches_interval_definition():
-  # Independent reading of PAPER.md: step i covers [i*T/n, (i+1)*T/n]; a window covers
+  # Independent reading of docs/paper.md: step i covers [i*T/n, (i+1)*T/n]; a window covers
   # the steps whose interval it overlaps with positive length.
   rng = np.random.default_rng(0)
   n, duration = 20, 40.0

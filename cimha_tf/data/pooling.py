@@ -1,4 +1,4 @@
-"""Fixing a video's length to at most `max_len` steps (PAPER.md, "Training details")."""
+"""Fixing a video's length to at most `max_len` steps (docs/paper.md, "Training details")."""
 
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""The CI-MHA model (PAPER.md eqs 1-16), its losses and span decoding.
+"""The CI-MHA model (docs/paper.md eqs 1-16), its losses and span decoding.
 
 Importing this package registers every custom layer for keras.models.load_model.
 """

@@ -12,7 +12,7 @@ def default_config():
   c = ml_collections.ConfigDict()
   # The paper's full model; "cimha_wo_ms" and "mha" are its two ablation rows.
   c.variant = "cimha"
-  # PAPER.md's default reading of eqs 7/9: eq 7's word-length output mapped back onto
+  # docs/paper.md's default reading of eqs 7/9: eq 7's word-length output mapped back onto
   # the frames through eq 8's attention weights; "pool_tile" is ExCL's sentence-vector
   # reading, kept so the choice can be measured.
   c.cross_fusion = "backprojection"
@@ -31,11 +31,11 @@ def default_config():
   c.span_lstm_units = 64
   # Hidden width of the start/end/segment MLPs (eqs 12, 13, 15).
   c.mlp_width = 128
-  # PAPER.md: at most 128 video steps (longer videos are mean-pooled into 128 bins) and
+  # docs/paper.md: at most 128 video steps (longer videos are mean-pooled into 128 bins) and
   # 25 query words; the learned position table has max_video_len rows.
   c.max_video_len = 128
   c.max_query_len = 25
-  # GloVe 300-d word vectors (PAPER.md, eq 2).
+  # GloVe 300-d word vectors (docs/paper.md, eq 2).
   c.embedding_dim = 300
   # Frozen GloVe by default (ExCL/VSLNet practice; 12k queries cannot retrain 300-d
   # vectors for a 10k+ vocabulary). Without a given matrix the embedding always trains.

@@ -2,7 +2,7 @@
 
 eq 8  q^v = MHA(Q=v_hat, K=V=q_hat): frames attend to valid words -> (B, N, D).
 eq 7  v^q = MHA(Q=q_hat, K=V=v_hat): words attend to valid frames -> (B, L, D).
-eq 9  needs v^q per frame (PAPER.md, "the one real ambiguity"):
+eq 9  needs v^q per frame (docs/paper.md, "the one real ambiguity"):
   "backprojection": A_vq @ v^q, A_vq (B, N, L) = eq 8's attention averaged over heads
       (exactly 0 on padded words, so padded words' v^q never leak);
   "pool_tile": v^q averaged over valid words, tiled over the N frames (ExCL).

@@ -1,4 +1,4 @@
-"""Span decoding (PAPER.md "Decoding"): top-k (i, j), i <= j, by P_start(i) * P_end(j).
+"""Span decoding (docs/paper.md "Decoding"): top-k (i, j), i <= j, by P_start(i) * P_end(j).
 
 Vectorised: outer product (B, N, N), invalid pairs (j < i, padded steps, span longer than
 max_span) pushed below every valid score, one top_k over the flattened N*N pairs. TF ops,

@@ -52,7 +52,7 @@ def losses_and_weights(model_config):
 
 
 def compile_model(model, model_config, learning_rate=1e-4, **compile_kwargs):
-  """Compiles with Adam(learning_rate) (PAPER.md: 1e-4) and the per-output losses.
+  """Compiles with Adam(learning_rate) (docs/paper.md: 1e-4) and the per-output losses.
 
   compile_kwargs go to model.compile (optimizer, steps_per_execution, jit_compile, ...).
   Call inside `strategy.scope()` when training under a tf.distribute strategy.
