@@ -39,8 +39,10 @@ def test_killed_run_resumes_to_the_same_total_epochs(tmp_path):
   cmd = [sys.executable, "-m", "cimha_tf.train", f"--config={config}", f"--workdir={w}"]
   proc = subprocess.Popen(cmd, cwd=testing.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   deadline = time.time() + 600
+  # Polled often: the kill must land in epoch 2, not while epoch 2's backup is written
+  # (Keras writes it in place; a truncated backup is refused on resume, as it should be).
   while _backup_epoch(w) < 1 and proc.poll() is None and time.time() < deadline:
-    time.sleep(0.1)
+    time.sleep(0.01)
   proc.kill()  # SIGKILL: no cleanup, whatever epoch 2 had done is lost
   proc.wait(timeout=60)
   killed_at = _backup_epoch(w)

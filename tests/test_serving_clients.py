@@ -2,9 +2,11 @@
 through the locally loaded SavedModel signature, agree with the Keras model; and both
 command lines, run as export/README.md runs them, against local stand-in servers."""
 
+import contextlib
 import importlib.util
 import json
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -211,13 +213,23 @@ def test_rest_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
   finally:
     server.shutdown()
     server.server_close()  # else the port still accepts, and the client waits its timeout
-  r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'v.npy'}",
-                  "--query=a door", "--duration=9")  # the server is gone
+  with _port_nothing_listens_on() as port:  # the server is gone
+    r = _client_cli("rest_client", f"--server=127.0.0.1:{port}", f"--features={tmp_path / 'v.npy'}",
+                    "--query=a door", "--duration=9")
   assert r.returncode == 1 and "Traceback" not in r.stderr
   assert "cannot reach TF Serving" in r.stderr and "export/README.md" in r.stderr
   r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'none.npy'}",
                   "--query=a door", "--duration=9")
   assert r.returncode == 1 and r.stderr.strip() == f"error: feature file {tmp_path / 'none.npy'} not found"
+
+
+@contextlib.contextmanager
+def _port_nothing_listens_on():
+  """A local port held bound but not listening, so connecting is refused and no other
+  process can take it meanwhile (a stopped server's freed port could be reused)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    yield s.getsockname()[1]
 
 
 def test_grpc_client_command_line_against_a_stand_in_server(setup, loaded, tmp_path):
@@ -251,8 +263,9 @@ def test_grpc_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
     np.testing.assert_allclose(json.loads(r.stdout)["windows"], want, rtol=1e-5)
   finally:
     server.stop(None)
-  r = _client_cli("grpc_client", f"--server=127.0.0.1:{port}", f"--features={tmp_path / 'v.npy'}",
-                  "--query=a door", "--duration=9")
+  with _port_nothing_listens_on() as port:  # the server is gone
+    r = _client_cli("grpc_client", f"--server=127.0.0.1:{port}", f"--features={tmp_path / 'v.npy'}",
+                    "--query=a door", "--duration=9")
   assert r.returncode == 1 and "Traceback" not in r.stderr
   assert "UNAVAILABLE" in r.stderr and "gRPC port" in r.stderr
 
