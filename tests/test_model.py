@@ -235,7 +235,12 @@ def test_cross_interaction_fusions(fusion):
   qv, a = layer.mha_qv(v, q, attention_mask=np.broadcast_to(qm[:, None, :] > 0, (2, 6, 4)),
                        return_attention_scores=True)
   a = np.asarray(a)
-  assert np.all(a[1, :, :, 2:] == 0.0)  # padded words get exactly zero attention
+  _, a_vq, _ = layer.interact(v, q, vm, qm)
+  if fusion == "backprojection":  # the layer's own A_vq: padded words get exactly zero weight
+    assert np.all(np.asarray(a_vq)[1, :, 2:] == 0.0)
+    np.testing.assert_allclose(np.asarray(a_vq), a.mean(1), atol=1e-6)
+  else:
+    assert a_vq is None
   vq = np.asarray(layer.mha_vq(q, v, attention_mask=np.broadcast_to(vm[:, None, :] > 0,
                                                                     (2, 4, 6))))
   if fusion == "backprojection":
