@@ -76,7 +76,10 @@ def _build_training_state(model, losses):
   build = getattr(model, "_symbolic_build", None)  # private Keras API: skip if it moves
   if build is None or not model.built or not isinstance(model.input, dict):
     return
-  labels = {name: keras.KerasTensor((None,) if fn is span_nll else (None, None),
-                                    "int32" if fn is span_nll else "float32")
-            for name, fn in losses.items()}
+  # Every label the data pipeline supplies (pipeline._to_train), not only the ones this
+  # variant has a loss for: built with two, the mha / cimha_wo_ms rows' fit on the
+  # pipeline's three labels failed ("Too many leaves for PyTreeSpec").
+  labels = {"start_probs": keras.KerasTensor((None,), "int32"),
+            "end_probs": keras.KerasTensor((None,), "int32"),
+            "inside_probs": keras.KerasTensor((None, None), "float32")}
   build(data_batch=(model.input, labels, None))
