@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cimha_tf import model as M
+from tests.test_model import tiny_config
 
 
 def ln(x, layer):
@@ -101,14 +102,6 @@ def reference(model, c, feats, tokens):
     pin = np.zeros(len(ps))
   return ps, pe, pin
 
-def _tiny(variant, **kw):
-  c = M.default_config()
-  c.update(dict(variant=variant, width=16, num_heads=2, ffn_width=12, query_lstm_units=8,
-                span_lstm_units=5, mlp_width=7, embedding_dim=6, max_video_len=24,
-                max_query_len=8, dropout=0.1))
-  c.update(kw)
-  return c
-
 
 CASES = [("cimha", "backprojection", True, "keras"), ("cimha", "backprojection", False, "keras"),
          ("cimha", "pool_tile", True, "keras"), ("cimha_wo_ms", "backprojection", True, "keras"),
@@ -124,7 +117,9 @@ def test_model_is_the_equations(variant, fusion, skip, lstm):
   mask = (np.arange(n_max)[None] < np.array(lengths)[:, None]).astype(np.float32)
   tokens = rng.integers(2, vocab, (3, l_max)).astype(np.int32)
   tokens[np.arange(l_max)[None] >= np.array(qlens)[:, None]] = 0
-  c = _tiny(variant, cross_fusion=fusion, cross_skip=skip, lstm_implementation=lstm)
+  # Widths all different, so a transposed or misrouted weight cannot line up by chance.
+  c = tiny_config(variant, ffn_width=12, span_lstm_units=5, mlp_width=7, cross_fusion=fusion,
+                  cross_skip=skip, lstm_implementation=lstm)
   keras.utils.set_random_seed(1)
   m = M.build_model(c, dv, vocab)
   for w in m.weights:  # a zero position table or unit LayerNorms would hide their misuse
