@@ -108,6 +108,18 @@ def test_missing_config_file_is_a_clear_error_of_the_binary(tmp_path):
   assert not (tmp_path / "wd").exists()
 
 
+@pytest.mark.parametrize("source,message", [
+    ("def get_config(:\n  pass\n", "(SyntaxError: invalid syntax (bad.py, line 1))"),
+    ("x = 1\n", "(AttributeError: module 'config_config' has no attribute 'get_config')"),
+    ("def get_config():\n  raise RuntimeError('boom')\n", "(RuntimeError at line 2: boom)")])
+def test_config_file_that_does_not_load_is_a_clear_error(tmp_path, source, message):
+  (tmp_path / "bad.py").write_text(source)
+  r = testing.run_binary("cimha_tf.train", f"--config={tmp_path / 'bad.py'}",
+                         f"--workdir={tmp_path / 'wd'}", check=False)
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert f"FATAL: --config={tmp_path / 'bad.py'}: cannot load the config file {message}" in r.stderr
+
+
 @pytest.mark.parametrize("key,value,expected", [
     ("train.epochs", 0, ">= 1"), ("train.batch_size", 0, ">= 1"),
     ("train.learning_rate", 0.0, "> 0"), ("eval.top_k", 0, ">= 1"), ("data.dir", "", "prepared"),

@@ -38,8 +38,9 @@ def _asked_for_help(argv):
 
 def parse_flags(argv):
   """app.run's flags_parser. absl exits with status 1 both for a flag error and after
-  --help; here they are 2 and 0. ml_collections raises a bare KeyError/AttributeError
-  (unknown key) or an OSError (config file not found) with its traceback otherwise."""
+  --help; here they are 2 and 0. ml_collections raises a bare KeyError/AttributeError for
+  an unknown --config.KEY, and the config file's own error (missing, a syntax error,
+  get_config() raising) with its traceback otherwise; here each is one FATAL line."""
   try:
     rest = _parse_with_absl(argv)
     config = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
@@ -47,13 +48,22 @@ def parse_flags(argv):
       config.keys()  # ml_collections defers a config file's load error to the first access
     return rest
   except (AttributeError, KeyError) as e:
-    _exit_unknown_key(e, argv)
-  except OSError as e:
-    given = [a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")]
-    print(f"FATAL: --config={given[0] if given else ''}: cannot load the config file "
-          f"({str(e).splitlines()[-1].strip()}); the shipped ones are configs/*.py",
-          file=sys.stderr)
-    sys.exit(2)
+    if any(a.startswith("--config.") for a in argv[1:]):
+      _exit_unknown_key(e, argv)
+    _exit_unloadable_config(e, argv)  # e.g. a file without get_config()
+  except Exception as e:  # noqa: BLE001  a missing file, a syntax error, get_config() raising
+    _exit_unloadable_config(e, argv)
+
+
+def _exit_unloadable_config(e, argv):
+  import traceback
+  given = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), "")
+  text = str(e).splitlines()[-1].strip() if str(e).strip() else ""
+  where = [f for f in traceback.extract_tb(e.__traceback__) if given and f.filename.endswith(given)]
+  at = f" at line {where[-1].lineno}" if where else ""
+  print(f"FATAL: --config={given}: cannot load the config file ({type(e).__name__}{at}: {text}); "
+        "the shipped ones are configs/*.py", file=sys.stderr)
+  sys.exit(2)
 
 
 def _parse_with_absl(argv):
