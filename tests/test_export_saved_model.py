@@ -214,6 +214,8 @@ BAD_TEXT = [
     ("negative duration", dict(duration=np.array([-1.0], np.float32)), "duration"),
     ("infinite duration", dict(duration=np.array([np.inf], np.float32)), "duration"),
     ("NaN feature", dict(video_features=np.full((1, 8, VIDEO_DIM), np.nan, np.float32)), "NaN"),
+    ("huge feature", dict(video_features=np.full((1, 8, VIDEO_DIM), 1e30, np.float32)),
+     "not finite; video_features too large"),
     ("batch mismatch", dict(duration=np.array([3.0, 4.0], np.float32)), "duration"),
     ("empty query", dict(query=np.array([" “ ”  "])), "no tokens"),
 ]

@@ -126,6 +126,8 @@ def test_bad_input_errors(setup, predictors, tmp_path):
       p.predict(np.zeros((4, 7), np.float32), "a door", 10.0, source="v.npy")
     with pytest.raises(ValueError, match="NaN"):
       p.predict(np.full((4, VIDEO_DIM), np.nan, np.float32), "a door", 10.0)
+    with pytest.raises(ValueError, match="not finite; video_features too large in magnitude"):
+      p.predict(np.full((4, VIDEO_DIM), 1e30, np.float32), "a door", 10.0)  # no empty answer
   for p in predictors.values():  # TFLite: the host tokenizer; SavedModel: its graph's check
     with pytest.raises(ValueError, match=r"query '“ ”'.* has no tokens \(empty,? or only ignored"):
       p.predict(feats, "“ ”", 10.0)

@@ -114,6 +114,9 @@ class TFLitePredictor(_Base):
     ids = self.vocab.encode(query, self.model.max_query_len)
     ids = ids[:max(1, int(np.count_nonzero(ids)))]
     curves = self.model(feats, ids)
+    if not all(np.all(np.isfinite(c)) for c in curves.values()):  # as the SavedModel checks
+      raise ValueError(f"{source}: the model's outputs are not finite; video_features too "
+                       "large in magnitude for float32 (clip features are usually within +-100)")
     start, end, scores = decode_spans(curves["start_probs"][None], curves["end_probs"][None],
                                       np.ones((1, n), np.float32), top_k)
     s, e = spans_to_seconds(start, end, [duration], [n])

@@ -147,6 +147,11 @@ class ServingModule(tf.Module):
                                         duration)
     out = self._model({"video_features": features, "video_mask": mask,
                        "query_tokens": tokens}, training=False)
+    # Finite but huge features (|x| ~ 1e20) overflow inside the model; its NaN curves would
+    # decode to no window at all, which reads as "fewer than k windows".
+    out = {name: tf.debugging.assert_all_finite(
+        value, f"{name}: not finite; video_features too large in magnitude for float32 "
+        "(clip features are usually within +-100)") for name, value in out.items()}
     start, end, scores = self._decode_spans(out["start_probs"], out["end_probs"], mask,
                                             self.top_k)
     start_s, end_s = self._spans_to_seconds(start, end, duration, video_length)
