@@ -65,8 +65,10 @@ def argument_parser(doc, default_server):
   p.add_argument("--feature_key", default=None)
   p.add_argument("--query", required=True)
   p.add_argument("--duration", type=float, required=True, help="video length in seconds")
-  p.add_argument("--max_video_len", type=int, default=128)
-  p.add_argument("--top_k", type=int, default=5)
+  p.add_argument("--max_video_len", type=int, default=128,
+                 help="the served model's max_video_len (assets.extra/cimha_export.json); "
+                 "longer videos are mean-pooled to it")
+  p.add_argument("--top_k", type=int, default=5, help="windows to print (at most the export's k)")
   return p
 
 
