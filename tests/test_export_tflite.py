@@ -217,6 +217,8 @@ def test_single_query_call_pads_and_masks(setup, keras_curves):
     (np.full((3, VIDEO_DIM), np.nan), [2], "NaN"),
     (np.zeros((3, VIDEO_DIM)), [], "query_tokens"),
     (np.zeros((3, VIDEO_DIM)), [2] * (MAX_QUERY_LEN + 1), "query_tokens"),
+    (np.zeros((3, VIDEO_DIM)), [2, -5], r"query_tokens: ids must be in \[0, \d+\)"),
+    (np.zeros((3, VIDEO_DIM)), [2, 10 ** 6], r"query_tokens: ids must be in \[0, \d+\)"),
 ])
 def test_bad_input_is_a_clear_error(setup, features, tokens, message):
   from cimha_tf.deploy import tflite

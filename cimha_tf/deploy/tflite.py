@@ -441,6 +441,10 @@ class TFLiteModel:
         steps = f"1..{self.max_video_len}" if self.free_length else str(self.max_video_len)
         raise ValueError(f"{name}: shape {feeds[name].shape}, expected {want} ({steps} "
                          f"video steps; shapes of {self.source})")
+    ids = feeds["query_tokens"]
+    if ids.min() < 0 or (self.vocab_size is not None and ids.max() >= self.vocab_size):
+      raise ValueError(f"query_tokens: ids must be in [0, {self.vocab_size}) (the vocabulary "
+                       f"of {self.source}), got {int(ids.min())}..{int(ids.max())}")
     if self.free_length:  # run only up to the batch's last valid step
       valid = np.nonzero((feeds["video_mask"] > 0.5).any(axis=0))[0]
       cut = int(valid[-1]) + 1 if len(valid) else 1
