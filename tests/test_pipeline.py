@@ -224,8 +224,44 @@ def test_repeat_and_drop_remainder(prepared):
   batches = list(ds.take(5).as_numpy_iterator())
   assert len(batches) == 5 and all(len(b[1]["start_probs"]) == 4 for b in batches)
   assert ds.element_spec[0]["video_features"].shape.as_list() == [4, N, D]
-  assert pipeline.steps_per_epoch(out, "train", 4) == -(-q // 4)
-  assert pipeline.steps_per_epoch(out, "train", 4, drop_remainder=True) == q // 4
+  assert pipeline.batches_per_pass(out, "train", 4) == -(-q // 4)
+  assert pipeline.batches_per_pass(out, "train", 4, drop_remainder=True) == q // 4
+
+
+@pytest.mark.parametrize("bucket_width", [0, 3])
+def test_each_pass_of_a_repeated_dataset_is_every_query_once(monkeypatch, tmp_path, bucket_width):
+  """What fit sees with repeat=True and steps_per_epoch = batches_per_pass: every pass holds
+  each query exactly once, and no batch holds a query twice (with the repeat before the
+  batching, a band's leftovers met the next pass's queries)."""
+  import collections
+  import shutil
+  from cimha_tf.training import testing
+  out = testing.write_tiny_prepared(str(tmp_path), num_videos=(10, 1, 1), steps=(2, 16))
+  lengths = {}  # independent of the pipeline: the source files and the annotations
+  for line in open(os.path.join(out, "annotations", "train.jsonl")):
+    r = json.loads(line)
+    lengths[r["qid"]] = min(16, len(np.load(tmp_path / "features" / f"{r['vid']}.npy")))
+  bands = collections.Counter((n - 1) // bucket_width if bucket_width else 0 for n in lengths.values())
+  assert any(c % 6 for c in bands.values())  # partial batches, or the test proves nothing
+  per = pipeline.batches_per_pass(out, "train", 6, bucket_width)
+  assert per == sum(-(-c // 6) for c in bands.values())
+  old = tmp_path / "old"  # a folder prepared before metadata.json counted queries by length
+  shutil.copytree(out, old)
+  meta = json.load(open(old / "metadata.json"))
+  del meta["splits"]["train"]["queries_by_num_steps"]
+  json.dump(meta, open(old / "metadata.json", "w"))
+  assert pipeline.batches_per_pass(str(old), "train", 6, bucket_width) == per
+  to_train = pipeline._to_train
+  monkeypatch.setattr(pipeline, "_to_train", lambda v, q: (  # qid along, to count
+      lambda xy: (xy[0], {**xy[1], "qid": q["qid"]}))(to_train(v, q)))
+  ds = pipeline.train_dataset(out, "train", 6, seed=0, deterministic=True, repeat=True,
+                              bucket_width=bucket_width)
+  batches = [y["qid"].tolist() for _, y in ds.take(3 * per).as_numpy_iterator()]
+  for p in range(3):
+    one_pass = batches[p * per:(p + 1) * per]
+    assert sorted(q for b in one_pass for q in b) == sorted(lengths)
+    assert all(len(set(b)) == len(b) for b in one_pass)
+  assert batches[:per] != batches[per:2 * per]  # reshuffled each pass
 
 
 def test_float16_storage_round_trip(prepared, tmp_path):
@@ -275,6 +311,16 @@ def test_auto_shard_policy():
   assert pipeline.auto_shard_policy(4, num_workers=2) == policy.FILE
   assert pipeline.auto_shard_policy(1, num_workers=2) == policy.DATA
   assert pipeline.auto_shard_policy(1, num_workers=1) == policy.FILE
+
+
+def test_auto_shard_policy_reads_tf_config(monkeypatch):
+  """The trainer builds its dataset outside strategy.scope(): the worker count comes from
+  TF_CONFIG there (it was 1, so a 1-shard split got FILE sharding and failed on 2 workers)."""
+  policy = tf.data.experimental.AutoShardPolicy
+  cluster = {"worker": ["localhost:1", "localhost:2"]}
+  monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+  assert pipeline.auto_shard_policy(1) == policy.DATA and pipeline.auto_shard_policy(2) == policy.FILE
+  assert pipeline.training_bucket_width(8) == 0
 
 
 def test_verify_split(prepared, tmp_path):

@@ -26,6 +26,7 @@ Evaluation can bucket too
 (eval_dataset(bucket_width=...); runner.evaluate_split does, and puts rows back in order).
 """
 
+import collections
 import contextlib
 import json
 import math
@@ -95,8 +96,13 @@ def _input_workers():
   return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
 
 
+def _workers():
+  # TF_CONFIG too: the trainer builds its dataset outside strategy.scope().
+  return max(_input_workers(), strategy_lib.num_workers())
+
+
 def auto_shard_policy(num_files, num_workers=None):
-  num_workers = _input_workers() if num_workers is None else num_workers
+  num_workers = _workers() if num_workers is None else num_workers
   policy = tf.data.experimental.AutoShardPolicy
   return policy.FILE if num_files >= num_workers else policy.DATA
 
@@ -182,13 +188,7 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
   if deterministic and seed is None:
     seed = 0
-  # TF_CONFIG too: the trainer builds its dataset outside strategy.scope().
-  if bucket_width and max(_input_workers(), strategy_lib.num_workers()) > 1:
-    # tf.data's auto-sharding walks the graph back to the files and cannot pass
-    # group_by_window ("Did not find a shardable source").
-    print(f"warning: length buckets (bucket_width={bucket_width}) are off under multi-worker "
-          "training: tf.data auto-sharding cannot shard through them")
-    bucket_width = 0
+  bucket_width = training_bucket_width(bucket_width, warn=True)
   # The cache holds decoded videos padded to max_video_len, in float32.
   videos_bytes = meta["splits"][split]["videos"] * meta["max_video_len"] * meta["feature_dim"] * 4
   cache = videos_bytes <= cache_bytes
@@ -212,8 +212,6 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
   queries = videos.flat_map(tfrecords.unroll)
   if shuffle:
     queries = queries.shuffle(QUERY_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    queries = queries.repeat()
   # Parallel batch: copying a batch of features (100 x 128 x 1024 float32 = 52 MB) is the
   # pipeline's main cost per step.
   ds = batch_by_length(queries, batch_size, bucket_width, lambda v, q: v["num_steps"],
@@ -222,6 +220,12 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
   if bucket_width:
     ds = ds.map(lambda x, y: cut_time_axis(x, y, bucket_width),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  if repeat:
+    # After batching: each pass is batched on its own (every query once, the bands' partial
+    # batches flushed at its end), so batches_per_pass steps are exactly one pass. Repeated
+    # before, a band's leftovers waited for the next pass: queries were missed, repeated,
+    # and could meet themselves in one batch.
+    ds = ds.repeat()
   options = tf.data.Options()
   options.deterministic = deterministic
   options.experimental_distribute.auto_shard_policy = auto_shard_policy(len(files))
@@ -294,9 +298,42 @@ def naming_damaged_shards(data_dir, splits):
     raise
 
 
-def steps_per_epoch(data_dir, split, batch_size, drop_remainder=False):
-  """Batches in one pass over `split` (for repeat=True training)."""
+def training_bucket_width(bucket_width, warn=False):
+  """The bucket width train_dataset uses: 0 under multi-worker training, where tf.data's
+  auto-sharding walks the graph back to the files and cannot pass group_by_window ("Did
+  not find a shardable source")."""
+  if bucket_width and _workers() > 1:
+    if warn:
+      print(f"warning: length buckets (bucket_width={bucket_width}) are off under "
+            "multi-worker training: tf.data auto-sharding cannot shard through them")
+    return 0
+  return bucket_width
+
+
+def batches_per_pass(data_dir, split, batch_size, bucket_width=0, drop_remainder=False):
+  """Batches train_dataset gives for one pass over `split` (steps_per_epoch with
+  repeat=True): with length buckets, each band's own batches, partial ones included."""
   meta = read_metadata(data_dir)
-  split_files(data_dir, split, meta)
-  queries = meta["splits"][split]["queries"]
-  return queries // batch_size if drop_remainder else math.ceil(queries / batch_size)
+  files = split_files(data_dir, split, meta)
+  bucket_width = training_bucket_width(bucket_width)
+  per = (lambda n: n // batch_size) if drop_remainder else (lambda n: math.ceil(n / batch_size))
+  if not bucket_width:
+    return per(int(meta["splits"][split]["queries"]))
+  bands = collections.Counter()
+  for steps, count in _queries_by_num_steps(files, meta, split).items():
+    bands[(int(steps) - 1) // bucket_width] += count
+  return sum(per(n) for n in bands.values())
+
+
+def _queries_by_num_steps(files, meta, split):
+  """{num_steps: queries} of a split: from metadata.json, or (folders prepared before it
+  recorded them) from the records' num_steps and qid fields alone."""
+  known = meta["splits"][split].get("queries_by_num_steps")
+  if known is not None:
+    return known
+  spec = {"num_steps": tf.io.FixedLenFeature([], tf.int64),
+          "qid": tf.io.VarLenFeature(tf.int64)}
+  counts = collections.Counter()
+  for ex in tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec)):
+    counts[int(ex["num_steps"])] += int(tf.shape(ex["qid"].values)[0])
+  return counts

@@ -106,6 +106,7 @@ def _write_split(split, records, report, store, vocab, output_dir, max_video_len
   dropped = collections.Counter(report.dropped)
   skipped_videos = collections.Counter()
   kept_records, pooled_videos = [], 0
+  by_steps = collections.Counter()  # kept queries per video length: training's batch count
   _clear_split(output_dir, split)
   writer = tfrecords.ShardWriter(output_dir, split, videos_per_shard)
   try:
@@ -121,8 +122,10 @@ def _write_split(split, records, report, store, vocab, output_dir, max_video_len
         dropped[e.reason] += len(recs)
         continue
       pooled_videos += pooled
+      before = len(kept_records)
       _write_video(writer, vid, feats, recs, vocab, max_video_len, max_query_len, feature_dtype,
                    dropped, kept_records)
+      by_steps[int(feats.shape[0])] += len(kept_records) - before
   except BaseException:
     writer.abort()
     raise
@@ -145,6 +148,7 @@ def _write_split(split, records, report, store, vocab, output_dir, max_video_len
       "videos_read": len(groups),
       "videos_skipped": dict(skipped_videos),
       "videos_pooled": int(pooled_videos),
+      "queries_by_num_steps": {str(n): c for n, c in sorted(by_steps.items()) if c},
       "annotations": f"{ANNOTATIONS}/{split}.jsonl",
   }
   if info["kept"] + sum(dropped.values()) != info["read"]:

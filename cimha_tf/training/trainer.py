@@ -15,7 +15,6 @@ the file named and the way out (checks.check_backup).
 """
 
 import json
-import math
 import os
 
 import keras
@@ -67,11 +66,13 @@ def tensorboard_callbacks(log_dir):
   return [keras.callbacks.TensorBoard(log_dir, update_freq="epoch")]
 
 
-def steps_per_epoch(config, meta):
+def steps_per_epoch(config):
   if config.train.steps_per_epoch:
     return int(config.train.steps_per_epoch)
-  queries = int(meta["splits"][config.data.train_split]["queries"])
-  return max(1, math.ceil(queries / config.train.batch_size))
+  from cimha_tf.data import pipeline
+  return max(1, pipeline.batches_per_pass(config.data.dir, config.data.train_split,
+                                          config.train.batch_size,
+                                          int(config.data.get("bucket_width", 0))))
 
 
 def build_and_compile(config, meta, strategy):
@@ -128,5 +129,5 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   # shuffle=False: the pipeline shuffles (seeded); Keras would only warn that it ignores it.
   with pipeline.naming_damaged_shards(config.data.dir, [config.data.train_split, config.data.val_split]):
     history = model.fit(dataset, epochs=int(config.train.epochs), shuffle=False,
-                        steps_per_epoch=steps_per_epoch(config, meta), callbacks=cbs, verbose=verbose)
+                        steps_per_epoch=steps_per_epoch(config), callbacks=cbs, verbose=verbose)
   return model, history
