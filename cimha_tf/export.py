@@ -41,7 +41,8 @@ flags.mark_flags_as_required(["workdir", "output"])
 def main(argv):
   if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
     raise cli.usage_error("--quantize applies to --format=tflite only")
-  if FLAGS.tflite_lstm == "unrolled" and FLAGS.tflite_free_length and FLAGS["tflite_free_length"].present:
+  asked_free_length = FLAGS["tflite_free_length"].present and FLAGS.tflite_free_length
+  if FLAGS.tflite_lstm == "unrolled" and asked_free_length:
     raise cli.usage_error("--tflite_free_length needs --tflite_lstm=fused (unrolled LSTMs have "
                           "one op chain per step, so their time axis is fixed)")
   from cimha_tf.deploy.exporter import export_saved_model, export_tflite

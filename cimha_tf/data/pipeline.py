@@ -124,9 +124,14 @@ def _to_eval(v, q):
                       "num_steps": q["num_steps"]}
 
 
+def band(length, bucket_width):
+  """A length's bucket (python int or int64 tensor): lengths 1..w are band 0, w+1..2w band 1."""
+  return (length - 1) // bucket_width
+
+
 def _bucket_key(bucket_width, length_fn):
   def key(*element):
-    return (tf.cast(length_fn(*element), tf.int64) - 1) // bucket_width
+    return band(tf.cast(length_fn(*element), tf.int64), bucket_width)
   return key
 
 
@@ -319,21 +324,10 @@ def batches_per_pass(data_dir, split, batch_size, bucket_width=0, drop_remainder
   per = (lambda n: n // batch_size) if drop_remainder else (lambda n: math.ceil(n / batch_size))
   if not bucket_width:
     return per(int(meta["splits"][split]["queries"]))
+  # Folders prepared before metadata.json recorded the counts: read from the records.
+  by_steps = (meta["splits"][split].get("queries_by_num_steps")
+              or tfrecords.queries_by_num_steps(files))
   bands = collections.Counter()
-  for steps, count in _queries_by_num_steps(files, meta, split).items():
-    bands[(int(steps) - 1) // bucket_width] += count
+  for steps, count in by_steps.items():
+    bands[band(int(steps), bucket_width)] += count
   return sum(per(n) for n in bands.values())
-
-
-def _queries_by_num_steps(files, meta, split):
-  """{num_steps: queries} of a split: from metadata.json, or (folders prepared before it
-  recorded them) from the records' num_steps and qid fields alone."""
-  known = meta["splits"][split].get("queries_by_num_steps")
-  if known is not None:
-    return known
-  spec = {"num_steps": tf.io.FixedLenFeature([], tf.int64),
-          "qid": tf.io.VarLenFeature(tf.int64)}
-  counts = collections.Counter()
-  for ex in tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec)):
-    counts[int(ex["num_steps"])] += int(tf.shape(ex["qid"].values)[0])
-  return counts

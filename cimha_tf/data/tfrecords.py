@@ -14,6 +14,7 @@ and per-query label tensors, vectorised over the queries; `unroll` turns that in
 element per query without copying the video's features. Shards are SPLIT-00000-of-0000N.tfrecord.
 """
 
+import collections
 import dataclasses
 import os
 from typing import List
@@ -140,6 +141,15 @@ _SPEC = {
     "window_steps": _list(tf.int64),
     "num_windows": _list(tf.int64),
 }
+
+
+def queries_by_num_steps(files):
+  """{num_steps: queries} over the videos of `files`, parsing those two fields only."""
+  spec = {k: _SPEC[k] for k in ("num_steps", "qid")}
+  counts = collections.Counter()
+  for ex in tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec)):
+    counts[int(ex["num_steps"])] += int(ex["qid"].shape[0])
+  return counts
 
 
 def _padded_tokens(token_ids, token_lengths, max_query_len):

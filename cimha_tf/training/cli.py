@@ -26,6 +26,13 @@ def usage_error(message):
   return app.UsageError(message, exitcode=2)
 
 
+def _config_args(argv):
+  """(the --config=FILE value or None, the --config.KEY override names) on a command line."""
+  file = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+  overrides = [a.split("=", 1)[0][2:] for a in argv[1:] if a.startswith("--config.")]
+  return file, overrides
+
+
 def _asked_for_help(argv):
   for arg in argv[1:]:
     if arg == "--":
@@ -48,7 +55,7 @@ def parse_flags(argv):
       config.keys()  # ml_collections defers a config file's load error to the first access
     return rest
   except (AttributeError, KeyError) as e:
-    if any(a.startswith("--config.") for a in argv[1:]):
+    if _config_args(argv)[1]:
       _exit_unknown_key(e, argv)
     _exit_unloadable_config(e, argv)  # e.g. a file without get_config()
   except Exception as e:  # noqa: BLE001  a missing file, a syntax error, get_config() raising
@@ -57,7 +64,7 @@ def parse_flags(argv):
 
 def _exit_unloadable_config(e, argv):
   import traceback
-  given = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), "")
+  given = _config_args(argv)[0] or ""
   text = str(e).splitlines()[-1].strip() if str(e).strip() else ""
   where = [f for f in traceback.extract_tb(e.__traceback__) if given and f.filename.endswith(given)]
   at = f" at line {where[-1].lineno}" if where else ""
@@ -73,8 +80,8 @@ def _parse_with_absl(argv):
     if e.code == 1:  # absl's usage message is already printed
       if _asked_for_help(argv):
         sys.exit(0)
-      if any(a.startswith("--config.") for a in argv[1:]) and not any(
-          a.startswith("--config=") for a in argv[1:]):
+      file, overrides = _config_args(argv)
+      if overrides and file is None:
         print("--config.KEY overrides apply to the file given with --config=FILE (evaluate "
               "reads WORKDIR/config.json without one; --data_dir moves its data)", file=sys.stderr)
       sys.exit(2)
@@ -100,7 +107,7 @@ def _exit_unknown_key(e, argv):
       break
   missing, _, hint = text.partition("\n")
   missing = missing.strip("\"'")
-  overrides = [a.split("=", 1)[0][2:] for a in argv[1:] if a.startswith("--config.")]
+  overrides = _config_args(argv)[1]
   culprits = [o for o in overrides if missing in o.split(".")[1:]] or overrides
   hint = f" {hint.strip()}" if hint.strip() else ""
   print(f"FATAL: unknown config key in {', '.join('--' + c for c in culprits)}: "

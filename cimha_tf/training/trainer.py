@@ -96,7 +96,8 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   from cimha_tf.data import pipeline
   config_lib.validate(config)
   meta = pipeline.read_metadata(config.data.dir)
-  checks.check_data(config, meta, [config.data.train_split, config.data.val_split])
+  splits = [config.data.train_split, config.data.val_split]
+  checks.check_data(config, meta, splits)
   out = strategy_lib.worker_dir(workdir)
   os.makedirs(out, exist_ok=True)
   checks.check_workdir(out, config, meta)
@@ -127,7 +128,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
       *extra_callbacks,
   ]
   # shuffle=False: the pipeline shuffles (seeded); Keras would only warn that it ignores it.
-  with pipeline.naming_damaged_shards(config.data.dir, [config.data.train_split, config.data.val_split]):
+  with pipeline.naming_damaged_shards(config.data.dir, splits):
     history = model.fit(dataset, epochs=int(config.train.epochs), shuffle=False,
                         steps_per_epoch=steps_per_epoch(config), callbacks=cbs, verbose=verbose)
   return model, history
