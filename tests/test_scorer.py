@@ -106,6 +106,12 @@ def test_missing_and_unknown_qids(tmp_path):
      "pred_saliency_scores"),
     (['{"qid": 1, "pred_relevant_windows": [[0, 1, 0.5]]}', '',
       '{"qid": 1, "pred_relevant_windows": [[0, 1, 0.5]]}'], r"p\.jsonl:3 .*duplicate qid 1, first at line 1"),
+    # a JSON true mixed with numbers is no number (numpy would read it as 1)
+    (['{"qid": 1, "pred_relevant_windows": [[0, 1, true]]}'], r"p\.jsonl:1 .*holds True, expected finite"),
+    (['{"qid": 1, "pred_relevant_windows": [[0.0, 1.5, true]]}'], r"p\.jsonl:1 .*holds True, expected finite"),
+    (['{"qid": 1, "pred_relevant_windows": [[0, 1, 0.5]], "pred_saliency_scores": [0.5, false]}'],
+     r"p\.jsonl:1 .*'pred_saliency_scores' holds False"),
+    (['{"qid": 1, "pred_relevant_windows": [[0, Infinity, 0.5]]}'], r"p\.jsonl:1 .*holds inf"),
 ])
 def test_bad_prediction_files(tmp_path, lines, match):
   path = tmp_path / "p.jsonl"

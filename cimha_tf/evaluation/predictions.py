@@ -35,12 +35,14 @@ def _where(path, line, row):
 def _check_number_list(values, where, key):
   if not isinstance(values, list):
     raise ValueError(f"{where}: '{key}' must be a list, got {type(values).__name__}")
-  # One numpy pass (saliency lists are long); dtype kind rejects bools, None, strings, nesting.
+  # One numpy pass (saliency lists are long); dtype kind rejects None, strings, nesting and
+  # all-bool lists, but numpy reads a bool among numbers as 1, hence the explicit scan.
   try:
     arr = np.asarray(values)
   except ValueError:
     arr = np.asarray(values, dtype=object)  # ragged nesting
-  if values and (arr.ndim != 1 or arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr))):
+  if values and (arr.ndim != 1 or arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr))
+                 or any(isinstance(v, bool) for v in values)):
     bad = next((v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
                 or not math.isfinite(v)), values)
     raise ValueError(f"{where}: '{key}' holds {bad!r}, expected finite numbers")
