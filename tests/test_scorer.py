@@ -112,6 +112,8 @@ def test_missing_and_unknown_qids(tmp_path):
     (['{"qid": 1, "pred_relevant_windows": [[0, 1, 0.5]], "pred_saliency_scores": [0.5, false]}'],
      r"p\.jsonl:1 .*'pred_saliency_scores' holds False"),
     (['{"qid": 1, "pred_relevant_windows": [[0, Infinity, 0.5]]}'], r"p\.jsonl:1 .*holds inf"),
+    (['{"qid": 1, "pred_relevant_windows": [[-2, 4, 0.5]]}'],
+     r"p\.jsonl:1 \(qid 1\): 'pred_relevant_windows' window \[-2, 4, 0.5\] starts before 0 s"),
 ])
 def test_bad_prediction_files(tmp_path, lines, match):
   path = tmp_path / "p.jsonl"
@@ -124,6 +126,9 @@ def test_bad_ground_truth_and_missing_files(tmp_path):
   gt = tmp_path / "g.jsonl"
   gt.write_text('{"qid": 1, "relevant_windows": []}\n')
   with pytest.raises(ValueError, match=r"g\.jsonl:1 \(qid 1\): 'relevant_windows' is empty"):
+    predictions.read_ground_truth(gt)
+  gt.write_text('{"qid": 1, "relevant_windows": [[0, 2]]}\n{"qid": 2, "relevant_windows": [[-1, 2]]}\n')
+  with pytest.raises(ValueError, match=r"g\.jsonl:2 \(qid 2\): 'relevant_windows' window \[-1, 2\] starts before 0 s"):
     predictions.read_ground_truth(gt)
   with pytest.raises(FileNotFoundError, match="nope.jsonl"):
     scorer.score_files(tmp_path / "nope.jsonl", gt)

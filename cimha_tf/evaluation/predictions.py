@@ -4,6 +4,8 @@ Prediction line: {"qid", "query", "vid", "pred_relevant_windows": [[s, e, score]
 (seconds, best first), "pred_saliency_scores": [...]}. Ground-truth line:
 `QueryRecord.to_json()` ({"qid", "query", "vid", "duration", "relevant_windows"}), plus
 "relevant_clip_ids" / "saliency_scores" in QVHighlights. Every error names file:line.
+Windows must be finite with 0 <= start <= end; an end past the video's duration is scored
+as given, not clipped (as moment_detr's scorer; its sample predictions have two).
 """
 
 import json
@@ -58,6 +60,8 @@ def _check_windows(windows, where, key, width):
     _check_number_list(w, where, key)
     if w[0] > w[1]:
       raise ValueError(f"{where}: '{key}' window {w!r} has start > end")
+    if w[0] < 0:
+      raise ValueError(f"{where}: '{key}' window {w!r} starts before 0 s")
 
 
 def _check_rows(numbered, path, required, windows_key, width):
