@@ -114,6 +114,8 @@ def test_missing_and_unknown_qids(tmp_path):
     (['{"qid": 1, "pred_relevant_windows": [[0, Infinity, 0.5]]}'], r"p\.jsonl:1 .*holds inf"),
     (['{"qid": 1, "pred_relevant_windows": [[-2, 4, 0.5]]}'],
      r"p\.jsonl:1 \(qid 1\): 'pred_relevant_windows' window \[-2, 4, 0.5\] starts before 0 s"),
+    (['{"qid": 1, "pred_relevant_windows": [[0, 1, 0.5]]}', '{"qid": 2, "pred_relevant_windows": []}'],
+     r"p\.jsonl:2 \(qid 2\): 'pred_relevant_windows' is empty"),
 ])
 def test_bad_prediction_files(tmp_path, lines, match):
   path = tmp_path / "p.jsonl"

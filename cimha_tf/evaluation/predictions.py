@@ -79,23 +79,22 @@ def _check_rows(numbered, path, required, windows_key, width):
       raise ValueError(f"{where}: duplicate qid {qid!r}, first at line {seen[qid]}")
     seen[qid] = line
     _check_windows(row[windows_key], where, windows_key, width)
+    if not row[windows_key]:  # the scorer has no reading of an empty list (moment_detr crashes)
+      raise ValueError(f"{where}: '{windows_key}' is empty (each query needs at least one window)")
     if windows_key == "pred_relevant_windows" and "pred_saliency_scores" in row:
       _check_number_list(row["pred_saliency_scores"], where, "pred_saliency_scores")
   return [row for _, row in numbered]
 
 
 def read_predictions(path):
-  """Validated prediction rows: unique qids, [[s, e, score], ...], finite saliency scores."""
+  """Validated prediction rows: unique qids, at least one [s, e, score] each, finite
+  saliency scores."""
   return _check_rows(_numbered_rows(path), path, PRED_KEYS, "pred_relevant_windows", 3)
 
 
 def read_ground_truth(path):
   """Validated ground-truth rows: unique qids, at least one [s, e] window each."""
-  numbered = _numbered_rows(path)
-  rows = _check_rows(numbered, path, GT_KEYS, "relevant_windows", 2)
-  for line, row in numbered:
-    if not row["relevant_windows"]:
-      raise ValueError(f"{_where(path, line, row)}: 'relevant_windows' is empty")
+  rows = _check_rows(_numbered_rows(path), path, GT_KEYS, "relevant_windows", 2)
   if not rows:
     raise ValueError(f"{path}: no ground-truth rows")
   return rows
