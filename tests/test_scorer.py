@@ -156,3 +156,14 @@ def test_qvh_style_ground_truth_gets_qvh_metrics(tmp_path):
   # rater 2 same as rater 1; rater 3 positives 0, 1 -> ranks 1, 4 -> (1 + 2/4) / 2
   fair_r3 = (1 + 0.5) / 2
   assert q["HL-min-Fair"]["HL-mAP"] == round(100 * (2 * fair_r1 + fair_r3) / 3, 2)
+
+
+def test_qids_that_differ_only_in_type_say_so(tmp_path):
+  gt_path = tmp_path / "g.jsonl"
+  gt_path.write_text('{"qid": 1, "relevant_windows": [[0, 2]]}\n')
+  p = tmp_path / "p.jsonl"
+  p.write_text('{"qid": "1", "pred_relevant_windows": [[0, 2, 0.5]]}\n')
+  with pytest.raises(ValueError, match=r"differ from a ground-truth qid only in type, e\.g\. "
+                     r"prediction '1' vs ground truth 1"):
+    scorer.score_files(p, gt_path)
+

@@ -24,8 +24,12 @@ def score_predictions(pred_rows, gt_rows, allow_missing=False, source="predictio
   """Metrics dict for in-memory rows (see score_files)."""
   unknown, missing = predictions_lib.match_qids(pred_rows, gt_rows)
   if unknown:
+    gt_qid_text = {str(r["qid"]): r["qid"] for r in gt_rows}
+    same = [q for q in unknown if str(q) in gt_qid_text]
+    hint = (f"; {len(same)} of them differ from a ground-truth qid only in type, e.g. prediction"
+            f" {same[0]!r} vs ground truth {gt_qid_text[str(same[0])]!r}" if same else "")
     raise ValueError(f"{source}: {len(unknown)} predicted qids are not in the ground truth,"
-                     f" e.g. {unknown[:5]}")
+                     f" e.g. {unknown[:5]}{hint}")
   if missing:
     msg = (f"{source}: {len(missing)} of {len(gt_rows)} ground-truth queries have no prediction,"
            f" e.g. {missing[:5]}")
