@@ -167,3 +167,15 @@ def test_qids_that_differ_only_in_type_say_so(tmp_path):
                      r"prediction '1' vs ground truth 1"):
     scorer.score_files(p, gt_path)
 
+
+def test_windows_out_of_score_order_are_counted_in_a_warning(tmp_path, caplog):
+  """R@k takes windows in the order listed (moment_detr's convention); a file that lists
+  them otherwise scores what it lists, and the warning says how many queries do."""
+  gt_path = tmp_path / "g.jsonl"
+  gt_path.write_text("".join(json.dumps({"qid": q, "relevant_windows": [[0, 2]]}) + "\n" for q in (1, 2, 3)))
+  rows = [{"qid": 1, "pred_relevant_windows": [[5, 9, 0.1], [0, 2, 0.9]]},  # out of order
+          {"qid": 2, "pred_relevant_windows": [[0, 2, 0.9], [5, 9, 0.9]]},  # tie: in order
+          {"qid": 3, "pred_relevant_windows": [[0, 2, 0.9], [5, 9, 0.1]]}]
+  got = scorer.score_files(predictions.write_predictions(tmp_path / "p.jsonl", rows), gt_path)
+  assert got["R1@0.7"] == pytest.approx(200 / 3)  # qid 1's first listed window misses
+  assert "1 of 3 queries list their windows out of score order" in caplog.text

@@ -46,6 +46,12 @@ def score_predictions(pred_rows, gt_rows, allow_missing=False, source="predictio
   for r, w in zip(scored, pred_windows):
     if len(w) == 0:
       raise ValueError(f"{source}: qid {r['qid']!r} has no predicted windows")
+  unordered = sum(1 for w in pred_windows if np.any(np.diff(w[:, 2]) > 0))
+  if unordered:
+    # Not re-sorted: moment_detr's R1 also takes the first listed window; only mAP ranks by score.
+    logging.warning("%s: %d of %d queries list their windows out of score order; R@k and mIoU "
+                    "take them in the order listed (best first by contract), mAP by score",
+                    source, unordered, len(pred_windows))
   gt_windows = [np.asarray(r["relevant_windows"], np.float64).reshape(-1, 2) for r in scored]
   out = metrics_lib.moment_metrics(pred_windows, gt_windows, num_missing=len(missing))
   out.update({"num_queries": len(gt_rows), "num_missing": len(missing)})
