@@ -4,6 +4,10 @@ R@k IoU m: percent of queries where any of the top-k predicted windows has IoU >
 the ground truth (with several ground-truth windows, the best-matching one counts).
 mIoU: mean IoU of the top-1 prediction. Predictions are taken in the order given (best
 first, as the predictions contract says); fewer than k predictions use what exists.
+No non-maximum suppression here or in decoding (docs/paper.md, "Decoding": the top-k
+(i, j) pairs by score), so near-duplicate windows can fill a query's top 5; papers that
+apply NMS before R@5 (e.g. 2D-TAN) get a higher R@5 from the same scores. R@1 and mIoU do
+not depend on it. Windows are scored as given (not clipped to the video).
 """
 
 import numpy as np

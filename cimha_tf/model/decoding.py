@@ -1,5 +1,7 @@
 """Span decoding (docs/paper.md "Decoding"): top-k (i, j), i <= j, by P_start(i) * P_end(j).
 
+No non-maximum suppression: overlapping pairs all rank (what R@5 is computed over).
+
 Vectorised: outer product (B, N, N), invalid pairs (j < i, padded steps, span longer than
 max_span) pushed below every valid score, one top_k over the flattened N*N pairs. TF ops,
 so it runs inside a tf.function / serving graph. Ties: tf.math.top_k returns the lower
