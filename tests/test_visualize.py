@@ -130,3 +130,20 @@ def test_recall_curves_from_prediction_files(shared_data, tmp_path):
   assert read_png(out).shape == (200, 300, 4)
   with pytest.raises(ValueError, match="needs ground_truth"):
     visualize.recall_curves_figure({"a": str(preds)})
+
+
+def test_recall_curves_refuse_predictions_for_another_video(tmp_path):
+  """A prediction whose qid is in the ground truth but whose vid is not that query's video
+  (another split's or dataset's file: their qids both count from 0) must not be plotted."""
+  gt = tmp_path / "gt.jsonl"
+  gt.write_text("".join(json.dumps({"qid": q, "vid": f"v{q}", "duration": 10.0,
+                                    "relevant_windows": [[1.0, 4.0]]}) + "\n" for q in range(3)))
+  preds = [{"qid": q, "vid": f"v{q}", "pred_relevant_windows": [[1.0, 4.0, 0.9]]} for q in range(3)]
+  good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
+  good.write_text("".join(json.dumps(r) + "\n" for r in preds))
+  preds[1]["vid"] = "other"
+  bad.write_text("".join(json.dumps(r) + "\n" for r in preds))
+  assert visualize.recall_curves_figure({"a": good}, ground_truth=gt).axes[0].lines[0].get_ydata()[0] == 100
+  with pytest.raises(ValueError, match=r"run 'a': .*bad.jsonl: qid 1 is for video 'other', but the"
+                                       r" ground truth's qid 1 is video 'v1'"):
+    visualize.recall_curves_figure({"a": bad}, ground_truth=gt)
