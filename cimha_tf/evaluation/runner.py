@@ -15,6 +15,7 @@ import tensorflow as tf
 import tqdm
 
 from cimha_tf import timeline
+from cimha_tf.evaluation import metrics as metrics_lib
 from cimha_tf.evaluation import predictions as predictions_lib
 from cimha_tf.evaluation import scorer
 
@@ -95,7 +96,8 @@ def evaluate_split(model, data_dir, split, batch_size, top_k, progress=True, cur
                    bucket_width=EVAL_BUCKET_WIDTH):
   """(metrics, rows) of `model` on a prepared split; metrics as scorer.score_predictions
   (R1@0.3 ... R5@0.7, mIoU in percent, num_queries, num_missing). Rows come in the split's
-  annotation order.
+  annotation order, with max(top_k, 5) windows each (fewer only where a video has fewer
+  pairs): with top_k < 5, "R5" would silently be recall among top_k windows.
 
   bucket_width: batches from bands of video lengths, cut to their longest video
   (pipeline.eval_dataset): the same outputs for less work; 0 batches in file order.
@@ -105,7 +107,7 @@ def evaluate_split(model, data_dir, split, batch_size, top_k, progress=True, cur
   dataset = pipeline.eval_dataset(data_dir, split, batch_size, bucket_width=bucket_width)
   meta = pipeline.read_metadata(data_dir)
   bands = -(-int(meta["max_video_len"]) // bucket_width) if bucket_width else 1
-  rows = predict_rows(model, dataset, top_k, queries={r["qid"]: r.get("query", "") for r in gt},
+  rows = predict_rows(model, dataset, max(int(top_k), max(metrics_lib.KS)), queries={r["qid"]: r.get("query", "") for r in gt},
                       total_batches=math.ceil(len(gt) / batch_size) + bands - 1,
                       progress=progress, curves=curves)
   order = {r["qid"]: i for i, r in enumerate(gt)}
