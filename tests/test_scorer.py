@@ -179,3 +179,18 @@ def test_windows_out_of_score_order_are_counted_in_a_warning(tmp_path, caplog):
   got = scorer.score_files(predictions.write_predictions(tmp_path / "p.jsonl", rows), gt_path)
   assert got["R1@0.7"] == pytest.approx(200 / 3)  # qid 1's first listed window misses
   assert "1 of 3 queries list their windows out of score order" in caplog.text
+
+
+def test_saliency_of_another_length_is_scored_as_moment_detr_with_a_counted_warning(caplog):
+  """moment_detr pads a short pred_saliency_scores with 0 and cuts a long one (its sample
+  predictions are one clip short on 13 queries); a warning counts such queries, since
+  saliency per model step that is not per 2 s clip scores misaligned clips."""
+  gt = [{"qid": q, "duration": 20, "relevant_windows": [[0, 4]], "relevant_clip_ids": [0, 1],
+         "saliency_scores": [[4, 4, 4], [4, 4, 4]]} for q in (1, 2, 3)]
+  rows = [{"qid": 1, "pred_relevant_windows": [[0, 4, 1]], "pred_saliency_scores": [0.9, 0.8] + [0] * 8},
+          {"qid": 2, "pred_relevant_windows": [[0, 4, 1]], "pred_saliency_scores": [0.9, 0.8]},
+          {"qid": 3, "pred_relevant_windows": [[0, 4, 1]], "pred_saliency_scores": [0.9, 0.8] + [0] * 12}]
+  got = scorer.score_predictions(rows, gt, qvh=True)["qvhighlights"]
+  assert got["HL-min-VeryGood"] == {"HL-mAP": 100.0, "HL-Hit1": 100.0}
+  assert ("2 of 3 queries have pred_saliency_scores of another length than their 2 s clips"
+          " (int(duration / 2)): 1 shorter, padded with 0; 1 longer, cut") in caplog.text

@@ -20,12 +20,15 @@ Deliberate differences, all on input moment_detr mishandles: IoU with a zero uni
 follows `metrics.temporal_iou` (theirs gives NaN, which their matcher counts as a hit);
 a query with no predicted windows is a miss with AP 0 (theirs drops it from mAP and
 crashes in R1); a query without saliency predictions scores HL-AP 0 and no hit.
+Kept as theirs, with a warning that counts the queries: saliency scores of another length
+than the query's clips are padded with 0 or cut.
 """
 
 import collections
 import copy
 
 import numpy as np
+from absl import logging
 
 from cimha_tf.evaluation.metrics import temporal_iou
 
@@ -205,6 +208,7 @@ def eval_highlight(qid2pred, gt_rows, clip_length=CLIP_LENGTH):
   mins = np.array([m for _, m in SALIENCY_MIN_SCORES], np.float64)
   aps = np.zeros((len(gt_rows), len(mins), 3))
   hits = np.zeros((len(gt_rows), len(mins)))
+  shorter = longer = 0
   for i, d in enumerate(gt_rows):
     full = gt_saliency(d, clip_length)  # (n, 3)
     n = len(full)
@@ -212,12 +216,20 @@ def eval_highlight(qid2pred, gt_rows, clip_length=CLIP_LENGTH):
     scores = np.asarray(qid2pred.get(d["qid"], {}).get("pred_saliency_scores") or [], np.float64)
     if scores.size == 0 or n == 0:
       continue  # no saliency prediction: AP 0, no hit
+    shorter += len(scores) < n
+    longer += len(scores) > n
     top = int(np.argmax(scores))
     if top < n:
       hits[i] = binary[top].max(axis=1)
     padded = np.zeros(n)
     padded[:min(n, len(scores))] = scores[:n]
     aps[i] = saliency_ap(binary.reshape(n, -1), padded).reshape(len(mins), 3)
+  if shorter or longer:
+    # moment_detr's repair, kept for its numbers; far-off lengths mean saliency per model
+    # step, not per clip, i.e. misaligned clips.
+    logging.warning("%d of %d queries have pred_saliency_scores of another length than their "
+                    "%g s clips (int(duration / %g)): %d shorter, padded with 0; %d longer, cut",
+                    shorter + longer, len(gt_rows), clip_length, clip_length, shorter, longer)
   return {f"HL-min-{name}": {"HL-mAP": _pct(np.mean(aps[:, s])), "HL-Hit1": _pct(np.mean(hits[:, s]))}
           for s, (name, _) in enumerate(SALIENCY_MIN_SCORES)}
 
