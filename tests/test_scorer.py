@@ -194,3 +194,10 @@ def test_saliency_of_another_length_is_scored_as_moment_detr_with_a_counted_warn
   assert got["HL-min-VeryGood"] == {"HL-mAP": 100.0, "HL-Hit1": 100.0}
   assert ("2 of 3 queries have pred_saliency_scores of another length than their 2 s clips"
           " (int(duration / 2)): 1 shorter, padded with 0; 1 longer, cut") in caplog.text
+
+
+def test_in_memory_rows_with_a_repeated_qid_are_an_error():
+  gt = [{"qid": 1, "relevant_windows": [[0, 2]]}]
+  rows = [{"qid": 1, "pred_relevant_windows": [[0, 2, 0.9]]}, {"qid": 1, "pred_relevant_windows": [[5, 9, 0.9]]}]
+  with pytest.raises(ValueError, match=r"run: 1 qids have more than one prediction row, e.g. \[1\]"):
+    scorer.score_predictions(rows, gt, source="run")

@@ -5,6 +5,7 @@ QVHighlights-style ground truth (several windows per query, or saliency scores) 
 gets moment_detr's protocol under the key "qvhighlights".
 """
 
+import collections
 import re
 
 import numpy as np
@@ -22,6 +23,11 @@ def is_qvhighlights_style(gt_rows):
 def score_predictions(pred_rows, gt_rows, allow_missing=False, source="predictions",
                       qvh=None):
   """Metrics dict for in-memory rows (see score_files)."""
+  # Files are checked when read; rows from a model run are not, and a dict would keep the last.
+  counts = collections.Counter(r["qid"] for r in pred_rows)
+  dups = [q for q, c in counts.items() if c > 1]
+  if dups:
+    raise ValueError(f"{source}: {len(dups)} qids have more than one prediction row, e.g. {dups[:5]}")
   unknown, missing = predictions_lib.match_qids(pred_rows, gt_rows)
   if unknown:
     gt_qid_text = {str(r["qid"]): r["qid"] for r in gt_rows}
