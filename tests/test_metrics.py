@@ -36,7 +36,7 @@ def test_temporal_iou_matches_brute_force():
   a, b = rand_windows(rng, 40), rand_windows(rng, 30)
   a = np.r_[a, [[3.0, 3.0], [5.0, 5.0], [4.0, 6.0]]]  # zero-length, identical and touching
   b = np.r_[b, [[3.0, 3.0], [6.0, 9.0]]]
-  got = metrics.temporal_iou(np.c_[a, rng.random(len(a))], b)  # score column ignored  # score column ignored
+  got = metrics.temporal_iou(np.c_[a, rng.random(len(a))], b)  # score column ignored
   want = np.array([[iou_scalar(x, y) for y in b] for x in a])
   np.testing.assert_allclose(got, want, atol=1e-12)
 
