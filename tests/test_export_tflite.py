@@ -240,6 +240,30 @@ def test_missing_or_corrupt_model_file(tmp_path):
     tflite.TFLiteModel(bad)
 
 
+def test_export_keeps_the_vocab_of_models_already_in_the_folder(setup, tmp_path, monkeypatch):
+  """Each .tflite reads the vocab.json beside it: a second export into that folder with
+  another vocabulary (same size, so nothing else would notice) is refused unless
+  --overwrite; one with the same vocabulary (e.g. another quantization) is not."""
+  import types
+  from cimha_tf.deploy import exporter, tflite
+  with open(setup["tflite"], "rb") as f:
+    flatbuffer = f.read()
+  monkeypatch.setattr(tflite, "convert", lambda *a, **k: flatbuffer)  # the check is the test
+  config = types.SimpleNamespace(max_video_len=MAX_VIDEO_LEN, max_query_len=MAX_QUERY_LEN)
+  trained = types.SimpleNamespace(model=setup["model"], model_config=config,
+                                  vocab_tokens=setup["tokens"])
+  other = types.SimpleNamespace(**{**vars(trained),
+                                   "vocab_tokens": setup["tokens"][:2] + setup["tokens"][:1:-1]})
+  exporter.export_tflite(trained, str(tmp_path / "a.tflite"))
+  exporter.export_tflite(trained, str(tmp_path / "a_fp16.tflite"))  # same vocabulary: fine
+  with pytest.raises(FileExistsError, match=f"{tmp_path / 'vocab.json'} holds another vocabulary"):
+    exporter.export_tflite(other, str(tmp_path / "b.tflite"))
+  assert not (tmp_path / "b.tflite").exists()
+  assert json.loads((tmp_path / "vocab.json").read_text())["tokens"] == setup["tokens"]
+  exporter.export_tflite(other, str(tmp_path / "b.tflite"), overwrite=True)
+  assert json.loads((tmp_path / "vocab.json").read_text())["tokens"] == other.vocab_tokens
+
+
 def test_unknown_quantization_rejected(setup):
   from cimha_tf.deploy import tflite
   with pytest.raises(ValueError, match="quantize='int4'"):
