@@ -37,12 +37,13 @@ def test_every_config_has_the_contract_keys_and_validates(name):
     config_lib.validate(c)
 
 
-@pytest.mark.parametrize("name", ["charades_sta_i3d", "activitynet_captions_c3d"])
+@pytest.mark.parametrize("name", ["charades_sta_i3d", "activitynet_captions_c3d", "tacos_c3d"])
 def test_paper_settings(name):
   c = load(name)
   assert (c.train.batch_size, c.train.learning_rate) == (100, 1e-4)
   assert (c.model.max_video_len, c.model.max_query_len) == (128, 25)
   assert (c.model.variant, c.model.cross_fusion) == ("cimha", "backprojection")
+  assert c.model.embedding_dim == 300  # GloVe 300-d
 
 
 def test_activitynet_test_split_is_a_config_value():
