@@ -55,3 +55,18 @@ def test_real_tacos_duplicates_are_counted(shared_data, tmp_path):
   assert {k: s["duplicates_kept"] for k, s in meta["splits"].items()} == expected
   assert {k: s["kept"] for k, s in meta["splits"].items()} == {"train": 9790, "val": 4436,
                                                                 "test": 4001}
+
+
+def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
+  from cimha_tf.training import config as config_lib
+  from cimha_tf.training import testing
+  c = testing.tiny_config(str(tmp_path / "no_data"))
+  c.model.variant = "cimha_wo-ms"
+  with pytest.raises(ValueError, match=r"model.variant = 'cimha_wo-ms': expected one of"):
+    config_lib.validate(c)
+  r = testing.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
+                         f"--workdir={tmp_path / 'wd'}", f"--config.data.dir={tmp_path / 'nope'}",
+                         "--config.model.num_heads=3", check=False)
+  assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert "FATAL: ValueError: model.width = 128: expected a multiple of num_heads=3" in r.stderr
+  assert not (tmp_path / "wd").exists()

@@ -52,6 +52,10 @@ def validate(config):
   need(config.train.steps_per_execution >= 1, "train.steps_per_execution", ">= 1")
   need(config.eval.batch_size >= 1, "eval.batch_size", ">= 1")
   need(config.eval.top_k >= 1, "eval.top_k", ">= 1")
+  # The model section too: a misspelt variant used to surface only at build time, after
+  # the data was read and the workdir created.
+  from cimha_tf.model import config as model_config
+  model_config.check_config(config.model)
   return config
 
 
