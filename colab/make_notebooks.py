@@ -223,9 +223,9 @@ top-1 prediction marked. `evaluate` wrote these into `RUN/figures/`.
 import itertools
 figures = [p for p in sorted((RUN / "figures").glob("*.png")) if "recall" not in p.name]
 print(len(figures), "query figures in", RUN / "figures")
-groups = {}  # one best, one worst, one random query first, then the rest
+groups = {"best": [], "worst": [], "random": [], "other": []}  # one of each kind first, in this order
 for p in figures:
-  groups.setdefault(next((k for k in ("best", "worst", "random") if k in p.name), "other"), []).append(p)
+  groups[next((k for k in groups if f"_{k}_" in p.name), "other")].append(p)
 figures = [p for row in itertools.zip_longest(*groups.values()) for p in row if p]
 for fig in figures[:NUM_FIGURES]:
   print(fig.name)

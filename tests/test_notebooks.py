@@ -8,6 +8,7 @@ executed code is exactly the stored code with smaller data and fewer epochs.
 import importlib.util
 import json
 import pathlib
+import re
 import sys
 
 import nbformat
@@ -155,6 +156,9 @@ def _check_quickstart(nb, work, num_figures):
   assert (work / "export" / "saved_model" / "cimha" / "1" / "saved_model.pb").exists()
   stream = "".join(_outputs(nb, "stream"))
   assert "TFLite top-1:" in stream
+  # the figures shown start with one best, one worst and one random query, as the cell says
+  shown = re.findall(r"^test_(best|worst|random)_qid\d+\.png$", stream, re.M)
+  assert shown == ["best", "worst", "random"][:num_figures]
 
 
 def test_quickstart_shrunk(tmp_path, kernel):
