@@ -170,7 +170,8 @@ def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):
   assert proc.returncode == 1 and proc.stdout == "", proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
   assert (f"FATAL: FeatureError: {tmp_path / 'narrow.npy'}: feature dimension 7, expected "
-          f"{VIDEO_DIM} (the model's video_features input") in proc.stderr
+          f"{VIDEO_DIM} (the model's video_features input, fixed at training: features of the "
+          "extractor its training data used)") in proc.stderr
 
 
 def test_graph_check_messages_are_cut_to_their_readable_part():

@@ -50,7 +50,8 @@ class _Base:
     from cimha_tf.data.features import validate_features
     from cimha_tf.data.pooling import pool_to_max_len
     feats = validate_features(features, source, self.video_dim,
-                              dim_from="the model's video_features input, fixed at training")
+                              dim_from="the model's video_features input, fixed at training: "
+                              "features of the extractor its training data used")
     return pool_to_max_len(feats, self.max_video_len)
 
 
