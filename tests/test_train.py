@@ -68,12 +68,23 @@ def test_history_has_every_epoch_with_val_metrics_and_best_is_the_best_epoch(run
 
 
 def test_tensorboard_logs_hold_train_and_val_metrics(run):
-  tags = set()
+  """Per epoch, the scalars a researcher plots, equal to history.csv's (float32)."""
+  scalars = {}  # (run, tag, epoch) -> value
   for path in glob.glob(os.path.join(run["workdir"], wd.LOGS, "**", "events.out.tfevents.*"), recursive=True):
+    kind = os.path.basename(os.path.dirname(path))
     for event in tf.compat.v1.train.summary_iterator(path):
-      tags.update(v.tag for v in event.summary.value)
-  assert any(t.endswith("R1@0.5") for t in tags), tags
-  assert any(t.endswith("loss") for t in tags), tags
+      for v in event.summary.value:
+        if v.metadata.plugin_data.plugin_name == "scalars":
+          scalars[(kind, v.tag, event.step)] = float(tf.make_ndarray(v.tensor))
+  rows = history(run["workdir"])
+  for r in rows:
+    epoch = int(r["epoch"])
+    for key in ("loss", "start_probs_loss", "end_probs_loss", "inside_probs_loss"):
+      assert scalars[("train", f"epoch_{key}", epoch)] == pytest.approx(float(r[key]), rel=1e-6)
+    assert scalars[("train", "epoch_learning_rate", epoch)] == pytest.approx(3e-3)  # tiny_config
+    for m in ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU"):
+      assert scalars[("validation", f"epoch_{m}", epoch)] == pytest.approx(float(r[f"val_{m}"]), rel=1e-6)
+  assert {e for _, _, e in scalars} == {int(r["epoch"]) for r in rows}
 
 
 def test_two_runs_of_the_same_config_are_identical(run):
