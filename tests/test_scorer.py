@@ -201,3 +201,20 @@ def test_in_memory_rows_with_a_repeated_qid_are_an_error():
   rows = [{"qid": 1, "pred_relevant_windows": [[0, 2, 0.9]]}, {"qid": 1, "pred_relevant_windows": [[5, 9, 0.9]]}]
   with pytest.raises(ValueError, match=r"run: 1 qids have more than one prediction row, e.g. \[1\]"):
     scorer.score_predictions(rows, gt, source="run")
+
+
+def test_a_qid_of_another_video_is_an_error(tmp_path):
+  """qids count from 0 in every split: predictions of another split must not score against
+  this one's ground truth because their qids happen to match."""
+  gt_path = tmp_path / "g.jsonl"
+  gt_path.write_text("".join(json.dumps({"qid": q, "vid": v, "relevant_windows": [[0, 2]]}) + "\n"
+                             for q, v in ((0, "a"), (1, "b"))))
+  p = tmp_path / "p.jsonl"
+  p.write_text('{"qid": 0, "vid": "a", "pred_relevant_windows": [[0, 2, 0.5]]}\n'
+               '{"qid": 1, "vid": "c", "pred_relevant_windows": [[0, 2, 0.5]]}\n')
+  with pytest.raises(ValueError, match=r"1 predicted qids name another video than the ground truth's,"
+                     r" e\.g\. qid 1: 'c' vs 'b'"):
+    scorer.score_files(p, gt_path)
+  p.write_text('{"qid": 0, "pred_relevant_windows": [[0, 2, 0.5]]}\n'  # no vid: qids alone
+               '{"qid": 1, "vid": "b", "pred_relevant_windows": [[0, 2, 0.5]]}\n')
+  assert scorer.score_files(p, gt_path)["R1@0.7"] == 100.0
