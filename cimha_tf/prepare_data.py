@@ -17,8 +17,10 @@ flags.DEFINE_string("annotations", None, "Annotation folder or file of the datas
 flags.DEFINE_string("features", None, "Feature store: folder of VIDEO.npy / VIDEO.npz, or an HDF5 file.")
 flags.DEFINE_string("output_dir", None, "Prepared folder to write.")
 flags.DEFINE_string("glove", None, "GloVe text file (e.g. glove.840B.300d.txt); none: learned embeddings.")
-flags.DEFINE_integer("max_video_len", 128, "Longer videos are mean-pooled into this many steps.")
-flags.DEFINE_integer("max_query_len", 25, "Queries are cut to this many tokens.")
+# Bounded at parse time: out of range is a bad command line (exit 2), as in export.
+flags.DEFINE_integer("max_video_len", 128, "Longer videos are mean-pooled into this many steps.",
+                     lower_bound=1)
+flags.DEFINE_integer("max_query_len", 25, "Queries are cut to this many tokens.", lower_bound=1)
 flags.DEFINE_enum("feature_layout", "auto", ["auto"] + list(features_lib.LAYOUTS), "Feature store layout.")
 flags.DEFINE_bool("float16", False, "Store features as float16 (half the disk and read bandwidth).")
 flags.DEFINE_bool("skip_bad_videos", False,

@@ -70,3 +70,15 @@ def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
   assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert "FATAL: ValueError: model.width = 128: expected a multiple of num_heads=3" in r.stderr
   assert not (tmp_path / "wd").exists()
+
+
+@pytest.mark.parametrize("flag", ["--max_video_len=0", "--max_query_len=-3"])
+def test_prepare_data_lengths_out_of_range_are_a_bad_command_line(tmp_path, flag):
+  """docs/design.md, "Command lines": a flag value out of range exits 2, before any file."""
+  from cimha_tf.training import testing
+  r = testing.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
+                         f"--annotations={tmp_path}", f"--features={tmp_path}",
+                         f"--output_dir={tmp_path / 'out'}", flag, check=False)
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert f"flag {flag}: " in r.stderr and "is not a positive integer" in r.stderr, r.stderr[-2000:]
+  assert not (tmp_path / "out").exists()
