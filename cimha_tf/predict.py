@@ -36,7 +36,11 @@ flags.mark_flags_as_required(["model", "features", "query"])
 def main(argv):
   from cimha_tf.data.features import load_feature_file
   from cimha_tf.data.text import tokenize
-  from cimha_tf.deploy.predictor import load_predictor, resolve_duration
+  from cimha_tf.deploy.predictor import check_duration_flags, load_predictor, resolve_duration
+  try:
+    check_duration_flags(FLAGS.duration, FLAGS.clip_seconds)
+  except ValueError as e:
+    raise cli.usage_error(str(e)) from e
   with cli.clear_errors():
     features = load_feature_file(FLAGS.features, FLAGS.feature_key)
     duration = resolve_duration(FLAGS.duration, FLAGS.clip_seconds, features.shape[0])

@@ -174,6 +174,21 @@ def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):
           "extractor its training data used)") in proc.stderr
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--duration=30", "--clip_seconds=2"], "pass --duration or --clip_seconds, not both"),
+    ([], "the video's duration is unknown: pass --duration=SECONDS"),
+    (["--duration=-3"], "--duration=-3.0: expected a finite number of seconds > 0"),
+    (["--duration=inf"], "--duration=inf: expected a finite number of seconds > 0"),
+    (["--clip_seconds=0"], "--clip_seconds=0.0: expected a finite number of seconds > 0")])
+def test_cli_duration_flags_are_usage_errors(tmp_path, args, message):
+  """Flag values out of range or a bad flag combination: a bad command line (status 2,
+  docs/design.md), found before the model or the features are read."""
+  r = testing.run_binary("cimha_tf.predict", f"--model={tmp_path / 'none.tflite'}",
+                         f"--features={tmp_path / 'none.npy'}", "--query=a door", *args,
+                         check=False)
+  assert r.returncode == 2 and message in r.stderr, (r.returncode, r.stderr[-2000:])
+
+
 def test_graph_check_messages_are_cut_to_their_readable_part():
   from cimha_tf.deploy.predictor import _assertion
   numerics = ("Graph execution error:\n\nDetected at node VerifyFinite/CheckNumerics defined at "

@@ -124,17 +124,22 @@ class TFLitePredictor(_Base):
     return _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
 
 
-def resolve_duration(duration, clip_seconds, num_rows):
+def check_duration_flags(duration, clip_seconds):
+  """ValueError unless exactly one of --duration / --clip_seconds is given, finite and > 0
+  (checkable before any file is read: predict makes it a command-line error)."""
   if duration is not None and clip_seconds is not None:
     raise ValueError("pass --duration or --clip_seconds, not both")
-  if duration is not None:
-    return float(duration)
-  if clip_seconds is not None:
-    if clip_seconds <= 0:
-      raise ValueError(f"--clip_seconds={clip_seconds}: expected > 0")
-    return float(clip_seconds) * num_rows
-  raise ValueError("the video's duration is unknown: pass --duration=SECONDS (or "
-                   "--clip_seconds=C if each feature row covers C seconds)")
+  if duration is None and clip_seconds is None:
+    raise ValueError("the video's duration is unknown: pass --duration=SECONDS (or "
+                     "--clip_seconds=C if each feature row covers C seconds)")
+  name, value = ("duration", duration) if duration is not None else ("clip_seconds", clip_seconds)
+  if not np.isfinite(value) or value <= 0:
+    raise ValueError(f"--{name}={value}: expected a finite number of seconds > 0")
+
+
+def resolve_duration(duration, clip_seconds, num_rows):
+  check_duration_flags(duration, clip_seconds)
+  return float(duration) if duration is not None else float(clip_seconds) * num_rows
 
 
 def load_predictor(path, vocab_path=None):
