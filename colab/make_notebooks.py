@@ -71,18 +71,7 @@ SHOW_METRICS = r'''def metrics_table(rows, keys=("R1@0.3", "R1@0.5", "R1@0.7", "
   for name, m in rows.items():
     cells = [f"{m[k]:.2f}" if isinstance(m.get(k), (int, float)) else "–" for k in keys]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
-  return "\n".join(lines)
-
-from cimha_tf.evaluation import predictions as prediction_io
-
-def windows_by_query(predictions_file, ground_truth_file):
-  """(predicted windows, ground-truth windows), aligned on the ground truth's query ids."""
-  gt = {r["qid"]: r["relevant_windows"] for r in prediction_io.read_ground_truth(ground_truth_file)}
-  pred = {r["qid"]: r["pred_relevant_windows"] for r in prediction_io.read_predictions(predictions_file)}
-  missing = sorted(set(gt) - set(pred))
-  if missing:
-    raise ValueError(f"{predictions_file}: no prediction for {len(missing)} queries, e.g. {missing[:3]}")
-  return [pred[q] for q in gt], [gt[q] for q in gt]'''
+  return "\n".join(lines)'''
 
 
 def md(text):
@@ -233,9 +222,11 @@ for fig in figures[:NUM_FIGURES]:
 '''),
       code(r'''
 # R@1 over IoU thresholds 0.1 ... 0.9 (the reproduce_paper notebook puts ablation rows side by side).
+# A prediction file is scored against the ground truth: every query, on its own video.
 from cimha_tf import visualize
-run_windows = windows_by_query(RUN / "predictions" / "test.jsonl", PREPARED / "annotations" / "test.jsonl")
-curve_png = visualize.plot_recall_curves(WORK / "recall_curve.png", {"CI-MHA": run_windows})
+curve_png = visualize.plot_recall_curves({"CI-MHA": RUN / "predictions" / "test.jsonl"},
+                                         ground_truth=PREPARED / "annotations" / "test.jsonl",
+                                         output=WORK / "recall_curve.png")
 display(Image(filename=str(curve_png)))
 '''),
       md("""
@@ -521,10 +512,10 @@ display(Markdown("All our metrics:\n\n" + metrics_table({NAMES[v]: m for v, m in
       code(r'''
 # R@1 over IoU 0.1 ... 0.9, the ablation rows side by side.
 from cimha_tf import visualize
-gt_file = DATA_DIR / "annotations" / f"{TEST_SPLIT}.jsonl"
 curve_png = visualize.plot_recall_curves(
-    OUTPUT / f"{DATASET}_recall_curves.png",
-    {NAMES[v]: windows_by_query(workdir(v) / "predictions" / f"{TEST_SPLIT}.jsonl", gt_file) for v in results})
+    {NAMES[v]: workdir(v) / "predictions" / f"{TEST_SPLIT}.jsonl" for v in results},
+    ground_truth=DATA_DIR / "annotations" / f"{TEST_SPLIT}.jsonl",
+    output=OUTPUT / f"{DATASET}_recall_curves.png")
 display(Image(filename=str(curve_png)))
 '''),
       code(r'''
