@@ -67,8 +67,22 @@ def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
   r = testing.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
                          f"--workdir={tmp_path / 'wd'}", f"--config.data.dir={tmp_path / 'nope'}",
                          "--config.model.num_heads=3", check=False)
-  assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert "FATAL: ValueError: model.width = 128: expected a multiple of num_heads=3" in r.stderr
+  assert not (tmp_path / "wd").exists()
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.train.batch_size=0", "config.train.batch_size=0: expected >= 1"),
+    ("--config.model.variant=mhaa", "model.variant = 'mhaa': expected one of"),
+    ("--config.data.dir=", "config.data.dir='': expected a prepared folder")])
+def test_train_config_value_out_of_range_is_a_bad_command_line(tmp_path, override, message):
+  """docs/design.md, "Command lines": exit 2 for a flag value out of range, --config.KEY too."""
+  from cimha_tf.training import testing
+  r = testing.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
+                         f"--workdir={tmp_path / 'wd'}", override, check=False)
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert f"FATAL: ValueError: {message}" in r.stderr
   assert not (tmp_path / "wd").exists()
 
 
