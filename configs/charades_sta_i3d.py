@@ -4,8 +4,8 @@ From the paper (docs/paper.md, "Training details"): Adam at 1e-4, batch 100, at 
 video steps and 25 query words, GloVe 300-d (model.embedding_dim). The paper gives no
 learning-rate schedule (the rate stays constant), no epoch count and no model sizes
 (width, heads, dropout, FFN / LSTM / MLP widths, the segment loss weight lambda):
-cimha_tf/model/config.py gives each default and why. eval.top_k = 5 for R@5: the five
-best (start, end) pairs by P_start * P_end, without NMS (docs/paper.md, "Decoding").
+cimha_tf/model/config.py gives each default and why. Windows are the best (start, end)
+pairs by P_start * P_end, without NMS (docs/paper.md, "Decoding"); R@5 always ranks five.
 
 Prepare first:
   python -m cimha_tf.prepare_data --dataset=charades_sta --annotations=DIR_WITH_TXT_AND_JSON \
@@ -24,7 +24,7 @@ def get_config():
       epochs=50,             # not given by the paper; ~124 steps/epoch at batch 100
       batch_size=100,        # paper
       learning_rate=1e-4,    # paper (Adam)
-      seed=0, top_k=5)       # top_k: R@1 and R@5
+      seed=0, top_k=5)       # windows per query in the predictions
   c.model.variant = "cimha"
   c.model.cross_fusion = "backprojection"
   c.model.max_video_len = 128   # paper
