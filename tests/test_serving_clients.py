@@ -122,13 +122,23 @@ def test_rest_error_body_and_bad_batch_are_clear(setup):
     rest.build_payload(common.batch_inputs(["a"], [np.ones((2, 3))], [1.0], 8), fmt="rows")
 
 
-def test_model_config_and_readme_commands(setup):
+def test_model_config_and_readme_commands():
+  """models.config parses as TF Serving's own ModelServerConfig (text format), and its
+  base_path is where the README's docker command mounts the export's model folder."""
+  from google.protobuf import text_format
+  from tensorflow_serving.config import model_server_config_pb2
+  from cimha_tf.deploy import saved_model
   with open(os.path.join(REPO, "export", "models.config")) as f:
-    config = f.read()
-  assert 'name: "cimha"' in config and 'base_path: "/models/cimha"' in config
+    config = text_format.Parse(f.read(), model_server_config_pb2.ModelServerConfig())
+  (model,) = config.model_config_list.config
+  assert model.name == saved_model.MODEL_NAME and model.model_platform == "tensorflow"
+  assert model.base_path == f"/models/{saved_model.MODEL_NAME}"  # EXPORT/cimha, EXPORT at /models
+  assert model.model_version_policy.latest.num_versions == 1
   with open(os.path.join(REPO, "export", "README.md")) as f:
     readme = f.read()
-  for needle in ("docker run", "tensorflow/serving", "8501", "8500", "--model_config_file"):
+  for needle in ("docker run", "tensorflow/serving", "8501", "8500",
+                 '-v "$PWD/EXPORT:/models"', "--model_config_file=/models/models.config",
+                 '-v "$PWD/EXPORT/cimha:/models/cimha" -e MODEL_NAME=cimha'):
     assert needle in readme
 
 
