@@ -96,3 +96,22 @@ def test_prepare_data_lengths_out_of_range_are_a_bad_command_line(tmp_path, flag
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert f"flag {flag}: " in r.stderr and "is not a positive integer" in r.stderr, r.stderr[-2000:]
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("row,eq7,segmentation", [
+    ("mha", False, False), ("cimha_wo_ms", True, False), ("cimha", True, True)])
+def test_each_ablation_row_switch_builds_that_row(row, eq7, segmentation):
+  """docs/paper.md's rows through the paper config and its command-line switch: MHA has eq 8
+  only, CI-MHA w/o MS both directions and no segmentation head or loss, CI-MHA everything."""
+  from cimha_tf.model import build_model
+  from cimha_tf.model.losses import losses_and_weights
+  from tests.test_configs import load
+  c = load("charades_sta_i3d", f"--config.model.variant={row}")
+  model = build_model(c.model, video_dim=1024, vocab_size=50)
+  cross = model.get_layer("cross")
+  assert cross.mha_qv is not None and (cross.mha_vq is not None) == eq7
+  assert model.get_layer("cross").compute_output_shape((1, 8, 128), (1, 4, 128))[-1] == (
+      256 if eq7 else 128)
+  names = {layer.name for layer in model.layers}
+  assert ("segment_head" in names) == segmentation and ("no_segment_head" in names) != segmentation
+  assert ("inside_probs" in losses_and_weights(c.model)[0]) == segmentation
