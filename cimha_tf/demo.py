@@ -2,11 +2,13 @@
 
   python -m cimha_tf.demo --workdir=DIR [--quick] [--config.train.epochs=5 ...]
 
---quick shrinks the data and epochs (what the test suite runs). DIR ends up a normal
-training workdir: `python -m cimha_tf.evaluate --workdir=DIR` and export work on it.
+--quick shrinks the data and, unless --config.train.epochs is given, the epochs (what the
+test suite runs). DIR ends up a normal training workdir: `python -m cimha_tf.evaluate
+--workdir=DIR` and export work on it.
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
 
@@ -27,8 +29,10 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
   from cimha_tf.training import demo_lib
+  # --quick shortens training unless the command line sets the epochs itself.
+  epochs_given = "config.train.epochs" in cli._config_args(sys.argv)[1]
   with cli.clear_errors():
-    demo_lib.run(_CONFIG.value, FLAGS.workdir, quick=FLAGS.quick)
+    demo_lib.run(_CONFIG.value, FLAGS.workdir, quick=FLAGS.quick, quick_epochs=not epochs_given)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,11 @@ def test_carve_val_moves_whole_videos_and_keeps_the_accounting():
 
 def test_quick_demo_runs_end_to_end(tmp_path):
   w = tmp_path / "demo"
-  r = testing.run_binary("cimha_tf.demo", f"--workdir={w}", "--quick", timeout=900)
+  # An explicit --config.train.epochs wins over --quick's demo.quick_epochs (2).
+  r = testing.run_binary("cimha_tf.demo", f"--workdir={w}", "--quick", "--config.train.epochs=1",
+                         timeout=900)
+  assert json.load(open(w / "config.json"))["train"]["epochs"] == 1
+  assert len(open(w / "history.csv").read().splitlines()) == 1 + 1  # header + one epoch
   for name in ("CI-MHA (this run)", "fixed prior", "video-blind"):
     assert name in r.stdout
   results = json.load(open(w / "metrics" / "demo.json"))

@@ -94,11 +94,14 @@ def format_rows(results):
   return "\n".join(lines)
 
 
-def run(config, workdir, quick=False, progress=True, verbose=1):
-  """The whole demo; returns {"CI-MHA (this run)": metrics, "fixed prior": ..., "video-blind": ...}."""
+def run(config, workdir, quick=False, progress=True, verbose=1, quick_epochs=True):
+  """The whole demo; returns {"CI-MHA (this run)": metrics, "fixed prior": ..., "video-blind": ...}.
+
+  quick: the smaller dataset (demo.quick_num_videos) and, with quick_epochs, demo.quick_epochs
+  epochs instead of train.epochs."""
   settings = data_settings(config, quick)
   config.data.dir = make_data(workdir, settings, progress)
-  if quick:
+  if quick and quick_epochs:
     config.train.epochs = int(config.demo.quick_epochs)
   trainer.train(config, workdir, verbose=verbose)
   results = {"CI-MHA (this run)": evaluation.evaluate_workdir(
