@@ -38,9 +38,22 @@ flags.DEFINE_bool("tflite_free_length", True,
 flags.mark_flags_as_required(["workdir", "output"])
 
 
+_TFLITE_ONLY = ("quantize", "tflite_lstm", "tflite_batch_size", "tflite_free_length")
+_SAVED_MODEL_ONLY = ("version", "top_k")
+
+
 def main(argv):
-  if FLAGS.format == "saved_model" and FLAGS.quantize != "none":
-    raise cli.usage_error("--quantize applies to --format=tflite only")
+  # A flag of the other format would be ignored silently (a --top_k for a .tflite file, a
+  # --quantize for a SavedModel): refuse it, as the output path of the other format.
+  other = _TFLITE_ONLY if FLAGS.format == "saved_model" else _SAVED_MODEL_ONLY
+  given = [f"--{name}" for name in other if FLAGS[name].present]
+  if given:
+    raise cli.usage_error(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to "
+                          f"--format={'tflite' if FLAGS.format == 'saved_model' else 'saved_model'} "
+                          "only")
+  if FLAGS.format == "saved_model" and FLAGS.output.endswith(".tflite"):
+    raise cli.usage_error(f"--output={FLAGS.output} names a .tflite file but --format is "
+                          "saved_model (the default), which writes a folder: pass --format=tflite")
   asked_free_length = FLAGS["tflite_free_length"].present and FLAGS.tflite_free_length
   if FLAGS.tflite_lstm == "unrolled" and asked_free_length:
     raise cli.usage_error("--tflite_free_length needs --tflite_lstm=fused (unrolled LSTMs have "

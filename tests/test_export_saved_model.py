@@ -314,3 +314,18 @@ def test_export_flag_errors_are_usage_errors(tmp_path, flag, message):
   r = run_module("cimha_tf.export", f"--workdir={tmp_path}", f"--output={tmp_path / 'm.tflite'}",
                  "--format=tflite", "--tflite_lstm=unrolled", flag, check=False)
   assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--format=tflite", "--output=m.tflite", "--top_k=3", "--version=2"],
+     "--version, --top_k apply to --format=saved_model only"),
+    (["--output=EXPORT", "--quantize=float16"], "--quantize applies to --format=tflite only"),
+    (["--output=EXPORT", "--tflite_batch_size=4", "--notflite_free_length"],
+     "--tflite_batch_size, --tflite_free_length apply to --format=tflite only"),
+    (["--output=m.tflite"], "m.tflite names a .tflite file but --format is saved_model")])
+def test_export_flags_of_the_other_format_are_usage_errors(tmp_path, args, message):
+  """They were ignored without a word (a .tflite file holds no top_k; --output=m.tflite
+  without --format=tflite wrote a SavedModel folder named m.tflite)."""
+  args = [a.replace("--output=", f"--output={tmp_path}/") for a in args]
+  r = run_module("cimha_tf.export", f"--workdir={tmp_path}", *args, check=False)
+  assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
