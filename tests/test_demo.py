@@ -98,3 +98,19 @@ def test_full_demo_reaches_90_percent_far_above_the_baselines(tmp_path):
   assert model >= 90.0
   for name in ("fixed prior", "video-blind"):
     assert results[name]["R1@0.5"] < model - 40.0
+
+
+@pytest.mark.parametrize("key, value, quick, match", [
+    ("val_every", 0, False, r"config.demo.val_every=0: expected >= 2"),
+    ("val_every", 1, False, r"config.demo.val_every=1: expected >= 2"),
+    ("feature_dim", 0, False, r"config.demo.feature_dim=0: expected >= 1"),
+    ("glove_dim", -1, True, r"config.demo.glove_dim=-1: expected >= 1"),
+    ("quick_num_videos", 3, True, r"config.demo.quick_num_videos=3 gives 2 training videos: too few"
+                                  r" to move one in config.demo.val_every=6 "),
+])
+def test_bad_demo_settings_name_the_config_key(tmp_path, key, value, quick, match):
+  from tests.test_configs import load
+  config = load("demo", f"--config.demo.{key}={value}")
+  with pytest.raises(ValueError, match=match):
+    demo_lib.make_data(str(tmp_path / "w"), demo_lib.data_settings(config, quick), progress=False,
+                       videos_key="quick_num_videos" if quick else "num_videos")

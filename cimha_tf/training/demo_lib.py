@@ -18,6 +18,13 @@ COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU")
 
 def data_settings(config, quick):
   d = config.demo
+  def need(ok, key, expected):
+    if not ok:
+      raise ValueError(f"config.demo.{key}={d[key]!r}: expected {expected}")
+  need(d.val_every >= 2, "val_every", ">= 2 (every val_every-th training video becomes a val"
+       " video)")
+  need(d.feature_dim >= 1, "feature_dim", ">= 1")
+  need(d.glove_dim >= 1, "glove_dim", ">= 1")
   return {"num_videos": int(d.quick_num_videos if quick else d.num_videos),
           "feature_dim": int(d.feature_dim), "glove_dim": int(d.glove_dim),
           "seed": int(d.data_seed), "val_every": int(d.val_every),
@@ -25,14 +32,18 @@ def data_settings(config, quick):
           "max_query_len": int(config.model.max_query_len)}
 
 
-def carve_val(splits, every):
-  """Moves every `every`-th training video (in file order) with all its queries to "val"."""
+def carve_val(splits, every, videos="config.demo.num_videos"):
+  """Moves every `every`-th training video (in file order) with all its queries to "val".
+
+  `videos` names, in an error, the setting the number of videos comes from."""
   from cimha_tf.data.records import ReadReport
   records, report = splits["train"]
   vids = list(dict.fromkeys(r.vid for r in records))
   val_vids = set(vids[every - 1::every])
   if not val_vids or len(val_vids) == len(vids):
-    raise ValueError(f"cannot carve a val split from {len(vids)} training videos (every {every}th)")
+    raise ValueError(f"{videos} gives {len(vids)} training videos: too few to move one in"
+                     f" config.demo.val_every={every} to the val split and keep the rest (expected"
+                     f" at least {max(every, 2)})")
   train = [r for r in records if r.vid not in val_vids]
   val = [r for r in records if r.vid in val_vids]
   report.read -= len(val)
@@ -43,8 +54,10 @@ def carve_val(splits, every):
   return out
 
 
-def make_data(workdir, settings, progress=True):
-  """Writes and prepares the synthetic dataset unless WORKDIR already holds it."""
+def make_data(workdir, settings, progress=True, videos_key="num_videos"):
+  """Writes and prepares the synthetic dataset unless WORKDIR already holds it.
+
+  videos_key: the config.demo key settings["num_videos"] comes from (for errors)."""
   from cimha_tf.data import prepare, synthetic
   from cimha_tf.data.annotations import read_dataset
   prepared = os.path.join(workdir, "prepared")
@@ -62,7 +75,8 @@ def make_data(workdir, settings, progress=True):
       os.path.join(workdir, "synthetic"), num_videos=settings["num_videos"],
       feature_dim=settings["feature_dim"], glove_dim=settings["glove_dim"],
       seed=settings["seed"], progress=progress)
-  splits = carve_val(read_dataset("charades_sta", paths["annotations"]), settings["val_every"])
+  splits = carve_val(read_dataset("charades_sta", paths["annotations"]), settings["val_every"],
+                     videos=f"config.demo.{videos_key}={settings['num_videos']}")
   meta = prepare.prepare_splits(
       splits, paths["features"], prepared, dataset="synthetic_charades_sta", glove=paths["glove"],
       max_video_len=settings["max_video_len"], max_query_len=settings["max_query_len"],
@@ -100,7 +114,8 @@ def run(config, workdir, quick=False, progress=True, verbose=1, quick_epochs=Tru
   quick: the smaller dataset (demo.quick_num_videos) and, with quick_epochs, demo.quick_epochs
   epochs instead of train.epochs."""
   settings = data_settings(config, quick)
-  config.data.dir = make_data(workdir, settings, progress)
+  config.data.dir = make_data(workdir, settings, progress,
+                              videos_key="quick_num_videos" if quick else "num_videos")
   if quick and quick_epochs:
     config.train.epochs = int(config.demo.quick_epochs)
   trainer.train(config, workdir, verbose=verbose)
