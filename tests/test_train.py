@@ -87,6 +87,14 @@ def test_tensorboard_logs_hold_train_and_val_metrics(run):
   assert {e for _, _, e in scalars} == {int(r["epoch"]) for r in rows}
 
 
+def test_the_binary_prints_the_counts_it_trains_on(run):
+  from cimha_tf.data import pipeline
+  steps = pipeline.batches_per_pass(run["prepared"], "train", 8, 8)  # tiny_config, bands of 8
+  assert (f"data: {run['prepared']}: 'train' 24 queries, {steps} steps per epoch; "
+          "validation on 'val' 8 queries") in run["log"]
+  assert f"{steps}/{steps}" in run["log"]  # Keras's progress bar counts the same steps
+
+
 def test_two_runs_of_the_same_config_are_identical(run):
   a, b = history(run["workdir"]), history(run["workdir_b"])
   assert a == b  # every loss and every val metric, to the printed digit

@@ -129,6 +129,11 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   ]
   # shuffle=False: the pipeline shuffles (seeded); Keras would only warn that it ignores it.
   with pipeline.naming_damaged_shards(config.data.dir, splits):
+    steps = steps_per_epoch(config)
+    # The counts to check against prepare_data's accounting before a long run.
+    train_q, val_q = (meta["splits"][s]["queries"] for s in splits)
+    print(f"data: {config.data.dir}: {splits[0]!r} {train_q} queries, {steps} steps per epoch; "
+          f"validation on {splits[1]!r} {val_q} queries")
     history = model.fit(dataset, epochs=int(config.train.epochs), shuffle=False,
-                        steps_per_epoch=steps_per_epoch(config), callbacks=cbs, verbose=verbose)
+                        steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
   return model, history
