@@ -56,6 +56,24 @@ def windows(outputs, b, top_k=None):
   return found[:top_k] if top_k else found
 
 
+def _positive(kind):
+  """An argparse type: a finite number > 0 of `kind` (a bad value is a command-line error,
+  before any file is read; --top_k=-1 used to print all windows but the last)."""
+  import argparse
+  import math
+
+  def parse(text):
+    try:
+      value = kind(text)
+    except ValueError:
+      value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+      raise argparse.ArgumentTypeError(f"{text!r}: expected a {'whole ' * (kind is int)}"
+                                       "number > 0")
+    return value
+  return parse
+
+
 def argument_parser(doc, default_server):
   """The command line both clients share; each adds its own options."""
   import argparse
@@ -64,11 +82,13 @@ def argument_parser(doc, default_server):
   p.add_argument("--features", required=True, help=".npy, .npz or HDF5 feature file")
   p.add_argument("--feature_key", default=None)
   p.add_argument("--query", required=True)
-  p.add_argument("--duration", type=float, required=True, help="video length in seconds")
-  p.add_argument("--max_video_len", type=int, default=128,
+  p.add_argument("--duration", type=_positive(float), required=True,
+                 help="video length in seconds")
+  p.add_argument("--max_video_len", type=_positive(int), default=128,
                  help="the served model's max_video_len (assets.extra/cimha_export.json); "
                  "longer videos are mean-pooled to it")
-  p.add_argument("--top_k", type=int, default=5, help="windows to print (at most the export's k)")
+  p.add_argument("--top_k", type=_positive(int), default=5,
+                 help="windows to print (at most the export's k)")
   return p
 
 

@@ -296,3 +296,16 @@ def test_readme_example_request_runs_on_the_signature(setup, loaded):
   n = example["instances"][0]["video_length"]
   assert out["start_probs"].shape[0] == len(example["instances"])
   np.testing.assert_allclose(out["start_probs"].numpy()[:, :n].sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["rest_client", "grpc_client"])
+@pytest.mark.parametrize("flag,message", [
+    ("--top_k=-1", "argument --top_k: '-1': expected a whole number > 0"),
+    ("--top_k=0", "argument --top_k: '0': expected a whole number > 0"),
+    ("--max_video_len=0", "argument --max_video_len: '0': expected a whole number > 0"),
+    ("--duration=nan", "argument --duration: 'nan': expected a number > 0")])
+def test_client_flag_values_out_of_range_are_command_line_errors(name, flag, message):
+  """Before: --top_k=-1 printed every window but the last, --top_k=0 all of them, and
+  --max_video_len=0 failed in the pooling without naming the flag."""
+  r = _client_cli(name, "--features=none.npy", "--query=a door", "--duration=30", flag)
+  assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
