@@ -114,3 +114,25 @@ def test_bad_demo_settings_name_the_config_key(tmp_path, key, value, quick, matc
   with pytest.raises(ValueError, match=match):
     demo_lib.make_data(str(tmp_path / "w"), demo_lib.data_settings(config, quick), progress=False,
                        videos_key="quick_num_videos" if quick else "num_videos")
+
+
+def test_demo_refuses_a_workdir_that_holds_something_else(tmp_path):
+  """Before writing anything: the demo writes its data into WORKDIR and trains there, so a
+  training workdir of another run would get the synthetic data and, with matching
+  settings, resume that run on it."""
+  from tests.test_configs import load
+  settings = demo_lib.data_settings(load("demo"), quick=True)
+  other = tmp_path / "other_run"
+  other.mkdir()
+  (other / "config.json").write_text("{}")
+  with pytest.raises(ValueError, match=r"other_run holds files that are not the demo's \['config.json'\]"):
+    demo_lib.make_data(str(other), settings, progress=False)
+  assert sorted(p.name for p in other.iterdir()) == ["config.json"]
+  a_file = tmp_path / "a_file"
+  a_file.write_text("")
+  with pytest.raises(ValueError, match=r"a_file: expected a directory"):
+    demo_lib.make_data(str(a_file), settings, progress=False)
+  # What a demo killed before its data was prepared leaves behind is picked up again.
+  killed = tmp_path / "killed"
+  (killed / "synthetic" / "features").mkdir(parents=True)
+  assert demo_lib.make_data(str(killed), settings, progress=False) == str(killed / "prepared")

@@ -54,6 +54,18 @@ def carve_val(splits, every, videos="config.demo.num_videos"):
   return out
 
 
+def check_workdir(workdir):
+  """A workdir without the demo's stamp must be new, empty, or what a killed demo left: the
+  demo trains there, so another run's workdir would be resumed on the synthetic data."""
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise ValueError(f"{workdir}: expected a directory (the demo's workdir), found a file")
+  if os.path.isdir(workdir):
+    other = sorted(set(os.listdir(workdir)) - {"synthetic", "prepared"})
+    if other:
+      raise ValueError(f"{workdir} holds files that are not the demo's {other[:5]}: use a new or"
+                       " empty --workdir")
+
+
 def make_data(workdir, settings, progress=True, videos_key="num_videos"):
   """Writes and prepares the synthetic dataset unless WORKDIR already holds it.
 
@@ -70,6 +82,7 @@ def make_data(workdir, settings, progress=True, videos_key="num_videos"):
       return prepared
     raise ValueError(f"{workdir} holds a demo made with other settings ({old} != {settings}), "
                      "e.g. --quick vs full: use a new --workdir")
+  check_workdir(workdir)
   os.makedirs(workdir, exist_ok=True)
   paths = synthetic.write_synthetic_dataset(
       os.path.join(workdir, "synthetic"), num_videos=settings["num_videos"],
