@@ -11,7 +11,7 @@ from cimha_tf.data import prepare, text
 from cimha_tf.data.records import QueryRecord, ReadReport
 
 
-def test_duplicate_queries_are_kept_counted_and_warned(tmp_path, caplog):
+def test_duplicate_and_truncated_queries_are_kept_counted_and_warned(tmp_path, caplog):
   feats = tmp_path / "feats"
   feats.mkdir()
   for vid in ("a", "b"):
@@ -19,23 +19,28 @@ def test_duplicate_queries_are_kept_counted_and_warned(tmp_path, caplog):
   q = lambda i, vid, s, w=(1.0, 4.0): QueryRecord(i, vid, 10.0, s, [w])  # noqa: E731
   train = [q(0, "a", "a person opens the door"), q(1, "a", "A person  opens the door"),
            q(2, "a", "a person opens the door"), q(3, "b", "a person opens the door"),
-           q(4, "a", "a person opens the door", (1.0, 5.0))]
-  splits = {"train": (train, ReadReport("train.txt", read=5, kept=5)),
+           q(4, "a", "a person opens the door", (1.0, 5.0)), q(5, "b", "a person, then " * 4)]
+  splits = {"train": (train, ReadReport("train.txt", read=6, kept=6)),
             "test": (train[:1], ReadReport("test.txt", read=1, kept=1))}
-  meta = prepare.prepare_splits(splits, str(feats), str(tmp_path / "out"), progress=False)
+  meta = prepare.prepare_splits(splits, str(feats), str(tmp_path / "out"), max_query_len=12,
+                                progress=False)
   # qids 1 and 2 repeat qid 0 (same video, tokens, window); 3 (other video), 4 (other window) do not
-  assert meta["splits"]["train"]["duplicates_kept"] == 2
-  assert meta["splits"]["train"]["kept"] == 5 and meta["splits"]["test"]["duplicates_kept"] == 0
-  assert "train: read 5, kept 5 in 2 videos (1 shards), dropped 0, repaired 0, duplicates kept 2," \
-      in prepare.format_accounting(meta)
-  assert "split 'train': 2 of 5 kept queries repeat an earlier query" in caplog.text
+  tr = meta["splits"]["train"]
+  assert (tr["kept"], tr["duplicates_kept"], tr["queries_truncated"]) == (6, 2, 1)  # qid 5: 16
+  te = meta["splits"]["test"]
+  assert te["duplicates_kept"] == te["queries_truncated"] == 0
+  assert ("train: read 6, kept 6 in 2 videos (1 shards), dropped 0, repaired 0, duplicates kept 2, "
+          "truncated to 12 tokens 1,") in prepare.format_accounting(meta)
+  assert "split 'train': 2 of 6 kept queries repeat an earlier query" in caplog.text
+  assert "split 'train': 1 of 6 kept queries have more than max_query_len=12 tokens" in caplog.text
 
 
-def test_real_tacos_duplicates_are_counted(shared_data, tmp_path):
+def test_real_tacos_duplicates_and_long_queries_are_counted(shared_data, tmp_path):
   """2D-TAN's TACoS repeats 12-14% of each split's queries exactly; the published counts
-  (9,790 / 4,436 / 4,001) include them, so they are kept, and now counted."""
+  (9,790 / 4,436 / 4,001) include them, so they are kept, and now counted, as are the
+  queries cut to the paper's 25 tokens."""
   from cimha_tf.data.annotations import read_dataset
-  expected, vids = {}, set()
+  expected, long, vids = {}, {}, set()
   for split in ("train", "val", "test"):
     with open(shared_data / "tacos" / f"{split}.json") as f:
       data = json.load(f)
@@ -45,7 +50,10 @@ def test_real_tacos_duplicates_are_counted(shared_data, tmp_path):
       for (s, e), sentence in zip(info["timestamps"], info["sentences"]):
         seen[(vid, tuple(text.tokenize(sentence)), s, e)] += 1
     expected[split] = sum(n - 1 for n in seen.values())
+    long[split] = sum(len(text.tokenize(sentence)) > 25 for info in data.values()
+                      for sentence in info["sentences"])
   assert expected == {"train": 1211, "val": 521, "test": 574}
+  assert long == {"train": 152, "val": 79, "test": 91}
   feats = tmp_path / "feats"
   feats.mkdir()
   for vid in vids:
@@ -53,6 +61,7 @@ def test_real_tacos_duplicates_are_counted(shared_data, tmp_path):
   meta = prepare.prepare_splits(read_dataset("tacos", str(shared_data / "tacos")), str(feats),
                                 str(tmp_path / "out"), dataset="tacos", progress=False)
   assert {k: s["duplicates_kept"] for k, s in meta["splits"].items()} == expected
+  assert {k: s["queries_truncated"] for k, s in meta["splits"].items()} == long
   assert {k: s["kept"] for k, s in meta["splits"].items()} == {"train": 9790, "val": 4436,
                                                                 "test": 4001}
 
