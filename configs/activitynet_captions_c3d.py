@@ -25,7 +25,7 @@ def get_config():
   c = experiment_config(
       data_dir="data/activitynet_captions_c3d",
       train_split="train", val_split="val_1", test_split="val_2",
-      epochs=30,             # not given by the paper; ~375 steps/epoch at batch 100
+      epochs=30,             # not given by the paper; >= 375 steps/epoch at batch 100
       batch_size=100,        # paper
       learning_rate=1e-4,    # paper (Adam)
       seed=0, top_k=5)       # windows per query in the predictions

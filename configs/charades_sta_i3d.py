@@ -6,6 +6,8 @@ learning-rate schedule (the rate stays constant), no epoch count and no model si
 (width, heads, dropout, FFN / LSTM / MLP widths, the segment loss weight lambda):
 cimha_tf/model/config.py gives each default and why. Windows are the best (start, end)
 pairs by P_start * P_end, without NMS (docs/paper.md, "Decoding"); R@5 always ranks five.
+An epoch is one pass: ceil(queries / batch) steps per length band of 8 steps, so a few more
+than queries / batch; train prints the number.
 
 Prepare first:
   python -m cimha_tf.prepare_data --dataset=charades_sta --annotations=DIR_WITH_TXT_AND_JSON \
@@ -21,7 +23,7 @@ def get_config():
   c = experiment_config(
       data_dir="data/charades_sta_i3d",
       train_split="train", val_split="test", test_split="test",
-      epochs=50,             # not given by the paper; ~124 steps/epoch at batch 100
+      epochs=50,             # not given by the paper; >= 125 steps/epoch at batch 100
       batch_size=100,        # paper
       learning_rate=1e-4,    # paper (Adam)
       seed=0, top_k=5)       # windows per query in the predictions

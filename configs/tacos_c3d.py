@@ -16,7 +16,7 @@ def get_config():
   c = experiment_config(
       data_dir="data/tacos_c3d",
       train_split="train", val_split="val", test_split="test",
-      epochs=50,             # ours; ~98 steps/epoch at batch 100
+      epochs=50,             # ours; >= 98 steps/epoch at batch 100
       batch_size=100,        # as the paper's benchmarks
       learning_rate=1e-4,    # as the paper's benchmarks (Adam, constant)
       seed=0, top_k=5)
