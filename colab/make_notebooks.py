@@ -245,11 +245,12 @@ for p in sorted(EXPORT.rglob("*")):
 '''),
       md("""
 ### One query through the TFLite model, with LiteRT
-The TFLite model takes up to `max_video_len` video steps (a query runs only its video's own
-steps, so short videos are faster) and `max_query_len` words, with masks,
-and takes token ids: the Python tokenizer and the vocabulary ship beside it. Here we take
-a test query, pool its video's features to the model's length, tokenise the sentence, run
-the interpreter and decode the best (start, end) pair.
+The TFLite model takes 1 to `max_video_len` video steps (run at the video's own length,
+a short video is faster) and `max_query_len` words, with masks, and takes token ids: the
+Python tokenizer and the vocabulary ship beside it. Here we take a test query, pool its
+video's features to at most `max_video_len` steps, tokenise the sentence, run the
+interpreter at the video's length (the signature runner resizes its inputs to what it is
+given) and decode the best (start, end) pair.
 """),
       code(TFLITE_QUERY),
       md("""
@@ -283,10 +284,8 @@ feature_file = pathlib.Path(files["features"]) / f"{record['vid']}.npy"
 feats = feature_io.load_feature_file(feature_file)              # (T, Dv) clip features, validated
 feats = pooling.pool_to_max_len(feats, meta["max_video_len"])   # mean-pooled bins if longer
 n = len(feats)
-video = np.zeros((1, meta["max_video_len"], feats.shape[1]), np.float32)
-video[0, :n] = feats
-mask = np.zeros((1, meta["max_video_len"]), np.float32)
-mask[0, :n] = 1
+video = feats[None].astype(np.float32)   # (1, n, Dv): the video's own length, no padding
+mask = np.ones((1, n), np.float32)
 tokens = vocab.encode(record["query"], meta["max_query_len"])[None]   # (1, L) ids, 0-padded
 
 interpreter = Interpreter(model_path=str(EXPORT / "cimha.tflite"))

@@ -155,7 +155,11 @@ def _check_quickstart(nb, work, num_figures):
   assert (work / "export" / "cimha.tflite").stat().st_size > 10_000
   assert (work / "export" / "saved_model" / "cimha" / "1" / "saved_model.pb").exists()
   stream = "".join(_outputs(nb, "stream"))
-  assert "TFLite top-1:" in stream
+  # the notebook's own LiteRT run and decoding give the predict command's top-1 window
+  top1 = re.search(r"TFLite top-1: \[([0-9.]+), ([0-9.]+)\]", stream)
+  predicted = stream[stream.index("$ python -m cimha_tf.predict"):]
+  predicted = json.JSONDecoder().raw_decode(predicted[predicted.index("\n{") + 1:])[0]
+  assert [float(top1[1]), float(top1[2])] == pytest.approx(predicted["windows"][0][:2], abs=0.006)
   # the figures shown start with one best, one worst and one random query, as the cell says
   shown = re.findall(r"^test_(best|worst|random)_qid\d+\.png$", stream, re.M)
   assert shown == ["best", "worst", "random"][:num_figures]
