@@ -289,7 +289,11 @@ mask = np.ones((1, n), np.float32)
 tokens = vocab.encode(record["query"], meta["max_query_len"])[None]   # (1, L) ids, 0-padded
 
 interpreter = Interpreter(model_path=str(EXPORT / "cimha.tflite"))
+interpreter.allocate_tensors()
 runner = interpreter.get_signature_runner()
+# The fused LSTM ops keep h and c in variable tensors across calls: reset them before each
+# query, or the previous query's state leaks into this one (Android: resetVariableTensors()).
+interpreter.reset_all_variables()
 out = runner(video_features=video, video_mask=mask, query_tokens=tokens)
 p_start, p_end = out["start_probs"][0, :n], out["end_probs"][0, :n]
 

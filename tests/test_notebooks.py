@@ -124,6 +124,14 @@ def test_open_in_colab_link_names_the_notebook(name):
   assert f"https://colab.research.google.com/github/cimha-tf/cimha-tf/blob/main/colab/{name}" in first
 
 
+def test_quickstart_resets_the_tflite_lstm_state_before_the_query():
+  """The fused LSTMs' state persists across invocations (cimha_tf/deploy/tflite.py): the
+  notebook's LiteRT example is what users copy for many queries, so it must reset it."""
+  cell = next(c.source for c in _load("quickstart.ipynb").cells if "get_signature_runner" in c.source)
+  assert "interpreter.reset_all_variables()" in cell
+  assert cell.index("interpreter.reset_all_variables()") < cell.index("out = runner(")
+
+
 def test_failing_command_fails_the_notebook(tmp_path, kernel):
   """The notebooks' run() helper must raise, or a broken binary would pass CI silently."""
   from nbclient.exceptions import CellExecutionError
