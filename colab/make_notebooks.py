@@ -206,7 +206,8 @@ display(Markdown(metrics_table({"CI-MHA": metrics, **demo_lib.baseline_metrics(d
       md("""
 What the model sees: for a few test queries (best, worst and random), the start, end and
 inside probabilities over the video's time axis, the ground-truth moment shaded and the
-top-1 prediction marked. `evaluate` wrote these into `RUN/figures/`.
+top-3 predicted windows drawn above the curves (the top-1's edges dashed down to the axis),
+each with its score and IoU. `evaluate` wrote these into `RUN/figures/`.
 """),
       code(r'''
 import itertools
