@@ -147,6 +147,24 @@ def test_bad_input_errors(setup, predictors, tmp_path):
     load_predictor(tmp_path / "m.tflite")
 
 
+def test_saved_model_without_its_export_metadata_is_named(setup, tmp_path):
+  """assets.extra/cimha_export.json holds what the graph does not expose (max_video_len,
+  video_dim...): a version folder copied without it, or with it cut short, was a KeyError
+  traceback or a JSON error naming no file."""
+  import shutil
+  from cimha_tf.deploy.predictor import load_predictor
+  copy = tmp_path / "cimha" / "1"
+  shutil.copytree(setup["saved_model"], copy)
+  meta = copy / "assets.extra" / "cimha_export.json"
+  text = meta.read_text()
+  meta.unlink()
+  with pytest.raises(ValueError, match=f"{meta}: missing, or without .*'max_video_len'"):
+    load_predictor(tmp_path)
+  meta.write_text(text[:len(text) // 2])
+  with pytest.raises(ValueError, match=f"{meta} is not valid JSON"):
+    load_predictor(tmp_path)
+
+
 def test_unknown_words_are_reported(setup, predictors, tmp_path):
   """The model sees <unk> for words outside its vocabulary: the JSON lists them and stderr
   warns, saying so plainly when no word of the query is known."""

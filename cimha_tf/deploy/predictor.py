@@ -60,8 +60,13 @@ class SavedModelPredictor(_Base):
     from cimha_tf.deploy import saved_model
     self.loaded, meta = saved_model.load(path)
     self.signature = self.loaded.signatures[saved_model.SIGNATURE_TEXT]
-    vocab_path = os.path.join(saved_model.resolve_version_dir(path), saved_model.EXTRA_DIR,
-                              saved_model.VOCAB_FILE)
+    extra = os.path.join(saved_model.resolve_version_dir(path), saved_model.EXTRA_DIR)
+    missing = [k for k in ("max_video_len", "max_query_len", "video_dim", "top_k") if k not in meta]
+    if missing:  # the graph does not expose them; the export writes them beside it
+      raise ValueError(f"{os.path.join(extra, saved_model.META_FILE)}: missing, or without "
+                       f"{missing}; the export writes it into the version folder (copy the whole "
+                       "folder, assets.extra included, or export again)")
+    vocab_path = os.path.join(extra, saved_model.VOCAB_FILE)
     if os.path.isfile(vocab_path):  # the graph holds its own copy; this one names unknown words
       from cimha_tf.data.text import Vocabulary
       self.vocab = Vocabulary.load(vocab_path)

@@ -225,8 +225,8 @@ def load(path):
   meta_path = os.path.join(path, EXTRA_DIR, META_FILE)
   meta = {}
   if os.path.isfile(meta_path):
-    with open(meta_path) as f:
-      meta = json.load(f)
+    from cimha_tf.data.jsonfile import read_json_object
+    meta = read_json_object(meta_path, "export metadata", "a JSON object (max_video_len, ...)")
   missing = [s for s in (SIGNATURE_TEXT, SIGNATURE_TOKENS) if s not in loaded.signatures]
   if missing:
     raise ValueError(f"{path}: signatures {sorted(loaded.signatures)} lack {missing}; "
