@@ -102,10 +102,18 @@ def inputs_from_args(args):
 def run_cli(main):
   """A client's command line: bad input or an unreachable / refusing server ends it with
   one error line and exit status 1."""
+  import re
   try:
     main()
   except (ValueError, FileNotFoundError, RuntimeError) as e:
-    sys.exit(f"error: {e}")
+    message = str(e)
+    # The graph's own length check: the client pooled to --max_video_len (default 128),
+    # which is not the served model's.
+    limit = re.search(r"N must be <= max_video_len=(\d+)", message)
+    if limit:
+      message += (f" -- pass --max_video_len={limit.group(1)}, the served model's: the client "
+                  "mean-pools longer videos to --max_video_len steps (default 128)")
+    sys.exit(f"error: {message}")
 
 
 def print_windows(args, outputs):

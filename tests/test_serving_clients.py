@@ -220,6 +220,15 @@ def test_rest_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.stderr.startswith("error: http://") and "HTTP 400" in r.stderr
     assert "INVALID_ARGUMENT" in r.stderr
+    # A video longer than the model's max_video_len, pooled to the client's default 128:
+    # the error says which --max_video_len to pass.
+    np.save(tmp_path / "long.npy", np.resize(feats, (MAX_VIDEO_LEN + 8, feats.shape[1])))
+    r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'long.npy'}",
+                    "--query=a door", "--duration=9")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().endswith(
+        f"-- pass --max_video_len={MAX_VIDEO_LEN}, the served model's: the client mean-pools "
+        "longer videos to --max_video_len steps (default 128)"), r.stderr[-2000:]
   finally:
     server.shutdown()
     server.server_close()  # else the port still accepts, and the client waits its timeout
