@@ -48,6 +48,39 @@ def test_predict_matches_keras_windows(setup, predictors, fmt):
     np.testing.assert_allclose(np.array(got)[:, 2], np.array(want)[:, 2], rtol=1e-3)
 
 
+def test_phone_side_steps_of_the_readme_give_the_saved_model_windows(setup):
+  """export/README.md's TFLite steps, as a phone runner takes them: only the .tflite and
+  its vocab.json, one LiteRT interpreter reused across queries (allocate, then reset the
+  LSTM state before each), inputs and outputs by signature name, each video at its own
+  length, then decode_spans and spans_to_seconds: the SavedModel's windows in seconds."""
+  import os
+  import tensorflow as tf
+  from ai_edge_litert.interpreter import Interpreter
+  from cimha_tf.data.text import Vocabulary
+  from cimha_tf.deploy import saved_model
+  from cimha_tf.model import decode_spans, spans_to_seconds
+  signature = saved_model.load(setup["saved_model"])[0].signatures["serving_default"]
+  vocab = Vocabulary.load(os.path.join(os.path.dirname(setup["tflite"]), "vocab.json"))
+  interpreter = Interpreter(model_path=setup["tflite"])
+  interpreter.allocate_tensors()
+  runner = interpreter.get_signature_runner("serving_default")
+  max_query_len = int(runner.get_input_details()["query_tokens"]["shape"][1])
+  for b in (0, 1, 2, 0):  # a repeat: state left from the queries before must not leak
+    n, duration = int(setup["num_steps"][b]), float(setup["duration"][b])
+    feats = setup["inputs"]["video_features"][b:b + 1, :n]
+    interpreter.reset_all_variables()
+    out = runner(video_features=feats, video_mask=np.ones((1, n), np.float32),
+                 query_tokens=vocab.encode(setup["queries"][b], max_query_len)[None])
+    start, end, scores = decode_spans(out["start_probs"], out["end_probs"],
+                                      np.ones((1, n), np.float32), 5)
+    start_s, end_s = spans_to_seconds(start, end, [duration], [n])
+    want = signature(query=tf.constant([setup["queries"][b]]), video_features=tf.constant(feats),
+                     video_length=tf.constant([n]), duration=tf.constant([duration]))
+    np.testing.assert_allclose(start_s.numpy(), want["start_seconds"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(end_s.numpy(), want["end_seconds"].numpy(), atol=1e-5)
+    np.testing.assert_allclose(scores.numpy(), want["scores"].numpy(), rtol=1e-4)
+
+
 def test_top_k_beyond_the_exported_k_is_decoded_from_curves(setup, predictors):
   b = 0
   n = int(setup["num_steps"][b])
