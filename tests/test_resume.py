@@ -48,7 +48,8 @@ def test_killed_run_resumes_to_the_same_total_epochs(tmp_path):
   killed_at = _backup_epoch(w)
   assert 1 <= killed_at < EPOCHS, f"run ended before it could be killed: {proc.stderr.read()[-3000:]}"
 
-  testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={w}")
+  out = testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={w}").stdout
+  assert f"{w}: resuming after epoch {killed_at} of {EPOCHS}\n" in out
   epochs = _epochs(w)
   # Epochs before the kill are not trained again; the killed one is redone; total = EPOCHS.
   assert epochs[:killed_at] == list(range(killed_at))
@@ -65,5 +66,6 @@ def test_killed_run_resumes_to_the_same_total_epochs(tmp_path):
   assert os.path.exists(wd.path(w, wd.BEST))
 
   before = _epochs(w)
-  testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={w}")
+  out = testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={w}").stdout
+  assert f"{w}: all {EPOCHS} epochs were trained already; nothing to train" in out
   assert _epochs(w) == before  # finished: started again, it trains nothing

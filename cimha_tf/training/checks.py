@@ -140,6 +140,15 @@ def check_backup(workdir):
                      "0 (best.keras and last.keras stay), or use a new --workdir")
 
 
+def epochs_done(workdir):
+  """Epochs the workdir's resume backup has finished (0 without one); after check_backup."""
+  state = os.path.join(wd.path(workdir, wd.BACKUP), wd.BACKUP_STATE)
+  if not os.path.exists(state):
+    return 0
+  with open(state) as f:
+    return int(json.load(f)["epoch"])
+
+
 def check_same_dims(trained_meta, meta, where, data_dir):
   for key in DIM_KEYS:
     if int(trained_meta.get(key, -1)) != int(meta.get(key, -2)):

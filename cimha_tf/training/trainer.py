@@ -9,7 +9,8 @@ Resume: keras.callbacks.BackupAndRestore keeps the weights, optimizer state and 
 count in WORKDIR/backup after every epoch and is never deleted, so starting again on the
 same workdir continues where the last finished epoch left off (after a crash or a kill
 mid-epoch the unfinished epoch is redone) and runs the same total number of epochs; a
-finished run started again does nothing, and a larger --config.train.epochs extends it.
+finished run started again trains nothing (both say so), and a larger --config.train.epochs
+extends it.
 A backup left unreadable (a kill while Keras wrote it) stops the run before any step with
 the file named and the way out (checks.check_backup).
 """
@@ -134,6 +135,13 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
     train_q, val_q = (meta["splits"][s]["queries"] for s in splits)
     print(f"data: {config.data.dir}: {splits[0]!r} {train_q} queries, {steps} steps per epoch; "
           f"validation on {splits[1]!r} {val_q} queries")
+    done, total = checks.epochs_done(out), int(config.train.epochs)
+    # Keras resumes (or skips) without a word: a rerun on an old workdir would look trained.
+    if done >= total:
+      print(f"{out}: all {total} epochs were trained already; nothing to train (a larger "
+            "--config.train.epochs extends the run, a new --workdir starts another)")
+    elif done:
+      print(f"{out}: resuming after epoch {done} of {total}")
     history = model.fit(dataset, epochs=int(config.train.epochs), shuffle=False,
                         steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
   return model, history
