@@ -24,14 +24,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  import sys
   from cimha_tf.training import config as config_lib
   from cimha_tf.training import trainer
-  try:  # a value out of range (--config.train.batch_size=0) is a bad command line: exit 2
+  with cli.clear_errors(status=2):  # a value out of range (batch_size=0): a bad command line
     config_lib.validate(_CONFIG.value)
-  except ValueError as e:
-    print(f"FATAL: ValueError: {e}", file=sys.stderr)
-    sys.exit(2)
   with cli.clear_errors():
     trainer.train(_CONFIG.value, FLAGS.workdir)
   print(f"done: {FLAGS.workdir}")

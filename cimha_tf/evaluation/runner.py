@@ -107,7 +107,8 @@ def evaluate_split(model, data_dir, split, batch_size, top_k, progress=True, cur
   dataset = pipeline.eval_dataset(data_dir, split, batch_size, bucket_width=bucket_width)
   meta = pipeline.read_metadata(data_dir)
   bands = -(-int(meta["max_video_len"]) // bucket_width) if bucket_width else 1
-  rows = predict_rows(model, dataset, max(int(top_k), max(metrics_lib.KS)), queries={r["qid"]: r.get("query", "") for r in gt},
+  rows = predict_rows(model, dataset, max(int(top_k), max(metrics_lib.KS)),
+                      queries={r["qid"]: r.get("query", "") for r in gt},
                       total_batches=math.ceil(len(gt) / batch_size) + bands - 1,
                       progress=progress, curves=curves)
   order = {r["qid"]: i for i, r in enumerate(gt)}

@@ -117,17 +117,18 @@ def _exit_unknown_key(e, argv):
 
 
 @contextlib.contextmanager
-def clear_errors():
+def clear_errors(status=1):
   """Around a binary's work: bad input (a missing or existing file, a wrong value, a NaN
-  loss) caught by our checks exits with status 1 and its message; see exit_with_clear_error."""
+  loss) caught by our checks exits with `status` (2 around checks of the command line) and
+  its message; see exit_with_clear_error."""
   try:
     yield
   except (ValueError, FloatingPointError, FileNotFoundError, FileExistsError, NotADirectoryError,
           IsADirectoryError, PermissionError) as e:
-    exit_with_clear_error(e)
+    exit_with_clear_error(e, status)
 
 
-def exit_with_clear_error(e):
+def exit_with_clear_error(e, status=1):
   """Our own checks' errors, and the standard library's file errors on our calls (they name
   the path), end the program with their message alone; errors raised inside TensorFlow,
   Keras, numpy or h5py keep their traceback (their message alone rarely says where)."""
@@ -139,7 +140,7 @@ def exit_with_clear_error(e):
   if frames and not os.path.abspath(frames[-1].filename).startswith(package):
     raise e
   print(f"FATAL: {type(e).__name__}: {e}", file=sys.stderr)
-  sys.exit(1)
+  sys.exit(status)
 
 
 def _in_stdlib(filename):
