@@ -127,13 +127,7 @@ def _curve_from_file(name, pred_path, gt_rows, thresholds):
     raise ValueError(f"run {name!r}: {pred_path} has {len(unknown)} qids not in the ground truth and"
                      f" lacks {len(missing)} ground-truth qids (e.g. {(unknown + missing)[:5]})")
   by_qid = {r["qid"]: r for r in rows}
-  # qids count from 0 in every split and dataset: a matching qid alone does not make it the query.
-  for g in gt_rows:
-    vid = by_qid[g["qid"]].get("vid")
-    if vid is not None and "vid" in g and vid != g["vid"]:
-      raise ValueError(f"run {name!r}: {pred_path}: qid {g['qid']!r} is for video {vid!r}, but the"
-                       f" ground truth's qid {g['qid']!r} is video {g['vid']!r} (predictions of"
-                       " another split or dataset?)")
+  predictions_lib.check_same_videos(by_qid, gt_rows, f"run {name!r}: {pred_path}")
   pred = [np.asarray(by_qid[g["qid"]]["pred_relevant_windows"], np.float64).reshape(-1, 3)
           for g in gt_rows]
   return recall_at_1_curve(pred, [np.asarray(g["relevant_windows"], np.float64) for g in gt_rows],

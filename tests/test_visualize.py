@@ -144,6 +144,6 @@ def test_recall_curves_refuse_predictions_for_another_video(tmp_path):
   preds[1]["vid"] = "other"
   bad.write_text("".join(json.dumps(r) + "\n" for r in preds))
   assert visualize.recall_curves_figure({"a": good}, ground_truth=gt).axes[0].lines[0].get_ydata()[0] == 100
-  with pytest.raises(ValueError, match=r"run 'a': .*bad.jsonl: qid 1 is for video 'other', but the"
-                                       r" ground truth's qid 1 is video 'v1'"):
+  with pytest.raises(ValueError, match=r"run 'a': .*bad.jsonl: 1 predicted qids name another video"
+                                       r" than the ground truth's, e.g. qid 1: 'other' vs 'v1'"):
     visualize.recall_curves_figure({"a": bad}, ground_truth=gt)

@@ -133,3 +133,17 @@ def match_qids(pred_rows, gt_rows):
   pred_qids = {r["qid"] for r in pred_rows}
   gt_qids = {r["qid"] for r in gt_rows}
   return sorted(pred_qids - gt_qids, key=str), sorted(gt_qids - pred_qids, key=str)
+
+
+def check_same_videos(qid2pred, gt_rows, source):
+  """ValueError if a prediction names another video than its qid's ground truth (rows
+  without "vid" match by qid alone): qids count from 0 in every split and dataset, so a
+  matching qid alone does not make it the query."""
+  other = [(g["qid"], qid2pred[g["qid"]]["vid"], g["vid"]) for g in gt_rows
+           if g["qid"] in qid2pred and "vid" in g
+           and qid2pred[g["qid"]].get("vid", g["vid"]) != g["vid"]]
+  if other:
+    q, pv, gv = other[0]
+    raise ValueError(f"{source}: {len(other)} predicted qids name another video than the ground"
+                     f" truth's, e.g. qid {q!r}: {pv!r} vs {gv!r} (predictions of another split or"
+                     " dataset?)")

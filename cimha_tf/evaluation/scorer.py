@@ -45,14 +45,7 @@ def score_predictions(pred_rows, gt_rows, allow_missing=False, source="predictio
     logging.warning("%s; scored as misses", msg)
   qid2pred = {r["qid"]: r for r in pred_rows}
   scored = [r for r in gt_rows if r["qid"] in qid2pred]
-  # qids count from 0 in every split and dataset: a matching qid alone does not make it the query.
-  other = [(r["qid"], qid2pred[r["qid"]]["vid"], r["vid"]) for r in scored
-           if "vid" in r and qid2pred[r["qid"]].get("vid", r["vid"]) != r["vid"]]
-  if other:
-    q, pv, gv = other[0]
-    raise ValueError(f"{source}: {len(other)} predicted qids name another video than the ground"
-                     f" truth's, e.g. qid {q!r}: {pv!r} vs {gv!r} (predictions of another split or"
-                     " dataset?)")
+  predictions_lib.check_same_videos(qid2pred, scored, source)
   if not scored:
     raise ValueError(f"{source}: no prediction matches the ground truth")
   pred_windows = [np.asarray(qid2pred[r["qid"]]["pred_relevant_windows"], np.float64).reshape(-1, 3)
