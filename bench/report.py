@@ -31,14 +31,16 @@ def render(results_dir):
   if d:
     m = d["machine"]
     out += [f"### 1. Training throughput ({m['time_utc']}, load {m['load_avg_1_5_15']})", "",
-            "| variant | batch | samples/s median (min-max) | x keras | first execution s |",
-            "|---|---|---|---|---|"]
+            "| variant | batch | samples/s median (min-max) | x keras | first execution s "
+            "| warm-up s |", "|---|---|---|---|---|---|"]
+    # Files before 2026-12-05 have only warmup_s: the whole warm-up fit, trace included.
+    secs = lambda r, k: f"{r[k]:.0f}" if k in r else "-"
     for k, r in d["results"].items():
       sp = r.get("speedup_vs_keras_same_batch")
       out.append(f"| {k.split('@')[0]} | {r['batch_size']} | {_rate(r['samples_per_s'])} | "
                  f"{sp:.2f} |" if sp else f"| {k.split('@')[0]} | {r['batch_size']} | "
                  f"{_rate(r['samples_per_s'])} | - |")
-      out[-1] += f" {r['first_execution_s']:.0f} |"
+      out[-1] += f" {secs(r, 'first_execution_s')} | {secs(r, 'warmup_s')} |"
     out += [""] + [f"- {n}" for n in d["notes"]] + [""]
   d = _load(results_dir, "inference")
   if d:

@@ -52,6 +52,10 @@ class _Timer(keras.callbacks.Callback):
   def on_train_batch_end(self, batch, logs=None):
     self.marks.append(time.perf_counter())
 
+  def first_execution_s(self):
+    """Trace/compile + the first execution: only the first of a warm-up fit's executions."""
+    return self.marks[1] - self.marks[0]
+
 
 def measure(s, batch_size, lstm, jit, spe):
   import tensorflow as tf
@@ -104,17 +108,20 @@ def measure_interleaved(s, batch_size, variants):
   for name, lstm, jit, spe in variants:
     model, cfg = models.build(s, lstm)
     compile_model(model, cfg, 1e-4, jit_compile=jit, steps_per_execution=spe)
-    t0 = time.perf_counter()
-    model.fit(ds, steps_per_epoch=spe * common.train_warmup(), epochs=1, verbose=0, shuffle=False)
-    runs[name] = (model, spe, time.perf_counter() - t0, [], lstm, jit)
+    timer, t0 = _Timer(), time.perf_counter()
+    model.fit(ds, steps_per_epoch=spe * common.train_warmup(), epochs=1, verbose=0, shuffle=False,
+              callbacks=[timer])
+    warm = {"first_execution_s": timer.first_execution_s(),
+            "warmup_s": time.perf_counter() - t0}
+    runs[name] = (model, spe, warm, [], lstm, jit)
   for _ in range(common.reps()):
     for name, (model, spe, _, times, _, _) in runs.items():
       times.extend(time_steps(model, ds, spe))
-  for name, (model, spe, warm_s, times, lstm, jit) in runs.items():
+  for name, (model, spe, warm, times, lstm, jit) in runs.items():
     t = common.stats(times)
     out[name] = {"lstm": lstm, "jit_compile": jit, "steps_per_execution": spe,
                  "batch_size": batch_size, "samples_per_s": common.rate(t, batch_size),
-                 "step_ms": 1e3 * t["median_s"], "step_timing": t, "first_execution_s": warm_s,
+                 "step_ms": 1e3 * t["median_s"], "step_timing": t, **warm,
                  "parameters": int(model.count_params()), "interleaved": True}
   return out
 
@@ -128,23 +135,25 @@ def measure_buckets(s, batch_size, bucket_widths, num_batches):
     cycle, widths = common.bucket_cycle(s, batch_size, bw, num_batches)
     model, cfg = models.build(s, "keras")
     compile_model(model, cfg, 1e-4)
-    t0 = time.perf_counter()
+    timer, t0 = _Timer(), time.perf_counter()
     # Every width executes once before timing (a new shape's first run is slower).
     model.fit(cycle.repeat(), steps_per_epoch=num_batches + common.train_warmup(), epochs=1,
-              verbose=0, shuffle=False)
-    runs[name] = (model, cycle, widths, time.perf_counter() - t0, [])
+              verbose=0, shuffle=False, callbacks=[timer])
+    warm = {"first_execution_s": timer.first_execution_s(),
+            "warmup_s": time.perf_counter() - t0}
+    runs[name] = (model, cycle, widths, warm, [])
   for _ in range(common.reps()):
     for name, (model, cycle, _, _, times) in runs.items():
       times.append(time_cycle(model, cycle, num_batches))
   out, ref = {}, None
-  for name, (model, _, widths, warm_s, times) in runs.items():
+  for name, (model, _, widths, warm, times) in runs.items():
     t = common.stats(times)
     rate = common.rate(t, batch_size * num_batches)
     ref = ref or rate["median"]
     out[f"{name}@batch{batch_size}"] = {
         "lstm": "keras", "batch_size": batch_size, "samples_per_s": rate,
         "cycle_timing": t, "cycle_batches": num_batches, "time_axis_widths": widths,
-        "mean_time_axis": sum(widths) / len(widths), "first_execution_s": warm_s,
+        "mean_time_axis": sum(widths) / len(widths), **warm,
         "speedup_vs_unbucketed_same_examples": rate["median"] / ref, "interleaved": True}
   return out
 

@@ -288,3 +288,40 @@ def test_report_renders_every_committed_figure():
   for k, v in load("input_pipeline")["results"].items():
     if k.startswith("pipeline_"):
       assert f"| {k} | " in text and f"| {v['ratio_to_training']:.1f} |" in text
+
+
+class _FakeFitModel:
+  """fit() runs its executions as sleeps (the first 0.3 s: the trace) and calls the
+  callbacks as Keras does; enough for the timing code around it."""
+
+  def __init__(self, spe):
+    self.spe, self.executions = spe, 0
+
+  def fit(self, ds, steps_per_epoch, epochs, verbose, shuffle, callbacks=()):
+    import time
+    for c in callbacks:
+      c.on_train_begin()
+    for i in range(steps_per_epoch // self.spe):
+      time.sleep(0.3 if self.executions == 0 else 0.1)
+      self.executions += 1
+      for c in callbacks:
+        c.on_train_batch_end(i)
+
+  def count_params(self):
+    return 1
+
+
+def test_train_throughput_first_execution_is_only_the_first(monkeypatch):
+  # It once held the whole warm-up fit (trace + 3 executions), in a column that said
+  # "first execution": 15 s for steps_per_execution=4 was 12 steps.
+  import cimha_tf.model
+  from bench import common, models, train_throughput
+  monkeypatch.setattr(common, "train_warmup", lambda: 3)
+  monkeypatch.setattr(common, "reps", lambda: 1)
+  monkeypatch.setattr(models, "build", lambda s, lstm: (_FakeFitModel(spe=2), None))
+  monkeypatch.setattr(cimha_tf.model, "compile_model", lambda *a, **k: None)
+  r = train_throughput.measure_interleaved(common.QUICK_SHAPES, 4, [("x", "keras", False, 2)])
+  r = r["x"]
+  assert 0.3 <= r["first_execution_s"] < 0.4  # the trace's execution alone
+  assert r["warmup_s"] >= 0.5  # and the other two warm-up executions
+  assert r["step_timing"]["median_s"] == pytest.approx(0.05, abs=0.02)  # 0.1 s / spe 2
