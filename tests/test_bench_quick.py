@@ -325,3 +325,19 @@ def test_train_throughput_first_execution_is_only_the_first(monkeypatch):
   assert 0.3 <= r["first_execution_s"] < 0.4  # the trace's execution alone
   assert r["warmup_s"] >= 0.5  # and the other two warm-up executions
   assert r["step_timing"]["median_s"] == pytest.approx(0.05, abs=0.02)  # 0.1 s / spe 2
+
+
+def test_inference_first_call_is_only_the_first(monkeypatch):
+  # It once also held the warm-up and every timed call.
+  import time
+  from bench import common, inference
+  monkeypatch.setattr(inference, "_batches", lambda s: (1,))
+
+  def slow_time_calls(fn):
+    time.sleep(0.5)
+    return common.stats([0.01])
+
+  monkeypatch.setattr(common, "time_calls", slow_time_calls)
+  model = lambda x, training: {"start_probs": x["video_mask"]}
+  r = inference.keras_engine(model, common.QUICK_SHAPES, jit=False)["batch1"]
+  assert 0 < r["first_call_s"] < 0.5 and r["latency_ms"] == pytest.approx(10)
