@@ -61,6 +61,11 @@ def render(results_dir):
       lat = (f"{b1['latency_ms']:.2f} ({1e3 * b1['timing']['min_s']:.2f}-"
              f"{1e3 * b1['timing']['max_s']:.2f})") if b1 else "-"
       thr = _rate(bn[0]["samples_per_s"]) if bn else "-"
+      if len(bn) > 1:  # keras_buckets: plain batches first, then each bucketing of them
+        thr = "; ".join(f"{kk.split('_', 1)[1]} {_rate(v['samples_per_s'])}"
+                        + (f", {v['speedup_vs_plain_same_examples']:.2f}x"
+                           if v.get("speedup_vs_plain_same_examples", 1) != 1 else "")
+                        for kk, v in r.items() if kk.startswith("batch") and kk != "batch1")
       out.append(f"| {k} | {lat} | {thr} |")
     out += [""] + free_axis + [f"- {n}" for n in d["notes"]] + [""]
   d = _load(results_dir, "input_pipeline")

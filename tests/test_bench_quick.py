@@ -288,6 +288,11 @@ def test_report_renders_every_committed_figure():
   for k, v in load("input_pipeline")["results"].items():
     if k.startswith("pipeline_"):
       assert f"| {k} | " in text and f"| {v['ratio_to_training']:.1f} |" in text
+  # The bucketed evaluation pass's row shows the bucketed rate, not only the plain one.
+  eb = load("inference")["results"]["keras_buckets"]["batch100_buckets8"]
+  row = next(l for l in text.splitlines() if l.startswith("| keras_buckets |"))
+  assert f"buckets8 {eb['samples_per_s']['median']:.1f} (" in row
+  assert f"{eb['speedup_vs_plain_same_examples']:.2f}x" in row
 
 
 class _FakeFitModel:
