@@ -115,6 +115,22 @@ def test_op_flops_counts_matmul_batchmatmul_and_einsum():
   assert counted == expected
 
 
+def test_flop_count_of_blocks_equals_their_formula():
+  # Figure 5's per-block counts against hand counts (2 FLOPs per multiply-add).
+  from bench import common, flops, models
+  s = dict(common.QUICK_SHAPES)
+  c = models.model_config(s)
+  _, per_block, unknown, _ = flops.count_forward(s)
+  n, l, d, u = s["max_video_len"], s["max_query_len"], c.width, c.query_lstm_units
+  assert unknown == 0
+  # Bi-LSTM: 2 directions x L steps x [x, h] (E + U) x 4 gates of U
+  assert per_block["query_encoder"] == 2 * 2 * l * (c.embedding_dim + u) * 4 * u
+  # self-attention: Q, K, V, O projections and the two N x N products
+  assert per_block["video_self"] == 2 * (4 * n * d * d + 2 * n * n * d)
+  assert per_block["video_projection"] == 2 * n * s["feature_dim"] * d
+  assert per_block["video_ffn"] == 2 * 2 * n * d * c.ffn_width
+
+
 EXPECTED_FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
                     "profile_layers", "profile_step", "profile_inference", "profile_tflite",
                     "dropout", "lstm_ceiling")
