@@ -110,3 +110,27 @@ def test_two_workers_train_and_agree_on_the_weights(prepared, tmp_path):
   assert history[0] == history[1] and "loss" in history[0].splitlines()[0]
   assert json.load(open(w / wd.BACKUP / wd.BACKUP_STATE))["epoch"] == 1
   assert json.load(open(w / "worker_1" / wd.BACKUP / wd.BACKUP_STATE))["epoch"] == 1
+
+
+UNEVEN_SCRIPT = r"""
+import sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from cimha_tf.training import strategy as strategy_lib, testing, trainer
+config = testing.tiny_config(sys.argv[1], batch_size=5)
+try:
+  trainer.train(config, sys.argv[2], strategy=strategy_lib.get_strategy(["/cpu:0", "/cpu:1"]), verbose=0)
+except ValueError as e:
+  print("ERROR " + str(e))
+"""
+
+
+def test_a_batch_that_two_replicas_cannot_split_evenly_is_refused(prepared, tmp_path):
+  # 5 rows on 2 replicas: Keras weighs the replicas' means equally, so the gradient is not
+  # the 1-replica one (measured: first-step weights differ by up to 0.006 for a 0.007 step).
+  r = subprocess.run([sys.executable, "-c", UNEVEN_SCRIPT, prepared, str(tmp_path / "w")],
+                     cwd=testing.REPO, capture_output=True, text=True, timeout=900)
+  assert r.returncode == 0, r.stderr[-4000:]
+  assert "ERROR config.train.batch_size=5: expected a multiple of the 2 replicas" in r.stdout
+  assert not os.path.exists(tmp_path / "w" / wd.CONFIG)  # refused before writing the workdir

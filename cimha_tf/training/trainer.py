@@ -76,6 +76,19 @@ def steps_per_epoch(config):
                                           int(config.data.get("bucket_width", 0))))
 
 
+def check_batch_split(batch_size, replicas):
+  """The global batch must split evenly over the replicas. Keras averages the loss over each
+  replica's own rows and then over the replicas, which is the mean over the global batch
+  only when every replica holds as many rows: 5 rows on 2 replicas weigh 3 rows against 2
+  (the logged loss stays right, the gradient does not). A pass's last, partial batch still
+  splits unevenly: the pipeline keeps every query rather than drop them."""
+  if batch_size % replicas:
+    raise ValueError(
+        f"config.train.batch_size={batch_size}: expected a multiple of the {replicas} "
+        f"replicas in sync (the global batch is split evenly over them), e.g. "
+        f"{max(replicas, batch_size // replicas * replicas)}")
+
+
 def build_and_compile(config, meta, strategy):
   from cimha_tf.model import build_model, compile_model
   embeddings = checks.load_embeddings(config.data.dir, meta, config.model.embedding_dim)
@@ -109,6 +122,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
           else type(strategy).__name__)
   print(f"strategy: {name} with {strategy.num_replicas_in_sync} replica(s); "
         f"global batch {config.train.batch_size}")
+  check_batch_split(config.train.batch_size, strategy.num_replicas_in_sync)
   dataset = pipeline.train_dataset(
       config.data.dir, config.data.train_split, batch_size=config.train.batch_size,
       shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True,
