@@ -134,3 +134,39 @@ def test_a_batch_that_two_replicas_cannot_split_evenly_is_refused(prepared, tmp_
   assert r.returncode == 0, r.stderr[-4000:]
   assert "ERROR config.train.batch_size=5: expected a multiple of the 2 replicas" in r.stdout
   assert not os.path.exists(tmp_path / "w" / wd.CONFIG)  # refused before writing the workdir
+
+
+_TWO = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+
+
+@pytest.mark.parametrize("tf_config, field, expected", [
+    ("[1, 2]", "TF_CONFIG:", "a JSON object"),
+    ({"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}},
+     'TF_CONFIG["cluster"]["worker"]', 'a list of "host:port" strings'),
+    ({"cluster": _TWO}, 'TF_CONFIG["task"]', "this machine's task"),
+    ({"cluster": _TWO, "task": {"type": "evaluator", "index": 0}},
+     'TF_CONFIG["task"]["type"]', "one of the cluster's training jobs ['worker']"),
+    ({"cluster": _TWO, "task": {"type": "worker", "index": 2}},
+     'TF_CONFIG["task"]["index"]', "an integer from 0 to 1"),
+    ({"cluster": _TWO, "task": {"type": "worker", "index": "1"}},
+     'TF_CONFIG["task"]["index"]', "an integer from 0 to 1"),
+])
+def test_a_malformed_tf_config_names_the_field(monkeypatch, tf_config, field, expected):
+  # TensorFlow's own errors for these name neither TF_CONFIG nor the field (a missing task:
+  # "you must also specify task_type and task_id"; an evaluator: KeyError 'evaluator').
+  monkeypatch.setenv("TF_CONFIG", tf_config if isinstance(tf_config, str) else json.dumps(tf_config))
+  from cimha_tf.training import strategy as strategy_lib
+  with pytest.raises(ValueError) as e:
+    strategy_lib.worker_dir("/w")
+  assert str(e.value).startswith(field) and expected in str(e.value)
+
+
+def test_a_task_index_past_the_cluster_stops_train_before_the_workdir(prepared, tmp_path):
+  # It used to reach MultiWorkerMirroredStrategy, whose traceback came after worker_2/ was made.
+  config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
+  env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": _TWO, "task": {"type": "worker", "index": 2}}))
+  r = testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={tmp_path / 'w'}",
+                         env=env, check=False)
+  assert r.returncode == 1
+  assert 'FATAL: ValueError: TF_CONFIG["task"]["index"]: expected an integer from 0 to 1' in r.stderr
+  assert not os.path.exists(tmp_path / "w")

@@ -12,14 +12,48 @@ import os
 import tensorflow as tf
 
 
+_JOBS = ("chief", "worker")
+
+
 def tf_config():
+  """TF_CONFIG as a dict ({} when unset), checked: TensorFlow's own errors for a bad one
+  name neither TF_CONFIG nor the field, and some come only after the workdir was written."""
   raw = os.environ.get("TF_CONFIG", "")
   if not raw:
     return {}
   try:
-    return json.loads(raw)
+    config = json.loads(raw)
   except json.JSONDecodeError as e:
     raise ValueError(f"TF_CONFIG is not valid JSON ({e}): {raw[:200]!r}") from e
+  _check_tf_config(config)
+  return config
+
+
+def _check_tf_config(config):
+  def need(ok, field, expected):
+    if not ok:
+      raise ValueError(f"TF_CONFIG{field}: expected {expected}, got "
+                       f"{json.dumps(config)[:300]}")
+  example = ('e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+             '"task": {"type": "worker", "index": 0}}')
+  need(isinstance(config, dict), "", f"a JSON object, {example}")
+  cluster = config.get("cluster", {})
+  need(isinstance(cluster, dict), '["cluster"]', "an object of job name -> list of host:port")
+  for job, tasks in cluster.items():
+    need(isinstance(tasks, list) and all(isinstance(t, str) and ":" in t for t in tasks),
+         f'["cluster"]["{job}"]', 'a list of "host:port" strings')
+  if sum(len(cluster.get(job, [])) for job in _JOBS) <= 1:
+    return  # one machine: MirroredStrategy, the task is not used
+  task = config.get("task")
+  need(isinstance(task, dict), '["task"]', f"this machine's task, {example}")
+  kind, index = task.get("type"), task.get("index")
+  need(kind in _JOBS and kind in cluster, '["task"]["type"]',
+       f"one of the cluster's training jobs {[j for j in _JOBS if j in cluster]} "
+       "(no evaluator or parameter-server tasks)")
+  need(isinstance(index, int) and not isinstance(index, bool)
+       and 0 <= index < len(cluster[kind]), '["task"]["index"]',
+       f"an integer from 0 to {len(cluster[kind]) - 1} (the cluster lists "
+       f"{len(cluster[kind])} {kind} task(s))")
 
 
 def num_workers():
@@ -29,11 +63,13 @@ def num_workers():
 
 def is_chief():
   """Worker 0 (or the 'chief' task) writes the workdir; the others write beside it."""
-  task = tf_config().get("task", {})
-  kind, index = task.get("type", "worker"), int(task.get("index", 0))
-  if "chief" in tf_config().get("cluster", {}):
-    return kind == "chief"
-  return kind == "worker" and index == 0
+  config = tf_config()
+  if num_workers() <= 1:
+    return True
+  task = config["task"]
+  if "chief" in config["cluster"]:
+    return task["type"] == "chief"
+  return task["type"] == "worker" and task["index"] == 0
 
 
 def worker_dir(workdir):
