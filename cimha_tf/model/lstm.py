@@ -62,8 +62,8 @@ class UnrolledLSTM(keras.layers.Layer):
   def call(self, x):
     xw = ops.matmul(x, self.kernel)  # all steps' input projections in one matmul
     h = c = ops.zeros_like(xw[:, 0, : self.units])
-    steps = x.shape[1]
-    if steps is not None and self.unroll:
+    steps = x.shape[1]  # int, or None (TF) / symbolic (JAX shape inference): unknown
+    if isinstance(steps, int) and self.unroll:
       outputs = []
       for t in range(steps):
         h, c = self._step(xw[:, t], h, c)

@@ -50,11 +50,14 @@ class TemporalPositionEmbedding(keras.layers.Layer):
         initializer=keras.initializers.TruncatedNormal(stddev=0.02))
 
   def call(self, x):
-    n = x.shape[1]
-    if n is not None and n > self.max_len:
+    n = x.shape[1]  # an int, None (TF: unknown), or symbolic (JAX's shape inference)
+    if isinstance(n, int) and n > self.max_len:
       raise ValueError(f"video_features has {n} steps: expected at most max_video_len="
                        f"{self.max_len} (pool longer videos into {self.max_len} bins)")
-    return x + self.table[None, : ops.shape(x)[1], :]
+    if n is None or isinstance(n, int):
+      return x + self.table[None, : ops.shape(x)[1], :]
+    # Symbolic: a slice would have min(max_len, n) rows, which does not broadcast with n.
+    return x + ops.take(self.table, ops.arange(n), axis=0)[None]
 
   def compute_output_shape(self, input_shape):
     return input_shape
