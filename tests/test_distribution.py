@@ -4,6 +4,7 @@ cimha_tf/training/spec_build.py and multiworker.py) and agree on the weights and
 
 Each case runs in subprocesses: logical devices and collective ops are process-global."""
 
+import functools
 import json
 import os
 import socket
@@ -170,3 +171,59 @@ def test_a_task_index_past_the_cluster_stops_train_before_the_workdir(prepared, 
   assert r.returncode == 1
   assert 'FATAL: ValueError: TF_CONFIG["task"]["index"]: expected an integer from 0 to 1' in r.stderr
   assert not os.path.exists(tmp_path / "w")
+
+
+EPOCH_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+from cimha_tf.data import pipeline, tfrecords
+prepared, batch_size = sys.argv[1], int(sys.argv[2])
+to_train = pipeline._to_train
+def with_qid(v, q):  # the labels carry each row's qid, to see which queries a step trains on
+  x, y = to_train(v, q)
+  return x, dict(y, qid=tfrecords.merge(v, q)["qid"])
+pipeline._to_train = with_qid
+strategy = tf.distribute.MultiWorkerMirroredStrategy()
+steps = pipeline.batches_per_pass(prepared, "train", batch_size)
+ds = pipeline.train_dataset(prepared, "train", batch_size, seed=0, deterministic=True, repeat=True)
+it = iter(strategy.experimental_distribute_dataset(ds))
+local = lambda: strategy.experimental_local_results(next(it)[1]["qid"])
+epochs = [[q for _ in range(steps) for v in local() for q in v.numpy().tolist()] for _ in range(2)]
+print("RESULT " + json.dumps({"steps": steps, "epochs": epochs}))
+"""
+
+
+# slow: two worker processes (~20 s idle); see the heartbeat note above.
+@pytest.mark.slow
+def test_two_workers_see_every_query_once_per_epoch(tmp_path):
+  """As the trainer feeds fit: batches_per_pass steps of the distributed dataset are one pass
+  over the split across both workers. 4 shards of unequal size, 20 queries, global batch 4:
+  FILE sharding (before) gave each worker a pass of 6 steps in a 5-step epoch, so epoch 1
+  missed 2 queries and epoch 2 repeated them."""
+  from cimha_tf.data import prepare
+  from unittest import mock
+  with mock.patch.object(prepare, "prepare_splits",
+                         functools.partial(prepare.prepare_splits, videos_per_shard=3)):
+    data = testing.write_tiny_prepared(str(tmp_path / "data"), num_videos=(10, 2, 2))
+  meta = json.load(open(os.path.join(data, "metadata.json")))["splits"]["train"]
+  assert (len(meta["records"]), meta["queries"]) == (4, 20)
+  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+  procs = [subprocess.Popen(
+      [sys.executable, "-c", EPOCH_SCRIPT, data, "4"], cwd=testing.REPO, text=True,
+      env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
+                                                 "task": {"type": "worker", "index": i}})),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  results = []
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-4000:]
+    results.append(json.loads(out.split("RESULT ", 1)[1]))
+  assert results[0]["steps"] == 5
+  for epoch in range(2):
+    seen = results[0]["epochs"][epoch] + results[1]["epochs"][epoch]
+    assert sorted(seen) == list(range(20)), epoch

@@ -2,7 +2,7 @@
 
 Multi-worker training is Keras's fit and TF's MWMS: the train dataset goes to fit as on
 one machine, Keras distributes it with `strategy.experimental_distribute_dataset` (tf.data
-auto-shards it across workers, FILE or DATA policy per pipeline.auto_shard_policy, and
+auto-shards it across workers, DATA policy on identical streams (pipeline.py), and
 splits the global batch config.train.batch_size over all replicas) and MWMS all-reduces
 the gradients. One spot of Keras's TF trainer fails under MWMS only, and `adapt` replaces
 it on the model instance (its class, hence the saved .keras files, stay the same): after
