@@ -5,7 +5,7 @@ conversion: the conversion's peak is the converting process's, the interpreter a
 far smaller); the input pipeline alone. Peak RSS = the process's VmHWM (bench.common.peak_rss_mb),
 which includes TensorFlow's C++ allocations (tracemalloc would see only Python objects).
 
-  python -m bench.memory [--quick] [--output=bench/results/memory.json]
+  python -m bench.memory [--quick] [--roles=a,b] [--output=bench/results/memory.json]
 """
 
 import json
@@ -20,6 +20,7 @@ from absl import flags
 from bench import common
 
 ROLE = flags.DEFINE_string("role", None, "internal: run one role in this process")
+ROLES_FLAG = flags.DEFINE_list("roles", None, "subset of the roles to run (default: all)")
 ROLES = ("import_only", "train_keras", "train_fused", "inference_keras", "tflite_float32",
          "input_pipeline")
 QUICK_ROLES = ("import_only", "inference_keras")
@@ -47,14 +48,20 @@ def run_role(role, s):
     # The interpreter in a process of its own, as on a device.
     with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
       f.write(blob)
-    code = ("import resource, numpy as np\n"
-            "from cimha_tf.deploy.tflite import TFLiteModel\n"
-            f"m = TFLiteModel({f.name!r}, num_threads={os.cpu_count()})\n"
-            "f = np.zeros((1, m.max_video_len, m.video_dim), np.float32)\n"
-            "msk = np.ones((1, m.max_video_len), np.float32)\n"
-            "q = np.ones((1, m.max_query_len), np.int32)\n"
-            "[m.run_batch(f, msk, q) for _ in range(5)]\n"
+    # LiteRT alone, as TFLiteModel runs it: cimha_tf.deploy.tflite imports TensorFlow and
+    # Keras (~600 MiB), which a device never loads.
+    code = ("import sys, numpy as np\n"
+            "from ai_edge_litert.interpreter import Interpreter\n"
+            f"it = Interpreter(model_path={f.name!r}, num_threads={os.cpu_count()})\n"
+            "it.allocate_tensors()\n"
+            "run = it.get_signature_runner()\n"
+            "feeds = {k: (np.zeros if k == 'video_features' else np.ones)(d['shape'], d['dtype'])\n"
+            "         for k, d in run.get_input_details().items()}\n"
+            "for _ in range(5):\n"
+            "  it.reset_all_variables()\n"
+            "  run(**feeds)\n"
             "from bench.common import peak_rss_mb\n"
+            "assert 'tensorflow' not in sys.modules\n"
             "print(peak_rss_mb())\n")
     try:
       r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -80,7 +87,7 @@ def main(argv):
     print("ROLE_RESULT " + json.dumps(run_role(ROLE.value, s)))
     return
   results, notes = {}, []
-  for role in (QUICK_ROLES if common.QUICK.value else ROLES):
+  for role in ROLES_FLAG.value or (QUICK_ROLES if common.QUICK.value else ROLES):
     cmd = [sys.executable, "-m", "bench.memory", f"--role={role}"]
     if common.QUICK.value:
       cmd.append("--quick")

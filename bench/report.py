@@ -85,7 +85,7 @@ def render(results_dir):
     for k, r in d["results"].items():
       extra = ""
       if isinstance(r.get("detail"), dict) and "interpreter_process_peak_rss_mb" in r["detail"]:
-        extra = f" (interpreter-only process: {r['detail']['interpreter_process_peak_rss_mb']:.0f})"
+        extra = f" (interpreter process: {r['detail']['interpreter_process_peak_rss_mb']:.0f})"
       out.append(f"| {k} | {r['peak_rss_mb']:.0f}{extra} |")
     out += [""]
   d = _load(results_dir, "flops")

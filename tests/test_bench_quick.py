@@ -362,3 +362,11 @@ def test_inference_first_call_is_only_the_first(monkeypatch):
   model = lambda x, training: {"start_probs": x["video_mask"]}
   r = inference.keras_engine(model, common.QUICK_SHAPES, jit=False)["batch1"]
   assert 0 < r["first_call_s"] < 0.5 and r["latency_ms"] == pytest.approx(10)
+
+
+def test_memory_interpreter_alone_loads_no_tensorflow():
+  # Its figure once ran the interpreter through cimha_tf.deploy.tflite, which imports
+  # TensorFlow and Keras: the "interpreter alone" was TensorFlow's import (664 MiB).
+  from bench import common, memory
+  r = memory.run_role("tflite_float32", dict(common.QUICK_SHAPES))
+  assert r["detail"]["interpreter_process_peak_rss_mb"] < 300
