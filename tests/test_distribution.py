@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -227,3 +228,25 @@ def test_two_workers_see_every_query_once_per_epoch(tmp_path):
   for epoch in range(2):
     seen = results[0]["epochs"][epoch] + results[1]["epochs"][epoch]
     assert sorted(seen) == list(range(20)), epoch
+
+
+def test_a_worker_whose_peers_never_start_says_what_it_waits_for(prepared, tmp_path):
+  # TensorFlow blocks without a word for up to an hour while a peer is missing (a wrong
+  # address, a worker not started): the run says so first, naming the cluster.
+  config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
+  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+  env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
+                                               "task": {"type": "worker", "index": 0}}))
+  p = subprocess.Popen([sys.executable, "-m", "cimha_tf.train", f"--config={config}",
+                        f"--workdir={tmp_path / 'w'}"], cwd=testing.REPO, env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  timer = threading.Timer(300, p.kill)  # a run that never says it: fail, not hang
+  timer.start()
+  try:
+    line = next((l for l in p.stdout if "TF_CONFIG:" in l), "")
+  finally:
+    timer.cancel()
+    p.kill()
+    p.wait()
+  assert line.startswith(f"TF_CONFIG: this is worker 0 of {json.dumps({'worker': workers})}; "
+                         "waiting for every worker to start (TensorFlow waits up to an hour")

@@ -86,6 +86,14 @@ def worker_dir(workdir):
 def get_strategy(devices=None):
   """The run's strategy; `devices` (e.g. two logical CPUs in tests) overrides discovery."""
   if num_workers() > 1:
+    config = tf_config()
+    task = config["task"]
+    # The constructor blocks, silently, until every task has connected: TensorFlow's
+    # coordination service gives up only after an hour (kDefaultClusterRegisterTimeout).
+    print(f"TF_CONFIG: this is {task['type']} {task['index']} of {json.dumps(config['cluster'])}; "
+          "waiting for every worker to start (TensorFlow waits up to an hour without a word: "
+          "check that each machine runs this command with its own task index and that the "
+          "host:port addresses are reachable)", flush=True)
     return tf.distribute.MultiWorkerMirroredStrategy()
   if devices is None:
     gpus = tf.config.list_logical_devices("GPU")
