@@ -4,10 +4,10 @@ This (TF) process builds every variant in each LSTM form and saves its weights
 (.weights.h5), inputs with real masks (random lengths, NaN in the padding) and outputs.
 A subprocess under KERAS_BACKEND=jax, with TensorFlow made unimportable, builds the same
 configs, loads the weights, and returns the largest |TF - JAX| of every output, of the
-losses.py losses on them and of a .keras file loaded as is. The slow test runs one
-(jit-compiled) model.fit step per variant under JAX: ~20 s of XLA compilation each on a
-loaded 2-core CPU. Skipped when jax is not installed: it is no requirement, only the GPU
-speed check (bench/jax_speed.py) uses it.
+losses.py losses on them and of a .keras file loaded as is. Slow tests (~20 s of XLA
+compilation per model on a loaded 2-core CPU): one jit-compiled model.fit step per
+variant under JAX, and `bench.jax_speed --quick` without TensorFlow. Skipped when jax is
+not installed: it is no requirement, only the GPU speed check (bench/jax_speed.py) uses it.
 
   KERAS_BACKEND=jax python -m tests.test_backend_jax DIR [compare|fit]  # JAX side only
 """
@@ -187,6 +187,32 @@ def test_jax_fit_step_trains_every_weight(tmp_path):
   for variant, r in fit.items():
     assert np.isfinite(r["loss"]), (variant, r)
     assert not r["unchanged"], f"{variant}: weights unchanged by the step: {r['unchanged']}"
+
+
+# bench/jax_speed.py is for a machine with JAX and no TensorFlow: run with TF unimportable.
+NO_TF = "import runpy, sys; sys.modules['tensorflow'] = None; "
+
+
+def test_jax_speed_imports_without_tensorflow():
+  r = subprocess.run([sys.executable, "-c", NO_TF + "import bench.jax_speed"], cwd=REPO,
+                     capture_output=True, text=True, timeout=120)
+  assert r.returncode == 0, r.stderr[-4000:]
+
+
+@pytest.mark.slow
+def test_jax_speed_quick_runs_without_tensorflow(tmp_path):
+  out = tmp_path / "jax_speed.json"
+  code = NO_TF + (f"sys.argv = ['jax_speed', '--quick', '--output={out}']; "
+                  "runpy.run_module('bench.jax_speed', run_name='__main__', alter_sys=True)")
+  r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                     env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=600)
+  assert r.returncode == 0, r.stderr[-4000:]
+  payload = json.loads(out.read_text())
+  assert payload["machine"]["keras_backend"] == "jax"
+  for kind in ("train", "inference"):
+    r = payload["results"][kind]["scan"]
+    assert r["samples_per_s"]["median"] > 0 and r["timing"]["reps"] >= 1, (kind, r)
+  assert np.isfinite(payload["results"]["train"]["scan"]["last_loss"])
 
 
 if __name__ == "__main__":
