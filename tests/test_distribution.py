@@ -250,3 +250,37 @@ def test_a_worker_whose_peers_never_start_says_what_it_waits_for(prepared, tmp_p
     p.wait()
   assert line.startswith(f"TF_CONFIG: this is worker 0 of {json.dumps({'worker': workers})}; "
                          "waiting for every worker to start (TensorFlow waits up to an hour")
+
+
+# slow: two worker processes; see the heartbeat note above.
+@pytest.mark.slow
+def test_workers_resuming_from_different_epochs_stop_with_the_way_out(prepared, tmp_path):
+  """The chief's backup says 1 epoch, worker 1 has none (its worker_1/ deleted, or a kill
+  between the two backups). Before, each restored its own: the chief finished from other
+  weights than worker 1, which then failed on a closed socket. Now both stop before training."""
+  from cimha_tf.data import pipeline
+  from cimha_tf.training import trainer
+  config = testing.tiny_config(prepared, epochs=2)
+  w = tmp_path / "w"
+  (w / wd.BACKUP).mkdir(parents=True)
+  trainer.write_workdir_files(str(w), config, pipeline.read_metadata(prepared))
+  (w / wd.BACKUP / wd.BACKUP_STATE).write_text(json.dumps({"epoch": 1, "batch": 0}))
+  config_file = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=2)
+  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "cimha_tf.train", f"--config={config_file}", f"--workdir={w}"],
+      cwd=testing.REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
+                                                 "task": {"type": "worker", "index": i}})))
+      for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  for p, out, done in zip(procs, outs, (1, 0)):
+    assert p.returncode == 1, out[-4000:]
+    assert f"epoch(s), but the workers' resume backups differ (mean 0.5)" in out, out[-4000:]
+    assert f"{done} finished epoch(s)" in out
+  assert not (w / wd.LAST).exists()  # nothing trained

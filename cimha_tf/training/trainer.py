@@ -89,6 +89,26 @@ def check_batch_split(batch_size, replicas):
         f"{max(replicas, batch_size // replicas * replicas)}")
 
 
+def check_same_resume_epoch(strategy, done, backup):
+  """Every worker must resume from the same epoch: each restores its own backup, and from
+  different epochs the workers would train on different weights and run different numbers
+  of epochs (measured: the chief finished and wrote WORKDIR from mixed weights; worker 1 then
+  failed on a closed socket). Raised on every worker alike, so none is left waiting."""
+  if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    return
+  local = len(strategy.extended.worker_devices)
+  sums = strategy.run(lambda: tf.constant([done, done * done], tf.float32) / local)
+  total, squares = strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None).numpy()
+  workers = strategy_lib.num_workers()
+  if workers * squares != total * total:  # zero variance iff every worker has `done`
+    raise ValueError(
+        f"{backup}: {done} finished epoch(s), but the workers' resume backups differ (mean "
+        f"{total / workers:g}): a worker was stopped between the workers' end-of-epoch backups, "
+        "or its WORKDIR/worker_I was deleted. After an epoch every worker holds the same "
+        "weights: copy the backup/ folder with the most epochs over the other workers' and "
+        "start every worker again")
+
+
 def build_and_compile(config, meta, strategy):
   from cimha_tf.model import build_model, compile_model
   embeddings = checks.load_embeddings(config.data.dir, meta, config.model.embedding_dim)
@@ -123,6 +143,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   print(f"strategy: {name} with {strategy.num_replicas_in_sync} replica(s); "
         f"global batch {config.train.batch_size}")
   check_batch_split(config.train.batch_size, strategy.num_replicas_in_sync)
+  check_same_resume_epoch(strategy, checks.epochs_done(out), wd.path(out, wd.BACKUP))
   dataset = pipeline.train_dataset(
       config.data.dir, config.data.train_split, batch_size=config.train.batch_size,
       shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True,
