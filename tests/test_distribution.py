@@ -178,29 +178,36 @@ EPOCH_SCRIPT = r"""
 import json, sys
 import tensorflow as tf
 from cimha_tf.data import pipeline, tfrecords
-prepared, batch_size = sys.argv[1], int(sys.argv[2])
+prepared, batch_size, bucket_width = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 to_train = pipeline._to_train
 def with_qid(v, q):  # the labels carry each row's qid, to see which queries a step trains on
   x, y = to_train(v, q)
   return x, dict(y, qid=tfrecords.merge(v, q)["qid"])
 pipeline._to_train = with_qid
 strategy = tf.distribute.MultiWorkerMirroredStrategy()
-steps = pipeline.batches_per_pass(prepared, "train", batch_size)
-ds = pipeline.train_dataset(prepared, "train", batch_size, seed=0, deterministic=True, repeat=True)
+steps = pipeline.batches_per_pass(prepared, "train", batch_size, bucket_width)
+ds = pipeline.train_dataset(prepared, "train", batch_size, seed=0, deterministic=True, repeat=True,
+                            bucket_width=bucket_width)
 it = iter(strategy.experimental_distribute_dataset(ds))
-local = lambda: strategy.experimental_local_results(next(it)[1]["qid"])
-epochs = [[q for _ in range(steps) for v in local() for q in v.numpy().tolist()] for _ in range(2)]
-print("RESULT " + json.dumps({"steps": steps, "epochs": epochs}))
+epochs, widths = [[], []], []
+for epoch in range(2):
+  for _ in range(steps):
+    x, y = next(it)
+    widths.append(strategy.experimental_local_results(x["video_features"])[0].shape[1])
+    epochs[epoch] += [q for v in strategy.experimental_local_results(y["qid"]) for q in v.numpy().tolist()]
+print("RESULT " + json.dumps({"steps": steps, "epochs": epochs, "widths": widths}))
 """
 
 
 # slow: two worker processes (~20 s idle); see the heartbeat note above.
 @pytest.mark.slow
-def test_two_workers_see_every_query_once_per_epoch(tmp_path):
+@pytest.mark.parametrize("bucket_width", [0, 8])
+def test_two_workers_see_every_query_once_per_epoch(tmp_path, bucket_width):
   """As the trainer feeds fit: batches_per_pass steps of the distributed dataset are one pass
   over the split across both workers. 4 shards of unequal size, 20 queries, global batch 4:
   FILE sharding (before) gave each worker a pass of 6 steps in a 5-step epoch, so epoch 1
-  missed 2 queries and epoch 2 repeated them."""
+  missed 2 queries and epoch 2 repeated them. Length buckets (videos of 6-12 steps, bands
+  of 8) were off under multi-worker; they now cut the time axis as on one machine."""
   from cimha_tf.data import prepare
   from unittest import mock
   with mock.patch.object(prepare, "prepare_splits",
@@ -210,7 +217,7 @@ def test_two_workers_see_every_query_once_per_epoch(tmp_path):
   assert (len(meta["records"]), meta["queries"]) == (4, 20)
   workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
   procs = [subprocess.Popen(
-      [sys.executable, "-c", EPOCH_SCRIPT, data, "4"], cwd=testing.REPO, text=True,
+      [sys.executable, "-c", EPOCH_SCRIPT, data, "4", str(bucket_width)], cwd=testing.REPO, text=True,
       env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                                  "task": {"type": "worker", "index": i}})),
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
@@ -228,6 +235,8 @@ def test_two_workers_see_every_query_once_per_epoch(tmp_path):
   for epoch in range(2):
     seen = results[0]["epochs"][epoch] + results[1]["epochs"][epoch]
     assert sorted(seen) == list(range(20)), epoch
+  assert results[0]["widths"] == results[1]["widths"]  # each step's shares have one width
+  assert set(results[0]["widths"]) == ({8, 16} if bucket_width else {16})
 
 
 def test_a_worker_whose_peers_never_start_says_what_it_waits_for(prepared, tmp_path):

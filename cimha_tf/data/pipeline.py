@@ -22,8 +22,9 @@ video, rounded up to a multiple of `bucket_width`. The model is exact under padd
 valid steps reach any output or loss), so this changes which queries share a batch, not
 what a batch computes, and a batch of short videos costs what its length does: on Charades-
 like lengths training runs 1.4x faster (docs/benchmarks.md). It gives nothing when
-most videos fill max_video_len (ActivityNet, pooled to 128). Off under multi-worker
-training, with a warning: tf.data's auto-sharding cannot walk through group_by_window.
+most videos fill max_video_len (ActivityNet, pooled to 128). Multi-worker training keeps
+them: DATA sharding splits each global batch, all of one band, so the workers' shares have
+one width (FILE sharding could not walk back through group_by_window).
 Evaluation can bucket too
 (eval_dataset(bucket_width=...); runner.evaluate_split does, and puts rows back in order).
 """
@@ -198,7 +199,6 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
     deterministic = True  # DATA sharding partitions only streams that agree across workers
   if deterministic and seed is None:
     seed = 0
-  bucket_width = training_bucket_width(bucket_width, warn=True)
   # The cache holds decoded videos padded to max_video_len, in float32.
   videos_bytes = meta["splits"][split]["videos"] * meta["max_video_len"] * meta["feature_dim"] * 4
   cache = videos_bytes <= cache_bytes
@@ -308,24 +308,11 @@ def naming_damaged_shards(data_dir, splits):
     raise
 
 
-def training_bucket_width(bucket_width, warn=False):
-  """The bucket width train_dataset uses: 0 under multi-worker training, where tf.data's
-  auto-sharding walks the graph back to the files and cannot pass group_by_window ("Did
-  not find a shardable source")."""
-  if bucket_width and _workers() > 1:
-    if warn:
-      print(f"warning: length buckets (bucket_width={bucket_width}) are off under "
-            "multi-worker training: tf.data auto-sharding cannot shard through them")
-    return 0
-  return bucket_width
-
-
 def batches_per_pass(data_dir, split, batch_size, bucket_width=0, drop_remainder=False):
   """Batches train_dataset gives for one pass over `split` (steps_per_epoch with
   repeat=True): with length buckets, each band's own batches, partial ones included."""
   meta = read_metadata(data_dir)
   files = split_files(data_dir, split, meta)
-  bucket_width = training_bucket_width(bucket_width)
   per = (lambda n: n // batch_size) if drop_remainder else (lambda n: math.ceil(n / batch_size))
   if not bucket_width:
     return per(int(meta["splits"][split]["queries"]))
