@@ -96,14 +96,16 @@ def check_same_resume_epoch(strategy, done, backup):
   failed on a closed socket). Raised on every worker alike, so none is left waiting."""
   if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
     return
-  local = len(strategy.extended.worker_devices)
-  sums = strategy.run(lambda: tf.constant([done, done * done], tf.float32) / local)
-  total, squares = strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None).numpy()
-  workers = strategy_lib.num_workers()
-  if workers * squares != total * total:  # zero variance iff every worker has `done`
+  # Every replica adds its worker's count: integers, exact in float32 (no division by the
+  # local replicas, which would round for 3 of them).
+  sums = strategy.run(lambda: tf.constant([done, done * done], tf.float32))
+  total, squares = map(int, strategy.reduce(tf.distribute.ReduceOp.SUM, sums, axis=None).numpy())
+  local, workers = len(strategy.extended.worker_devices), strategy_lib.num_workers()
+  if workers * local * squares != total * total:  # zero variance iff every worker has `done`
     raise ValueError(
         f"{backup}: {done} finished epoch(s), but the workers' resume backups differ (mean "
-        f"{total / workers:g}): a worker was stopped between the workers' end-of-epoch backups, "
+        f"{total / (local * workers):g}): a worker was stopped between the workers' "
+        "end-of-epoch backups, "
         "or its WORKDIR/worker_I was deleted. After an epoch every worker holds the same "
         "weights: copy the backup/ folder with the most epochs over the other workers' and "
         "start every worker again")
