@@ -76,32 +76,36 @@ def _free_ports(n):
   return ports
 
 
+def _run_two_workers(argv, timeout=600):
+  """Runs argv as workers 0 and 1 of a localhost TF_CONFIG cluster, side by side;
+  -> [(returncode, stdout and stderr)] in task order. Kills what is left on a timeout."""
+  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
+  procs = [subprocess.Popen(
+      argv, cwd=testing.REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
+                                                 "task": {"type": "worker", "index": i}})))
+      for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=timeout)[0] for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  return [(p.returncode, out) for p, out in zip(procs, outs)]
+
+
 # slow: two processes tracing the model take ~45 s on an idle 2-core machine, minutes when
 # it is loaded; workers starved of CPU for over TF's 10 s coordination heartbeat timeout
 # fail with "heartbeat timeout" (an environment failure, not a training one).
 @pytest.mark.slow
 def test_two_workers_train_and_agree_on_the_weights(prepared, tmp_path):
   config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
-  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
   w = tmp_path / "w"
-  procs = []
-  for index in range(2):
-    env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
-                                                 "task": {"type": "worker", "index": index}}))
-    procs.append(subprocess.Popen(
-        [sys.executable, "-m", "cimha_tf.train", f"--config={config}", f"--workdir={w}",
-         "--config.train.steps_per_epoch=2"],
-        cwd=testing.REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-  outs = []
-  try:
-    for p in procs:
-      outs.append(p.communicate(timeout=900)[0])
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-4000:]
+  runs = _run_two_workers([sys.executable, "-m", "cimha_tf.train", f"--config={config}",
+                           f"--workdir={w}", "--config.train.steps_per_epoch=2"], timeout=900)
+  for rc, out in runs:
+    assert rc == 0, out[-4000:]
+  outs = [out for _, out in runs]
   assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outs[0]
   chief = wd.load_model(str(w / wd.LAST))
   other = wd.load_model(str(w / "worker_1" / wd.LAST))
@@ -215,21 +219,10 @@ def test_two_workers_see_every_query_once_per_epoch(tmp_path, bucket_width):
     data = testing.write_tiny_prepared(str(tmp_path / "data"), num_videos=(10, 2, 2))
   meta = json.load(open(os.path.join(data, "metadata.json")))["splits"]["train"]
   assert (len(meta["records"]), meta["queries"]) == (4, 20)
-  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-  procs = [subprocess.Popen(
-      [sys.executable, "-c", EPOCH_SCRIPT, data, "4", str(bucket_width)], cwd=testing.REPO, text=True,
-      env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
-                                                 "task": {"type": "worker", "index": i}})),
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
-  try:
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
+  runs = _run_two_workers([sys.executable, "-c", EPOCH_SCRIPT, data, "4", str(bucket_width)])
   results = []
-  for p, out in zip(procs, outs):
-    assert p.returncode == 0, out[-4000:]
+  for rc, out in runs:
+    assert rc == 0, out[-4000:]
     results.append(json.loads(out.split("RESULT ", 1)[1]))
   assert results[0]["steps"] == 5
   for epoch in range(2):
@@ -275,21 +268,10 @@ def test_workers_resuming_from_different_epochs_stop_with_the_way_out(prepared, 
   trainer.write_workdir_files(str(w), config, pipeline.read_metadata(prepared))
   (w / wd.BACKUP / wd.BACKUP_STATE).write_text(json.dumps({"epoch": 1, "batch": 0}))
   config_file = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=2)
-  workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-  procs = [subprocess.Popen(
-      [sys.executable, "-m", "cimha_tf.train", f"--config={config_file}", f"--workdir={w}"],
-      cwd=testing.REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-      env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
-                                                 "task": {"type": "worker", "index": i}})))
-      for i in range(2)]
-  try:
-    outs = [p.communicate(timeout=600)[0] for p in procs]
-  finally:
-    for p in procs:
-      if p.poll() is None:
-        p.kill()
-  for p, out, done in zip(procs, outs, (1, 0)):
-    assert p.returncode == 1, out[-4000:]
+  runs = _run_two_workers([sys.executable, "-m", "cimha_tf.train", f"--config={config_file}",
+                           f"--workdir={w}"])
+  for (rc, out), done in zip(runs, (1, 0)):
+    assert rc == 1, out[-4000:]
     assert f"epoch(s), but the workers' resume backups differ (mean 0.5)" in out, out[-4000:]
     assert f"{done} finished epoch(s)" in out
   assert not (w / wd.LAST).exists()  # nothing trained
