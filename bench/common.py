@@ -6,6 +6,7 @@ Timings are medians over repetitions after warm-up, with min/max and the interqu
 range as the spread: the CI machine is shared, so single numbers mean little.
 """
 
+import importlib
 import json
 import os
 import platform
@@ -134,7 +135,10 @@ def peak_rss_mb():
 
 def machine_info():
   import keras
-  import tensorflow as tf
+  backend = keras.backend.backend()
+  # The framework under Keras by name: TensorFlow for every figure but bench.jax_speed,
+  # which runs where TensorFlow is not installed.
+  framework = importlib.import_module(backend)
   info = {}
   try:
     with open("/proc/cpuinfo") as f:  # every core's block alike: the last one stays
@@ -150,9 +154,10 @@ def machine_info():
   simd = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
           if f in cpu_flags.split()]
   return {"cpu": cpu, "cpu_simd": simd, "cores": os.cpu_count(), "load_avg_1_5_15": load,
-          "python": sys.version.split()[0], "tensorflow": tf.__version__,
-          "keras": keras.__version__, "platform": platform.platform(),
-          "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+          "python": sys.version.split()[0], backend: framework.__version__,
+          "keras": keras.__version__, "keras_backend": backend, "platform": platform.platform(),
+          **({"TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+             if backend == "tensorflow" else {}),
           "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -168,9 +173,11 @@ def matmul_rate(n=None, n_reps=None):
   return {"n": n, "flops_per_s": flops / t["median_s"], "spread": rate(t, flops), "timing": t}
 
 
-def report(figure, results, notes=(), extra=None):
-  """Prints and (with --output) writes the figure's JSON; returns the payload."""
-  payload = {"figure": figure, "quick": bool(QUICK.value), "machine": machine_info(),
+def report(figure, results, notes=(), extra=None, machine=None):
+  """Prints and (with --output) writes the figure's JSON; returns the payload.
+  machine: more of the machine block (e.g. the accelerators)."""
+  payload = {"figure": figure, "quick": bool(QUICK.value),
+             "machine": {**machine_info(), **(machine or {})},
              "results": results, "peak_rss_mb": peak_rss_mb(), "notes": list(notes)}
   if extra:
     payload.update(extra)

@@ -1,9 +1,8 @@
 """The model under KERAS_BACKEND=jax (jit): training and batch-100 inference samples/s.
 
 For a GPU machine with JAX and without TensorFlow: this script never imports TensorFlow
-(tests/test_backend_jax.py runs it with TensorFlow made unimportable), so it writes its
-JSON itself (bench.common.report's machine_info reads TensorFlow's version); the layout is
-report's. The model is bench.models' at the paper's shapes (common.PAPER_SHAPES), the
+(tests/test_backend_jax.py runs it with TensorFlow made unimportable); bench.common.report
+names the framework under Keras, and this script adds JAX's devices. The model is bench.models' at the paper's shapes (common.PAPER_SHAPES), the
 same weights in each LSTM form (--lstms): "keras" (Keras's LSTM, a lax.scan on JAX),
 "scan" (the model's own cell in ops.scan), "unrolled" (plain ops over the 128 steps; long
 to compile, so not by default). Its outputs equal TensorFlow's (tests/test_backend_jax.py).
@@ -20,8 +19,6 @@ Forms are timed round-robin (common.round_robin) after the first call (compilati
 """
 
 import os
-import platform
-import sys
 import time
 
 from absl import app
@@ -141,49 +138,20 @@ def timed(calls, records, batch_size, n_warmup):
   return out
 
 
-def _cpu_name():
-  try:
-    with open("/proc/cpuinfo") as f:
-      return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "")
-  except OSError:
-    return platform.processor()
-
-
-def machine_info():
-  """bench.common.machine_info's fields that need no TensorFlow, and JAX's devices."""
+def device_info():
+  """JAX's devices, for the machine block beside bench.common.machine_info's."""
   import jax
-  import keras
   dev = jax.devices()[0]
   mem = dev.memory_stats() if hasattr(dev, "memory_stats") else None
   return {"jax_backend": jax.default_backend(), "device_kind": dev.device_kind,
           "devices": len(jax.devices()),
-          "device_memory_gib": (mem or {}).get("bytes_limit", 0) / 2**30 or None,
-          "cpu": _cpu_name(), "cores": os.cpu_count(),
-          "python": sys.version.split()[0], "jax": jax.__version__,
-          "keras": keras.__version__, "keras_backend": keras.backend.backend(),
-          "platform": platform.platform(),
-          "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+          "device_memory_gib": (mem or {}).get("bytes_limit", 0) / 2**30 or None}
 
 
 def peak_device_mb():
   import jax
   stats = jax.devices()[0].memory_stats() if hasattr(jax.devices()[0], "memory_stats") else None
   return stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats else None
-
-
-def report(results, notes, extra):
-  """common.report's JSON (figure, quick, machine, results, peak_rss_mb, notes, extra)."""
-  import json
-  payload = {"figure": "jax_speed", "quick": bool(common.QUICK.value),
-             "machine": machine_info(), "results": results, "peak_rss_mb": common.peak_rss_mb(),
-             "notes": list(notes), **extra}
-  text = json.dumps(payload, indent=2)
-  print(text)
-  if common.OUTPUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(common.OUTPUT.value)), exist_ok=True)
-    with open(common.OUTPUT.value, "w") as f:
-      f.write(text + "\n")
-  return payload
 
 
 def main(argv):
@@ -217,7 +185,7 @@ def main(argv):
            "training: the jitted stateless step with device-resident batches (no input "
            "pipeline, no host-to-device copy); first_call_s includes XLA compilation",
            "same weights in every LSTM form (cimha_tf.model.with_lstm_implementation)"]
-  report(results, notes, {"shapes": s})
+  common.report("jax_speed", results, notes, {"shapes": s}, machine=device_info())
 
 
 if __name__ == "__main__":
