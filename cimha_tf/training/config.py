@@ -36,11 +36,16 @@ def experiment_config(*, data_dir, train_split, val_split, test_split, epochs,
   return c
 
 
+def require(config, ok, key, expected):
+  """ValueError naming config.KEY (dotted), its value and what was expected, unless ok."""
+  if not ok:
+    raise ValueError(f"config.{key}={_get(config, key)!r}: expected {expected}")
+
+
 def validate(config):
   """Clear errors for values no run can use (before any data is read)."""
   def need(ok, key, expected):
-    if not ok:
-      raise ValueError(f"config.{key}={_get(config, key)!r}: expected {expected}")
+    require(config, ok, key, expected)
   need(bool(config.data.dir), "data.dir", "a prepared folder (python -m cimha_tf.prepare_data)")
   for key in ("train_split", "val_split", "test_split"):
     need(bool(config.data[key]), f"data.{key}", "a split name of the prepared folder")

@@ -9,6 +9,7 @@ import json
 import os
 
 from cimha_tf.training import baselines
+from cimha_tf.training import config as config_lib
 from cimha_tf.training import evaluation
 from cimha_tf.training import trainer
 
@@ -19,8 +20,7 @@ COLUMNS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.5", "mIoU")
 def data_settings(config, quick):
   d = config.demo
   def need(ok, key, expected):
-    if not ok:
-      raise ValueError(f"config.demo.{key}={d[key]!r}: expected {expected}")
+    config_lib.require(config, ok, f"demo.{key}", expected)
   need(d.val_every >= 2, "val_every", ">= 2 (every val_every-th training video becomes a val"
        " video)")
   need(d.feature_dim >= 1, "feature_dim", ">= 1")
