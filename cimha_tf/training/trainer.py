@@ -145,7 +145,8 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   print(f"strategy: {name} with {strategy.num_replicas_in_sync} replica(s); "
         f"global batch {config.train.batch_size}")
   check_batch_split(config.train.batch_size, strategy.num_replicas_in_sync)
-  check_same_resume_epoch(strategy, checks.epochs_done(out), wd.path(out, wd.BACKUP))
+  done = checks.epochs_done(out)  # what BackupAndRestore will resume from
+  check_same_resume_epoch(strategy, done, wd.path(out, wd.BACKUP))
   dataset = pipeline.train_dataset(
       config.data.dir, config.data.train_split, batch_size=config.train.batch_size,
       shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True,
@@ -172,13 +173,13 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
     train_q, val_q = (meta["splits"][s]["queries"] for s in splits)
     print(f"data: {config.data.dir}: {splits[0]!r} {train_q} queries, {steps} steps per epoch; "
           f"validation on {splits[1]!r} {val_q} queries")
-    done, total = checks.epochs_done(out), int(config.train.epochs)
+    total = int(config.train.epochs)
     # Keras resumes (or skips) without a word: a rerun on an old workdir would look trained.
     if done >= total:
       print(f"{out}: all {total} epochs were trained already; nothing to train (a larger "
             "--config.train.epochs extends the run, a new --workdir starts another)")
     elif done:
       print(f"{out}: resuming after epoch {done} of {total}")
-    history = model.fit(dataset, epochs=int(config.train.epochs), shuffle=False,
+    history = model.fit(dataset, epochs=total, shuffle=False,
                         steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
   return model, history
