@@ -378,7 +378,7 @@ def test_auto_sharding_splits_queries_across_workers(prepared, monkeypatch, tmp_
                                 max_video_len=N, max_query_len=L, progress=False,
                                 videos_per_shard=videos_per_shard)
   assert len(meta["splits"]["train"]["records"]) == (4 if videos_per_shard == 2 else 1)
-  monkeypatch.setattr(pipeline, "_input_workers", lambda: 2)
+  monkeypatch.setattr(pipeline, "_workers", lambda: 2)
   policy = tf.data.experimental.AutoShardPolicy
   seen = []
   for w in range(2):  # a fresh dataset per worker: in one process they would share the cache

@@ -85,29 +85,18 @@ def split_files(data_dir, split, meta=None):
   return files
 
 
-def _input_workers():
-  """Input workers of the current strategy (multi-worker: the cluster's workers + chief)."""
-  if not tf.distribute.has_strategy():
-    return 1
-  resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
-  try:
-    spec = resolver.cluster_spec().as_dict() if resolver else {}
-  except (ValueError, AttributeError):
-    spec = {}
-  if not spec:
-    return max(1, strategy_lib.num_workers())
-  return max(1, sum(len(spec.get(job, [])) for job in ("chief", "worker")))
-
-
 def _workers():
-  # TF_CONFIG too: the trainer builds its dataset outside strategy.scope().
-  return max(_input_workers(), strategy_lib.num_workers())
-
-
-def auto_shard_policy():
-  """DATA: on the identical streams train_dataset gives every worker, an exact split of
-  each global batch (module docstring). One worker: nothing is sharded."""
-  return tf.data.experimental.AutoShardPolicy.DATA
+  """Workers reading this input: the current strategy's cluster (chief + workers), or
+  TF_CONFIG's, since the trainer builds its dataset outside strategy.scope()."""
+  spec = {}
+  if tf.distribute.has_strategy():
+    resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+    try:
+      spec = resolver.cluster_spec().as_dict() if resolver else {}
+    except (ValueError, AttributeError):
+      spec = {}
+  in_spec = sum(len(spec.get(job, [])) for job in ("chief", "worker"))
+  return max(1, in_spec, strategy_lib.num_workers())
 
 
 def _inputs(q):
@@ -238,7 +227,9 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
     ds = ds.repeat()
   options = tf.data.Options()
   options.deterministic = deterministic
-  options.experimental_distribute.auto_shard_policy = auto_shard_policy()
+  # DATA on the identical streams every worker builds (above): an exact split of each
+  # global batch (module docstring). One worker: nothing is sharded.
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
