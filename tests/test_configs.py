@@ -131,3 +131,19 @@ def test_validate_names_the_bad_value(key, value, expected):
   c[section][field] = value
   with pytest.raises(ValueError, match=f"config.{key}=.*expected.*{expected}"):
     config_lib.validate(c)
+
+
+def test_validate_refuses_xla_with_the_scan_lstm():
+  # Measured: the first jit-compiled step of the scan form failed with "tf2xla conversion
+  # failed" (its gradient's TensorList accumulator); the other two forms compile.
+  c = load("charades_sta_i3d")
+  c.train.jit_compile = True
+  for implementation in ("keras", "unrolled"):
+    c.model.lstm_implementation = implementation
+    config_lib.validate(c)
+  c.model.lstm_implementation = "scan"
+  with pytest.raises(ValueError, match=r"config.train.jit_compile=True: expected False with "
+                     r"model.lstm_implementation='scan'"):
+    config_lib.validate(c)
+  c.train.jit_compile = False
+  config_lib.validate(c)

@@ -29,7 +29,7 @@ def experiment_config(*, data_dir, train_split, val_split, test_split, epochs,
       learning_rate=learning_rate,
       steps_per_epoch=0,                # 0: one pass over the training split
       steps_per_execution=1,
-      jit_compile=False,                # XLA on CPU is slower to compile than to run small models
+      jit_compile=False,                # XLA on CPU: slower here, to compile and to run (docs/benchmarks.md)
       deterministic=True,               # op determinism + deterministic input order
   ))
   c.eval = ml_collections.ConfigDict(dict(batch_size=batch_size, top_k=top_k))
@@ -57,6 +57,11 @@ def validate(config):
   need(config.train.steps_per_execution >= 1, "train.steps_per_execution", ">= 1")
   need(config.eval.batch_size >= 1, "eval.batch_size", ">= 1")
   need(config.eval.top_k >= 1, "eval.top_k", ">= 1")
+  # Keras's TensorFlow scan is a while loop without maximum_iterations, whose gradient XLA
+  # cannot compile: without this, the first step failed with "tf2xla conversion failed".
+  need(not (config.train.jit_compile and config.model.lstm_implementation == "scan"),
+       "train.jit_compile", "False with model.lstm_implementation='scan' (XLA cannot compile "
+       "the scan loop's gradient; 'keras' and 'unrolled' compile)")
   # The model section too: a misspelt variant used to surface only at build time, after
   # the data was read and the workdir created.
   from cimha_tf.model import config as model_config
