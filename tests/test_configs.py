@@ -1,5 +1,7 @@
 """Experiment configs: paper values, command-line overrides, clear errors for bad keys/values."""
 
+import re
+
 import pytest
 from absl import flags
 from ml_collections import config_flags
@@ -133,17 +135,41 @@ def test_validate_names_the_bad_value(key, value, expected):
     config_lib.validate(c)
 
 
-def test_validate_refuses_xla_with_the_scan_lstm():
-  # Measured: the first jit-compiled step of the scan form failed with "tf2xla conversion
-  # failed" (its gradient's TensorList accumulator); the other two forms compile.
+@pytest.mark.parametrize("overrides,expected", [
+    # Keras drops jit_compile under op determinism with one UserWarning (same losses).
+    (dict(), "False with train.deterministic=True"),
+    # Keras's TF scan: "tf2xla conversion failed" at the first step.
+    (dict(deterministic=False, lstm_implementation="scan"), "lstm_implementation='scan'"),
+    # Length buckets leave the time axis unknown: the unrolled form runs as that scan.
+    (dict(deterministic=False, lstm_implementation="unrolled"), "data.bucket_width=0"),
+])
+def test_validate_refuses_jit_compile_where_xla_would_not_compile(overrides, expected):
   c = load("charades_sta_i3d")
   c.train.jit_compile = True
-  for implementation in ("keras", "unrolled"):
-    c.model.lstm_implementation = implementation
+  c.train.deterministic = overrides.get("deterministic", True)
+  c.model.lstm_implementation = overrides.get("lstm_implementation", "keras")
+  assert c.data.bucket_width > 0
+  with pytest.raises(ValueError, match=r"config.train.jit_compile=True: expected False with "):
     config_lib.validate(c)
-  c.model.lstm_implementation = "scan"
-  with pytest.raises(ValueError, match=r"config.train.jit_compile=True: expected False with "
-                     r"model.lstm_implementation='scan'"):
+  with pytest.raises(ValueError, match=re.escape(expected)):
     config_lib.validate(c)
-  c.train.jit_compile = False
+
+
+@pytest.mark.parametrize("lstm,bucket_width", [("keras", 8), ("unrolled", 0)])
+def test_validate_accepts_jit_compile_where_xla_compiles(lstm, bucket_width):
+  # Both trained through the binary with XLA (deterministic=False), 2026-12-05.
+  c = load("charades_sta_i3d")
+  c.train.jit_compile, c.train.deterministic = True, False
+  c.model.lstm_implementation, c.data.bucket_width = lstm, bucket_width
   config_lib.validate(c)
+
+
+def test_train_binary_refuses_jit_compile_before_training(tmp_path):
+  # It used to train without XLA after one buried UserWarning.
+  prepared = testing.write_tiny_prepared(str(tmp_path / "data"))
+  config = testing.write_tiny_config_file(str(tmp_path / "tiny.py"), prepared, epochs=1)
+  r = testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={tmp_path / 'wd'}",
+                         "--config.train.jit_compile=True", check=False)
+  assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+  assert "config.train.jit_compile=True: expected False with train.deterministic=True" in r.stderr
+  assert not (tmp_path / "wd").exists()

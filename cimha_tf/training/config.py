@@ -57,16 +57,34 @@ def validate(config):
   need(config.train.steps_per_execution >= 1, "train.steps_per_execution", ">= 1")
   need(config.eval.batch_size >= 1, "eval.batch_size", ">= 1")
   need(config.eval.top_k >= 1, "eval.top_k", ">= 1")
-  # Keras's TensorFlow scan is a while loop without maximum_iterations, whose gradient XLA
-  # cannot compile: without this, the first step failed with "tf2xla conversion failed".
-  need(not (config.train.jit_compile and config.model.lstm_implementation == "scan"),
-       "train.jit_compile", "False with model.lstm_implementation='scan' (XLA cannot compile "
-       "the scan loop's gradient; 'keras' and 'unrolled' compile)")
+  _check_jit_compile(config, need)
   # The model section too: a misspelt variant used to surface only at build time, after
   # the data was read and the workdir created.
   from cimha_tf.model import config as model_config
   model_config.check_config(config.model)
   return config
+
+
+def _check_jit_compile(config, need):
+  """train.jit_compile=True only where XLA really compiles the step. Each refusal was
+  measured: Keras silently drops jit_compile under op determinism (one UserWarning, then
+  the same losses as without XLA), and Keras's TensorFlow scan, a while loop without
+  maximum_iterations, has a gradient XLA cannot compile ("tf2xla conversion failed" at the
+  first step). The unrolled form runs as that scan when the time axis is unknown, as in
+  length-bucketed batches."""
+  if not config.train.jit_compile:
+    return
+  need(not config.train.deterministic, "train.jit_compile",
+       "False with train.deterministic=True (Keras turns XLA off under op determinism and "
+       "trains without it); set --config.train.deterministic=False to compile")
+  lstm = config.model.lstm_implementation
+  need(lstm != "scan", "train.jit_compile",
+       "False with model.lstm_implementation='scan' (XLA cannot compile the scan loop's "
+       "gradient); 'keras' compiles")
+  need(not (lstm == "unrolled" and config.data.get("bucket_width", 0) > 0), "train.jit_compile",
+       "False with model.lstm_implementation='unrolled' and data.bucket_width > 0 (bucketed "
+       "batches have no fixed time axis, where the unrolled LSTM runs as a scan loop XLA "
+       "cannot compile); set --config.data.bucket_width=0")
 
 
 def _get(config, dotted):
