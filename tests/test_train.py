@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cimha_tf.data import pipeline
 from cimha_tf.training import callbacks as callbacks_lib
 from cimha_tf.training import strategy as strategy_lib
 from cimha_tf.training import testing
@@ -142,11 +143,49 @@ def test_damaged_shard_is_named(run, tmp_path):
   data = tmp_path / "data"
   shutil.copytree(run["prepared"], data)
   shard = data / json.load(open(data / "metadata.json"))["splits"]["train"]["records"][0]
-  shard.write_bytes(shard.read_bytes()[:-40])
+  damaged = bytearray(shard.read_bytes())
+  damaged[len(damaged) // 2] ^= 0xFF  # same size: only the record's checksum tells
+  shard.write_bytes(bytes(damaged))
   c = _config(run)
   c.data.dir = str(data)
-  with pytest.raises(ValueError, match=f"{shard}: unreadable TFRecord shard .*truncated record"):
+  with pytest.raises(ValueError, match=f"{shard}: unreadable TFRecord shard .*corrupted record"):
     trainer.train(c, str(tmp_path / "w"), verbose=0)
+
+
+def _record_ends(data):
+  """Byte offsets where a TFRecord file's records end (length, its CRC, data, its CRC)."""
+  ends, i = [], 0
+  while i < len(data):
+    i += 8 + 4 + int.from_bytes(data[i:i + 8], "little") + 4
+    ends.append(i)
+  return ends
+
+
+@pytest.mark.parametrize("keep", ["none", "half"])
+def test_shard_that_lost_whole_records_is_named(run, tmp_path, keep):
+  """0 bytes (an interrupted copy) or cut at a record boundary: tf.data reads it without an
+  error, and training ran on part of the split (0 bytes: no step at all, exit 0, and a
+  best.keras all the same)."""
+  data = tmp_path / "data"
+  shutil.copytree(run["prepared"], data)
+  meta = json.load(open(data / "metadata.json"))
+  shard = data / meta["splits"]["train"]["records"][0]
+  raw = shard.read_bytes()
+  ends = _record_ends(raw)
+  assert ends[-1] == len(raw) and len(ends) >= 2
+  cut = 0 if keep == "none" else ends[len(ends) // 2 - 1]
+  shard.write_bytes(raw[:cut])
+  c = _config(run)
+  c.data.dir = str(data)
+  with pytest.raises(ValueError, match=f"{shard}: {cut} bytes, but metadata.json says "
+                     f"{len(raw)} .*split 'train'.*prepare_data"):
+    trainer.train(c, str(tmp_path / "w"), verbose=0)
+  assert not os.path.exists(wd.path(str(tmp_path / "w"), wd.BEST))
+  # A folder prepared before the sizes were recorded is read as before.
+  for info in meta["splits"].values():
+    del info["record_bytes"]
+  (data / "metadata.json").write_text(json.dumps(meta))
+  assert len(pipeline.split_files(str(data), "train")) == len(meta["splits"]["train"]["records"])
 
 
 def test_model_limits_smaller_than_the_prepared_data(run, tmp_path):

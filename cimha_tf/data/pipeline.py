@@ -69,7 +69,10 @@ def read_metadata(data_dir):
 
 
 def split_files(data_dir, split, meta=None):
-  """Absolute shard paths of `split`, checked to exist."""
+  """Absolute shard paths of `split`, checked to exist and, where metadata.json records
+  them (folders prepared since 2026-12-05), to have their prepared sizes: a shard that
+  lost whole records (0 bytes, or cut at a record boundary) reads without any tf.data
+  error, and training or evaluation would run on part of the split without a word."""
   meta = meta or read_metadata(data_dir)
   if split not in meta["splits"]:
     raise KeyError(f"split {split!r} not in {os.path.join(data_dir, METADATA)}; "
@@ -82,6 +85,11 @@ def split_files(data_dir, split, meta=None):
   if missing:
     raise FileNotFoundError(f"split {split!r}: {len(missing)} shard(s) listed in metadata.json "
                             f"are missing, e.g. {missing[0]}")
+  for path, size in zip(files, meta["splits"][split].get("record_bytes", ())):
+    if os.path.getsize(path) != size:
+      raise ValueError(f"{path}: {os.path.getsize(path)} bytes, but metadata.json says {size} "
+                       f"(a damaged or partly copied shard of split {split!r}); re-run "
+                       "python -m cimha_tf.prepare_data, or copy the prepared folder again")
   return files
 
 

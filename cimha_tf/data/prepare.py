@@ -151,6 +151,9 @@ def _write_split(split, records, report, store, vocab, output_dir, max_video_len
   info = {
       "source": report.source,
       "records": shards,
+      # Read back by pipeline.split_files: a shard cut at a record boundary (a partial
+      # copy) reads without any tf.data error, so its size is the only sign of the loss.
+      "record_bytes": [os.path.getsize(os.path.join(output_dir, s)) for s in shards],
       "videos": writer.videos,
       "queries": len(kept_records),
       "read": report.read,
