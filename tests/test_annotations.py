@@ -251,3 +251,17 @@ def test_jsonl_missing(tmp_path):
     read_dataset("jsonl", str(tmp_path / "nope.jsonl"))
   with pytest.raises(FileNotFoundError, match="no \\*.jsonl"):
     read_dataset("jsonl", str(tmp_path))
+
+
+def test_annotation_files_with_a_utf8_byte_order_mark_are_read(tmp_path):
+  # Windows editors save one; it stayed in the first video id: "video '\ufeffV1' is not in
+  # charades.json".
+  from cimha_tf.data.annotations import charades_sta
+  from cimha_tf.data import jsonfile
+  path = tmp_path / "charades_sta_train.txt"
+  path.write_bytes(b"\xef\xbb\xbfV1 1.0 2.0##a person opens the door.\nV1 3 4##a person sits.\n")
+  records, report = charades_sta.read_split(str(path), {"V1": 10.0})
+  assert report.kept == 2 and [r.vid for r in records] == ["V1", "V1"]
+  durations = tmp_path / "charades.json"
+  durations.write_bytes(b"\xef\xbb\xbf" + json.dumps({"V1": 10.0}).encode())
+  assert jsonfile.read_json_object(str(durations), "durations") == {"V1": 10.0}

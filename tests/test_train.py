@@ -349,3 +349,13 @@ def test_clear_errors_prints_our_checks_and_keeps_foreign_tracebacks(capsys):
     np.zeros(3)[:] = np.zeros(2)
   with pytest.raises(KeyError), cli.clear_errors():  # not a bad-input error: untouched
     {}["x"]
+
+
+def test_damaged_workdir_json_names_the_file(tmp_path):
+  # evaluate and export printed json's "Expecting property name ... (char 1)" and no file.
+  (tmp_path / wd.CONFIG).write_text("{")
+  with pytest.raises(ValueError, match=f"{tmp_path / wd.CONFIG} is not valid JSON"):
+    wd.read_json(str(tmp_path), wd.CONFIG)
+  (tmp_path / wd.CONFIG).write_bytes(b'{"model": "\xff"}')
+  with pytest.raises(ValueError, match=f"{tmp_path / wd.CONFIG} is not valid JSON"):
+    wd.read_json(str(tmp_path), wd.CONFIG)

@@ -11,7 +11,7 @@ def read_json_object(path: str, what: str, expected: str = "a JSON object keyed 
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{what} file {path} not found")
   try:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a byte-order mark is allowed
       data = json.load(f)
   except (json.JSONDecodeError, UnicodeDecodeError) as e:
     raise ValueError(f"{path} is not valid JSON: {e}") from e
@@ -26,6 +26,9 @@ def numbered_text_lines(path):
   error would name neither)."""
   with open(path, "rb") as f:
     data = f.read()
+  # A UTF-8 byte-order mark (Windows editors write one) is not part of the first line: kept,
+  # it made the first video id '\ufeffID' and the line an "unknown video".
+  data = data.removeprefix(b"\xef\xbb\xbf")
   for line_no, raw in enumerate(_LINE_BREAK.split(data), 1):  # text mode's universal newlines
     try:
       yield line_no, raw.decode("utf-8")

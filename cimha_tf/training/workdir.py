@@ -35,8 +35,11 @@ def read_json(workdir, name):
   p = path(workdir, name)
   if not os.path.exists(p):
     raise FileNotFoundError(f"{p} not found: is {workdir} a cimha_tf training workdir?")
-  with open(p) as f:
-    return json.load(f)
+  try:
+    with open(p, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:  # json's own message names no file
+    raise ValueError(f"{p} is not valid JSON ({e}): a damaged workdir file") from e
 
 
 def checkpoint_path(workdir, which="best"):
