@@ -6,6 +6,7 @@ import glob
 import json
 import math
 import os
+import re
 import shutil
 
 import numpy as np
@@ -291,7 +292,13 @@ def test_checkpoint_from_another_workdir(run, tmp_path):
   json.dump(config, open(w / wd.CONFIG, "w"))
   with pytest.raises(ValueError, match="whose config.json \\(its 'model' section\\) differs"):
     wd.load_checkpoint(str(w), theirs)
-  shutil.copy(theirs, w / wd.BEST)  # its own checkpoint, a vocabulary one token longer
+  shutil.copy(theirs, w / wd.BEST)  # as its own checkpoint: its architecture is checked too
+  with pytest.raises(ValueError, match=r"best.keras is not the model .*config.json describes "
+                                       r"\(cross.dropout: 0.0, config 0.5"):
+    wd.load_checkpoint(str(w), "best")
+  config["model"]["dropout"] = 0.0
+  json.dump(config, open(w / wd.CONFIG, "w"))
+  # its own checkpoint, a vocabulary one token longer
   vocab = json.load(open(w / wd.VOCAB))
   json.dump({"tokens": vocab["tokens"] + ["extra"]}, open(w / wd.VOCAB, "w"))
   with pytest.raises(ValueError, match=rf"its word embedding has {len(vocab['tokens'])} rows but "
@@ -359,3 +366,31 @@ def test_damaged_workdir_json_names_the_file(tmp_path):
   (tmp_path / wd.CONFIG).write_bytes(b'{"model": "\xff"}')
   with pytest.raises(ValueError, match=f"{tmp_path / wd.CONFIG} is not valid JSON"):
     wd.read_json(str(tmp_path), wd.CONFIG)
+
+
+@pytest.mark.parametrize("key,value,shown", [
+    ("width", 32, "video_projection.width: 32, config 16"),   # a weight's shape changes
+    ("cross_skip", False, "cross.cross_skip: False, config True"),                      # no weight changes
+    ("variant", "cimha_wo_ms", "layer 'no_segment_head' only in the checkpoint"),
+])
+def test_checkpoint_of_another_model_config_is_refused(run, tmp_path, key, value, shown):
+  # A .keras copied out of its workdir was evaluated under another workdir's config.json
+  # (its metrics/test.json overwritten with the other model's) and exported with the
+  # config's graph around its weights, without a word.
+  from cimha_tf.model import build_model
+  config = json.load(open(wd.path(run["workdir"], wd.CONFIG)))
+  other = _config(run)
+  other.model[key] = value
+  vocab = len(json.load(open(wd.path(run["workdir"], wd.VOCAB))))
+  model = build_model(other.model, 8, vocab)
+  model.save(str(tmp_path / "other.keras"))
+  assert config["model"]["width"] == 16 and config["model"][key] != value
+  with pytest.raises(ValueError, match=re.escape(shown)):
+    wd.load_checkpoint(run["workdir"], str(tmp_path / "other.keras"))
+  # The workdir's own checkpoint passes, against its config.json or the same config given.
+  wd.load_checkpoint(run["workdir"], "best")
+  wd.load_checkpoint(run["workdir"], "best", _config(run).model)
+  # The LSTM form is not architecture (same weights, same function).
+  wd.load_checkpoint(run["workdir"], "best", _config(run, model__lstm_implementation="scan").model)
+  with pytest.raises(ValueError, match="is not the model the given config describes"):
+    wd.load_checkpoint(run["workdir"], "best", other.model)

@@ -35,7 +35,7 @@ def load_workdir(workdir, checkpoint="best"):
   model_config.update(config["model"])
   check_config(model_config)
   vocab = Vocabulary.load(workdir_lib.path(workdir, workdir_lib.VOCAB))
-  path, model = workdir_lib.load_checkpoint(workdir, checkpoint)
+  path, model = workdir_lib.load_checkpoint(workdir, checkpoint, model_config)
   try:
     meta = workdir_lib.read_json(workdir, workdir_lib.DATA_META)
   except FileNotFoundError:

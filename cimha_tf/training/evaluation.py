@@ -25,7 +25,7 @@ def evaluate_workdir(config, workdir, split=None, checkpoint="best", num_figures
   split = split or config.data.test_split
   meta = pipeline.read_metadata(config.data.dir)
   checks.check_data(config, meta, [split])
-  path, model = wd.load_checkpoint(workdir, checkpoint)
+  path, model = wd.load_checkpoint(workdir, checkpoint, config.model)
   checks.check_checkpoint_data(model, path, workdir, config.data.dir, meta)
 
   curves = {} if num_figures else None

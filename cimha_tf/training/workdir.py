@@ -69,11 +69,48 @@ def load_model(checkpoint):
     raise ValueError(f"cannot load checkpoint {checkpoint}: {type(e).__name__}: {e}") from e
 
 
-def load_checkpoint(workdir, which="best"):
+def _layer_configs(model):
+  layers = json.loads(json.dumps({l["name"]: l["config"] for l in model.get_config()["layers"]}))
+  # Not architecture: whether the embedding trained (without a GloVe matrix it always does,
+  # whatever config.model.train_embeddings says), and the LSTM form (same weights, same
+  # function: cimha_tf.model.with_lstm_implementation).
+  for name in ("query_encoder", "span_head"):
+    for key in ("train_embeddings", "lstm_implementation"):
+      layers.get(name, {}).pop(key, None)
+  return layers
+
+
+def check_architecture(model, model_config, checkpoint, source):
+  """The checkpoint's model must be the one model_config (from `source`) builds: evaluation
+  writes its metrics under that config's workdir, and export rebuilds the graph from the
+  config with the checkpoint's weights. Compared layer by layer against a model built from
+  the config (weights aside), so every architecture key counts, not only those that change
+  a weight's shape (cross_skip, cross_fusion, dropout)."""
+  import numpy as np
+  from cimha_tf.model import build_model
+  emb = [w for w in model.weights if w.path.endswith("embedding/embeddings")]
+  vocab = int(emb[0].shape[0]) if emb else 1
+  ref = build_model(model_config, int(model.input["video_features"].shape[-1]), vocab,
+                    embeddings=np.zeros((vocab, model_config.embedding_dim), np.float32))
+  ours, theirs = _layer_configs(ref), _layer_configs(model)
+  diffs = [f"{name}.{key}: {theirs[name][key]!r}, config {ours[name][key]!r}"
+           for name in sorted(set(ours) & set(theirs))
+           for key in sorted(set(ours[name]) | set(theirs[name]))
+           if ours[name].get(key) != theirs[name].get(key)]
+  diffs += [f"layer {name!r} only in the {where}" for where, a, b in
+            (("checkpoint", theirs, ours), ("config", ours, theirs)) for name in sorted(set(a) - set(b))]
+  if diffs:
+    raise ValueError(f"checkpoint {checkpoint} is not the model {source} describes "
+                     f"({'; '.join(diffs[:6])}{'; ...' if len(diffs) > 6 else ''}): evaluate or "
+                     "export it with the workdir (or config) it was trained with")
+
+
+def load_checkpoint(workdir, which="best", model_config=None):
   """(path, model) of checkpoint `which` ('best', 'last' or a .keras path), checked to belong
   with WORKDIR, whose vocabulary and config evaluation and export pair it with: a .keras
   inside another workdir must come from the same model config and vocabulary (token ids
-  would mean other words), and any checkpoint's embedding must have one row per token."""
+  would mean other words), and any checkpoint's embedding must have one row per token.
+  Its architecture must be model_config's (default: WORKDIR's config.json; check_architecture)."""
   p = checkpoint_path(workdir, which)
   model = load_model(p)
   home = os.path.dirname(os.path.abspath(p))
@@ -88,6 +125,14 @@ def load_checkpoint(workdir, which="best"):
         what = f"{CONFIG} (its '{part}' section)" if part else VOCAB
         raise ValueError(f"checkpoint {p} was trained in {home}, whose {what} differs from "
                          f"{workdir}'s: evaluate or export it with --workdir={home}")
+  source = "the given config"
+  if model_config is None and os.path.exists(path(workdir, CONFIG)):
+    import ml_collections
+    from cimha_tf.model import default_config
+    model_config, source = default_config(), path(workdir, CONFIG)
+    model_config.update(ml_collections.ConfigDict(read_json(workdir, CONFIG).get("model", {})))
+  if model_config is not None:
+    check_architecture(model, model_config, p, source)
   if os.path.exists(path(workdir, VOCAB)):
     from cimha_tf.data.text import Vocabulary
     tokens = len(Vocabulary.load(path(workdir, VOCAB)))
