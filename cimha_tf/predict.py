@@ -47,9 +47,14 @@ def main(argv):
     predictor = load_predictor(FLAGS.model, FLAGS.vocab)
     windows = predictor.predict(features, FLAGS.query, duration, FLAGS.top_k,
                                 source=FLAGS.features)
+  seen = tokenize(FLAGS.query)[:predictor.max_query_len]
+  if not any(ch.isalnum() for token in seen for ch in token):
+    # Punctuation tokens are in GloVe's vocabulary, so the <unk> warning below stays silent.
+    logging.warning("the query has no word, only punctuation %s: its windows say nothing "
+                    "about a moment", seen)
   unknown = predictor.unknown_words(FLAGS.query)
   if unknown:
-    n = len(tokenize(FLAGS.query)[:predictor.max_query_len])
+    n = len(seen)
     logging.warning("%s of the query's %d words are not in the model's vocabulary %s; the "
                     "model sees <unk> for them%s", len(unknown), n, unknown,
                     ": it sees no word of the query" if len(unknown) == n else "")

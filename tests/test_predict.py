@@ -210,6 +210,11 @@ def test_unknown_words_are_reported(setup, predictors, tmp_path):
   assert json.loads(r.stdout)["unknown_words"] == ["zzqx", "xxyq"]
   assert ("2 of the query's 2 words are not in the model's vocabulary ['zzqx', 'xxyq']; the "
           "model sees <unk> for them: it sees no word of the query") in r.stderr
+  assert "only punctuation" not in r.stderr
+  # Punctuation is in the vocabulary (GloVe has it): no <unk> warning said anything.
+  r = testing.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
+                         f"--features={tmp_path / 'v.npy'}", "--query=... ?", "--duration=8")
+  assert "the query has no word, only punctuation ['.', '.', '.', '?']" in r.stderr
 
 
 def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):
