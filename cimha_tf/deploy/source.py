@@ -24,16 +24,8 @@ def load_workdir(workdir, checkpoint="best"):
   feature size that does not match the checkpoint."""
   from cimha_tf.data.text import Vocabulary
   from cimha_tf.deploy.saved_model import video_dim_of
-  from cimha_tf.model import check_config, default_config
   config = workdir_lib.read_json(workdir, workdir_lib.CONFIG)
-  if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-    raise ValueError(f"{workdir_lib.path(workdir, workdir_lib.CONFIG)}: no 'model' section")
-  model_config = default_config()
-  unknown = sorted(set(config["model"]) - set(model_config.keys()))
-  if unknown:
-    raise ValueError(f"{workdir_lib.path(workdir, workdir_lib.CONFIG)}: unknown model keys {unknown}")
-  model_config.update(config["model"])
-  check_config(model_config)
+  model_config = workdir_lib.saved_model_config(workdir, config)
   vocab = Vocabulary.load(workdir_lib.path(workdir, workdir_lib.VOCAB))
   path, model = workdir_lib.load_checkpoint(workdir, checkpoint, model_config)
   try:

@@ -35,11 +35,24 @@ def read_json(workdir, name):
   p = path(workdir, name)
   if not os.path.exists(p):
     raise FileNotFoundError(f"{p} not found: is {workdir} a cimha_tf training workdir?")
-  try:
-    with open(p, encoding="utf-8") as f:
-      return json.load(f)
-  except (json.JSONDecodeError, UnicodeDecodeError) as e:  # json's own message names no file
-    raise ValueError(f"{p} is not valid JSON ({e}): a damaged workdir file") from e
+  from cimha_tf.data import jsonfile  # json's own errors name no file; this one's do
+  return jsonfile.read_json_object(p, name, expected="a JSON object (a damaged workdir file?)")
+
+
+def saved_model_config(workdir, config=None):
+  """config.json's 'model' section over the model defaults, checked (unknown keys, ranges);
+  `config`: config.json's contents when the caller has read them already."""
+  from cimha_tf.model import check_config, default_config
+  config = read_json(workdir, CONFIG) if config is None else config
+  if not isinstance(config.get("model"), dict):
+    raise ValueError(f"{path(workdir, CONFIG)}: no 'model' section")
+  model_config = default_config()
+  unknown = sorted(set(config["model"]) - set(model_config.keys()))
+  if unknown:
+    raise ValueError(f"{path(workdir, CONFIG)}: unknown model keys {unknown}")
+  model_config.update(config["model"])
+  check_config(model_config)
+  return model_config
 
 
 def checkpoint_path(workdir, which="best"):
@@ -69,6 +82,11 @@ def load_model(checkpoint):
     raise ValueError(f"cannot load checkpoint {checkpoint}: {type(e).__name__}: {e}") from e
 
 
+def _embedding(model):
+  """The query embedding's weight (rows: vocabulary size), or None."""
+  return next((w for w in model.weights if w.path.endswith("embedding/embeddings")), None)
+
+
 def _layer_configs(model):
   layers = json.loads(json.dumps({l["name"]: l["config"] for l in model.get_config()["layers"]}))
   # Not architecture: whether the embedding trained (without a GloVe matrix it always does,
@@ -87,10 +105,11 @@ def check_architecture(model, model_config, checkpoint, source):
   the config (weights aside), so every architecture key counts, not only those that change
   a weight's shape (cross_skip, cross_fusion, dropout)."""
   import numpy as np
+  from cimha_tf.deploy.saved_model import video_dim_of
   from cimha_tf.model import build_model
-  emb = [w for w in model.weights if w.path.endswith("embedding/embeddings")]
-  vocab = int(emb[0].shape[0]) if emb else 1
-  ref = build_model(model_config, int(model.input["video_features"].shape[-1]), vocab,
+  emb = _embedding(model)
+  vocab = int(emb.shape[0]) if emb is not None else 1
+  ref = build_model(model_config, video_dim_of(model), vocab,
                     embeddings=np.zeros((vocab, model_config.embedding_dim), np.float32))
   ours, theirs = _layer_configs(ref), _layer_configs(model)
   diffs = [f"{name}.{key}: {theirs[name][key]!r}, config {ours[name][key]!r}"
@@ -127,18 +146,15 @@ def load_checkpoint(workdir, which="best", model_config=None):
                          f"{workdir}'s: evaluate or export it with --workdir={home}")
   source = "the given config"
   if model_config is None and os.path.exists(path(workdir, CONFIG)):
-    import ml_collections
-    from cimha_tf.model import default_config
-    model_config, source = default_config(), path(workdir, CONFIG)
-    model_config.update(ml_collections.ConfigDict(read_json(workdir, CONFIG).get("model", {})))
+    model_config, source = saved_model_config(workdir), path(workdir, CONFIG)
   if model_config is not None:
     check_architecture(model, model_config, p, source)
   if os.path.exists(path(workdir, VOCAB)):
     from cimha_tf.data.text import Vocabulary
     tokens = len(Vocabulary.load(path(workdir, VOCAB)))
-    emb = [w for w in model.weights if w.path.endswith("embedding/embeddings")]
-    if emb and int(emb[0].shape[0]) != tokens:
-      raise ValueError(f"checkpoint {p}: its word embedding has {emb[0].shape[0]} rows but "
+    emb = _embedding(model)
+    if emb is not None and int(emb.shape[0]) != tokens:
+      raise ValueError(f"checkpoint {p}: its word embedding has {emb.shape[0]} rows but "
                        f"{path(workdir, VOCAB)} has {tokens} tokens: not trained with this "
                        "vocabulary")
   return p, model
