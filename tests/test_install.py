@@ -1,0 +1,120 @@
+"""The package as a user installs it: the wheel built from this checkout, installed into a
+fresh virtual environment outside it, its command lines run from a folder that is not the
+checkout, with no PYTHONPATH.
+
+The environment sees this interpreter's packages (--system-site-packages) and pip may not
+reach an index (PIP_NO_INDEX), so nothing is downloaded: TensorFlow and the rest must be
+what requirements.txt asks for, already installed, as on CI.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from tests.conftest import REPO
+
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "requirements.txt")
+
+
+def _env(**extra):
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+  return dict(env, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", TF_CPP_MIN_LOG_LEVEL="2",
+              **extra)
+
+
+def _run(cmd, cwd, timeout=600, check=True, env=None):
+  r = subprocess.run([str(c) for c in cmd], cwd=cwd, env=env or _env(), capture_output=True,
+                     text=True, timeout=timeout)
+  if check and r.returncode != 0:
+    raise AssertionError(f"{cmd} exited {r.returncode}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+  return r
+
+
+def build_wheel(out_dir):
+  """The wheel of a copy of the checkout's package files (the build's own folders stay out of
+  the checkout), built with this interpreter's setuptools."""
+  src = out_dir / "src"
+  src.mkdir(parents=True)
+  for name in SOURCES:
+    shutil.copy(REPO / name, src / name)
+  shutil.copytree(REPO / "cimha_tf", src / "cimha_tf",
+                  ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+  _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        "-w", out_dir / "dist", src], cwd=out_dir)
+  wheels = list((out_dir / "dist").glob("cimha_tf-*.whl"))
+  assert len(wheels) == 1, wheels
+  return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+  """(venv bin folder, a work folder outside the checkout, the wheel), the package installed
+  by the notebooks' install cell, run as a script by the venv's Python."""
+  root = tmp_path_factory.mktemp("install")
+  wheel = build_wheel(root / "build")
+  venv = root / "venv"
+  _run([sys.executable, "-m", "venv", "--system-site-packages", venv], cwd=root)
+  bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+  work = root / "work"
+  work.mkdir()
+  yield bin_dir, work, wheel
+
+
+def _install_cell():
+  import nbformat
+  nb = nbformat.read(REPO / "colab" / "quickstart.ipynb", as_version=4)
+  return next(c.source for c in nb.cells if c.cell_type == "code" and "def run(" in c.source)
+
+
+def test_wheel_carries_the_package_configs_and_license(installed):
+  import cimha_tf
+  _, _, wheel = installed
+  names = zipfile.ZipFile(wheel).namelist()
+  assert wheel.name.startswith(f"cimha_tf-{cimha_tf.__version__}-")
+  for config in ("demo", "charades_sta_i3d", "activitynet_captions_c3d", "tacos_c3d"):
+    assert f"cimha_tf/configs/{config}.py" in names
+  meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
+  metadata = zipfile.ZipFile(wheel).read(meta).decode()
+  assert "License-Expression: Apache-2.0" in metadata and f"Version: {cimha_tf.__version__}" in metadata
+  assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+  scripts = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
+  for name in ("train", "evaluate", "export", "predict", "prepare", "demo"):
+    assert f"cimha-{name} = " in scripts
+
+
+def test_install_cell_then_the_command_lines_outside_the_checkout(installed):
+  """The notebooks' install cell with PACKAGE = the wheel pip-installs it (this Python has
+  no cimha_tf); then cimha-predict --help and the quick demo run from the installed copy."""
+  bin_dir, work, wheel = installed
+  python = bin_dir / "python"
+  cell = f"REPO_URL = 'unused'\nPACKAGE = {str(wheel)!r}\n" + _install_cell() + (
+      "\nrun('cimha_tf.predict', '--helpshort')"
+      "\nimport importlib.metadata"
+      "\nprint('VERSION', importlib.metadata.version('cimha-tf'), cimha_tf.__version__)")
+  (work / "install_cell.py").write_text(cell)
+  r = _run([python, "install_cell.py"], cwd=work)
+  site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+              cwd=work).stdout.strip()
+  import cimha_tf
+  assert f"cimha_tf {cimha_tf.__version__} from {pathlib.Path(site) / 'cimha_tf'}" in r.stdout, r.stdout
+  assert f"VERSION {cimha_tf.__version__} {cimha_tf.__version__}" in r.stdout
+  assert "--model" in r.stdout  # predict's help, run by the cell's run()
+
+  r = _run([bin_dir / "cimha-predict", "--help"], cwd=work)
+  assert "--model" in r.stdout and "cimha-predict --model=" in r.stdout
+
+  r = _run([bin_dir / "cimha-demo", f"--workdir={work / 'demo'}", "--quick"], cwd=work)
+  assert "smoke run" in r.stdout and "| CI-MHA" in r.stdout, r.stdout[-3000:]
+  config = json.loads((work / "demo" / "config.json").read_text())
+  assert config["train"]["epochs"] == 2  # the quick form of the packaged demo config
+  # the installed copy ran, not this checkout
+  r = _run([python, "-c", "import cimha_tf, cimha_tf.configs; print(cimha_tf.configs.DIR)"],
+           cwd=work)
+  assert r.stdout.strip() == str(pathlib.Path(site) / "cimha_tf" / "configs")
+  assert not r.stdout.strip().startswith(str(REPO))
