@@ -1,7 +1,8 @@
 r"""Top-k moments for one query in one video, with an exported model.
 
-  python -m cimha_tf.predict --model=EXPORT/cimha/1 (or FILE.tflite) --features=FILE \
+  cimha-predict --model=EXPORT/cimha/1 (or FILE.tflite) --features=FILE \
       --query="a person opens a door" --duration=30.5 [--top_k=5] [--feature_key=KEY]
+  (or python -m cimha_tf.predict ...)
 
 --model: what cimha_tf.export writes (a SavedModel folder, or a .tflite file with
 vocab.json beside it, or --vocab); a training workdir or a .keras file must be exported
@@ -76,5 +77,13 @@ def main(argv):
       num_steps=len(inside), unknown_words=unknown)))
 
 
+EXAMPLE = '{prog} --model=cimha.tflite --features=video.npz --query="a person opens the door" --duration=30'
+
+
+def run():
+  """The console script's entry point (and python -m's)."""
+  cli.run(main, EXAMPLE)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  run()

@@ -7,6 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from tests.conftest import REPO
+from cimha_tf import configs
 from cimha_tf.experiment import config as config_lib
 from cimha_tf.training import testing
 
@@ -14,8 +15,8 @@ CONFIGS = ("charades_sta_i3d", "activitynet_captions_c3d", "tacos_c3d", "demo")
 
 
 def load(name, *overrides):
-  """Loads configs/NAME.py exactly as the binaries do (DEFINE_config_file, locked)."""
-  argv = ["prog", f"--config={REPO / 'configs' / (name + '.py')}", *overrides]
+  """Loads the shipped config NAME exactly as the binaries do (DEFINE_config_file, locked)."""
+  argv = ["prog", f"--config={configs.path(name)}", *overrides]
   fv = flags.FlagValues()
   holder = config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
                                            sys_argv=argv)
@@ -68,11 +69,13 @@ def test_unknown_key_fails_in_process():
     load("charades_sta_i3d", "--config.train.batchsize=8")
 
 
-@pytest.mark.parametrize("binary", ["cimha_tf.train", "cimha_tf.demo"])
-def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path, binary):
-  """train reads --config.KEY when it parses flags; the demo, whose --config has a default
-  file, already when it defines the flag (ml_collections): both end in one clean line."""
-  r = testing.run_binary(binary, f"--config={REPO / 'configs' / 'demo.py'}",
+@pytest.mark.parametrize("binary,config", [
+    ("cimha_tf.train", "--config=demo"), ("cimha_tf.demo", None),
+    ("cimha_tf.demo", f"--config={REPO / 'cimha_tf' / 'configs' / 'demo.py'}")])
+def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path, binary, config):
+  """--config.KEY is read when the flags are parsed, with a config by name, by path or
+  the demo's default: each ends in one clean line."""
+  r = testing.run_binary(binary, *[config] * (config is not None),
                          f"--workdir={tmp_path / 'wd'}", "--config.train.batchsize=8",
                          check=False)
   assert r.returncode == 2, r.stderr[-2000:]
