@@ -63,7 +63,7 @@ def tiny_config(data_dir, epochs=2, batch_size=8, seed=0):
 
 
 def write_tiny_config_file(path, data_dir, **overrides):
-  """A configs/*.py-style file returning tiny_config(data_dir, **overrides), for the binaries."""
+  """A cimha_tf/configs/*.py-style file returning tiny_config(data_dir, **overrides), for the binaries."""
   with open(path, "w") as f:
     f.write("from cimha_tf.training import testing\n\n\n"
             f"def get_config():\n  return testing.tiny_config({str(data_dir)!r}, **{overrides!r})\n")
