@@ -8,7 +8,7 @@ import pytest
 
 from cimha_tf.evaluation import baselines
 from cimha_tf.apps import demo as demo_lib
-from cimha_tf.training import testing
+from tests import helpers
 from cimha_tf.experiment import workdir as wd
 
 
@@ -69,7 +69,7 @@ def test_carve_val_moves_whole_videos_and_keeps_the_accounting():
 def test_quick_demo_runs_end_to_end(tmp_path):
   w = tmp_path / "demo"
   # An explicit --config.train.epochs wins over --quick's demo.quick_epochs (2).
-  r = testing.run_binary("cimha_tf.demo", f"--workdir={w}", "--quick", "--config.train.epochs=1",
+  r = helpers.run_binary("cimha_tf.demo", f"--workdir={w}", "--quick", "--config.train.epochs=1",
                          timeout=900)
   assert json.load(open(w / "config.json"))["train"]["epochs"] == 1
   assert len(open(w / "history.csv").read().splitlines()) == 1 + 1  # header + one epoch
@@ -85,14 +85,14 @@ def test_quick_demo_runs_end_to_end(tmp_path):
   assert set(meta["splits"]) == {"train", "val", "test"} and meta["feature_dim"] == 512
   assert os.path.exists(wd.path(str(w), wd.BEST))
   # A full-mode run on a quick workdir is refused (different data).
-  r = testing.run_binary("cimha_tf.demo", f"--workdir={w}", timeout=900, check=False)
+  r = helpers.run_binary("cimha_tf.demo", f"--workdir={w}", timeout=900, check=False)
   assert r.returncode == 1 and "other settings" in r.stderr
 
 
 @pytest.mark.slow
 def test_full_demo_reaches_90_percent_far_above_the_baselines(tmp_path):
   w = tmp_path / "demo"
-  testing.run_binary("cimha_tf.demo", f"--workdir={w}", timeout=1200)
+  helpers.run_binary("cimha_tf.demo", f"--workdir={w}", timeout=1200)
   results = json.load(open(w / "metrics" / "demo.json"))
   model = results["CI-MHA (this run)"]["R1@0.5"]
   assert model >= 90.0

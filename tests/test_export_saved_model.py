@@ -36,9 +36,9 @@ def _tiny_model_config():
 def run_module(*args, timeout=600, check=True):
   """Runs `python -m ARGS` from the repository; returns stdout, fails with stderr.
   check=False: returns the CompletedProcess whatever its exit status."""
-  from cimha_tf.training import testing
+  from tests import helpers
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-  proc = testing.run_binary(*args, timeout=timeout, env=env, check=check)
+  proc = helpers.run_binary(*args, timeout=timeout, env=env, check=check)
   return proc.stdout if check else proc
 
 

@@ -65,12 +65,12 @@ def tiny_config(data_dir, epochs=2, batch_size=8, seed=0):
 def write_tiny_config_file(path, data_dir, **overrides):
   """A configs/*.py-style file returning tiny_config(data_dir, **overrides), for the binaries."""
   with open(path, "w") as f:
-    f.write("from cimha_tf.training import testing\n\n\n"
-            f"def get_config():\n  return testing.tiny_config({str(data_dir)!r}, **{overrides!r})\n")
+    f.write("from tests import helpers\n\n\n"
+            f"def get_config():\n  return helpers.tiny_config({str(data_dir)!r}, **{overrides!r})\n")
   return path
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TRAINED = {}
 
 
