@@ -3,24 +3,13 @@
 import re
 
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
-from tests.conftest import REPO
 from cimha_tf.experiment import config as config_lib
 from tests import helpers
+from tests.helpers import REPO_PATH as REPO
+from tests.helpers import load_config as load
 
 CONFIGS = ("charades_sta_i3d", "activitynet_captions_c3d", "tacos_c3d", "demo")
-
-
-def load(name, *overrides):
-  """Loads configs/NAME.py exactly as the binaries do (DEFINE_config_file, locked)."""
-  argv = ["prog", f"--config={REPO / 'configs' / (name + '.py')}", *overrides]
-  fv = flags.FlagValues()
-  holder = config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
-                                           sys_argv=argv)
-  fv(argv)
-  return holder.value
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -109,7 +109,7 @@ def test_full_demo_reaches_90_percent_far_above_the_baselines(tmp_path):
                                   r" to move one in config.demo.val_every=6 "),
 ])
 def test_bad_demo_settings_name_the_config_key(tmp_path, key, value, quick, match):
-  from tests.test_configs import load
+  from tests.helpers import load_config as load
   config = load("demo", f"--config.demo.{key}={value}")
   with pytest.raises(ValueError, match=match):
     demo_lib.make_data(str(tmp_path / "w"), demo_lib.data_settings(config, quick), progress=False,
@@ -120,7 +120,7 @@ def test_demo_refuses_a_workdir_that_holds_something_else(tmp_path):
   """Before writing anything: the demo writes its data into WORKDIR and trains there, so a
   training workdir of another run would get the synthetic data and, with matching
   settings, resume that run on it."""
-  from tests.test_configs import load
+  from tests.helpers import load_config as load
   settings = demo_lib.data_settings(load("demo"), quick=True)
   other = tmp_path / "other_run"
   other.mkdir()

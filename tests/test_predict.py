@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tests import helpers
-from tests.test_export_saved_model import MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
+from tests.helpers import MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
 
 
 @pytest.fixture(scope="module")

@@ -114,7 +114,7 @@ def test_each_ablation_row_switch_builds_that_row(row, eq7, segmentation):
   only, CI-MHA w/o MS both directions and no segmentation head or loss, CI-MHA everything."""
   from cimha_tf.model import build_model
   from cimha_tf.model.losses import losses_and_weights
-  from tests.test_configs import load
+  from tests.helpers import load_config as load
   c = load("charades_sta_i3d", f"--config.model.variant={row}")
   model = build_model(c.model, video_dim=1024, vocab_size=50)
   cross = model.get_layer("cross")
