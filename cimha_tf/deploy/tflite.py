@@ -130,8 +130,8 @@ def _position_embedding_by_gather(layer):
   """TemporalPositionEmbedding.call as a GATHER of the table at positions 0..T-1 counted
   along x, instead of slicing the table to x's length: a slice bound read from x's shape
   makes every later tensor's shape known only at invoke, which TFLite then re-plans on
-  every call (with the tensordot of Dense and the masks' zeros_like: 6% at 128 steps).
-  The same table rows."""
+  every call (as the tensordot of Dense and the masks' zeros_like did; the cost is in
+  docs/benchmarks.md). The same table rows."""
 
   def call(x):
     c = x[0, :, 0]
