@@ -33,7 +33,7 @@ def render(results_dir):
     out += [f"### 1. Training throughput ({m['time_utc']}, load {m['load_avg_1_5_15']})", "",
             "| variant | batch | samples/s median (min-max) | x keras | first execution s "
             "| warm-up s |", "|---|---|---|---|---|---|"]
-    # Files before 2026-12-05 have only warmup_s: the whole warm-up fit, trace included.
+    # Older files have only warmup_s: the whole warm-up fit, trace included.
     secs = lambda r, k: f"{r[k]:.0f}" if k in r else "-"
     for k, r in d["results"].items():
       sp = r.get("speedup_vs_keras_same_batch")
