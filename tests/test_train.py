@@ -368,6 +368,23 @@ def test_damaged_workdir_json_names_the_file(tmp_path):
     wd.read_json(str(tmp_path), wd.CONFIG)
 
 
+@pytest.mark.parametrize("name", [wd.CONFIG, trainer.BEST_STATE, wd.DATA_META, wd.VOCAB])
+def test_damaged_workdir_file_is_named_by_train_and_evaluate(run, tmp_path, name):
+  # Resuming train on a workdir whose config.json was cut short gave json's bare
+  # "Expecting value: line 1 column 12 (char 11)", naming no file.
+  from cimha_tf.evaluation import workdir_eval
+  w = str(tmp_path / "w")
+  shutil.copytree(run["workdir"], w)
+  with open(os.path.join(w, name), "w") as f:
+    f.write('{"tokens": [')
+  named = re.escape(os.path.join(w, name)) + " is not valid JSON"
+  with pytest.raises(ValueError, match=named):
+    trainer.train(testing.tiny_config(run["prepared"], epochs=2), w, verbose=0)
+  if name != trainer.BEST_STATE:  # evaluation does not read it
+    with pytest.raises(ValueError, match=named):
+      workdir_eval.evaluate_workdir(workdir_eval.saved_config(w), w, num_figures=0, progress=False)
+
+
 @pytest.mark.parametrize("key,value,shown", [
     ("width", 32, "video_projection.width: 32, config 16"),   # a weight's shape changes
     ("cross_skip", False, "cross.cross_skip: False, config True"),                      # no weight changes
