@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO_PATH as REPO
 from cimha_tf import configs
 
 BINARIES = {"cimha_tf.train": "--config", "cimha_tf.evaluate": "--config",

@@ -17,7 +17,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers import REPO_PATH as REPO
 
 SOURCES = ("pyproject.toml", "README.md", "LICENSE", "requirements.txt")
 

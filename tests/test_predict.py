@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from cimha_tf.training import testing
-from tests.test_export_saved_model import MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
+from tests import helpers
+from tests.helpers import MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
 
 
 @pytest.fixture(scope="module")
@@ -237,14 +237,14 @@ def test_unknown_words_are_reported(setup, predictors, tmp_path):
     assert p.unknown_words("a person zzqx opens the door xxyq") == ["zzqx", "xxyq"]
     assert p.unknown_words("a person opens the door") == []
   np.save(tmp_path / "v.npy", setup["inputs"]["video_features"][0, :8])
-  r = testing.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
+  r = helpers.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
                          f"--features={tmp_path / 'v.npy'}", "--query=zzqx xxyq", "--duration=8")
   assert json.loads(r.stdout)["unknown_words"] == ["zzqx", "xxyq"]
   assert ("2 of the query's 2 words are not in the model's vocabulary ['zzqx', 'xxyq']; the "
           "model sees <unk> for them: it sees no word of the query") in r.stderr
   assert "only punctuation" not in r.stderr
   # Punctuation is in the vocabulary (GloVe has it): no <unk> warning said anything.
-  r = testing.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
+  r = helpers.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
                          f"--features={tmp_path / 'v.npy'}", "--query=... ?", "--duration=8")
   assert "the query has no word, only punctuation ['.', '.', '.', '?']" in r.stderr
 
@@ -271,7 +271,7 @@ def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):
 def test_cli_duration_flags_are_usage_errors(tmp_path, args, message):
   """Flag values out of range or a bad flag combination: a bad command line (status 2,
   docs/design.md), found before the model or the features are read."""
-  r = testing.run_binary("cimha_tf.predict", f"--model={tmp_path / 'none.tflite'}",
+  r = helpers.run_binary("cimha_tf.predict", f"--model={tmp_path / 'none.tflite'}",
                          f"--features={tmp_path / 'none.npy'}", "--query=a door", *args,
                          check=False)
   assert r.returncode == 2 and message in r.stderr, (r.returncode, r.stderr[-2000:])
@@ -316,7 +316,7 @@ def test_predict_json_is_what_the_scorer_reads(setup, tmp_path):
 def test_long_video_is_pooled_with_a_line_saying_so(setup, tmp_path):
   rows = 3 * MAX_VIDEO_LEN + 5
   np.save(tmp_path / "long.npy", np.resize(setup["inputs"]["video_features"][0], (rows, VIDEO_DIM)))
-  r = testing.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
+  r = helpers.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
                          f"--features={tmp_path / 'long.npy'}", "--query=a door", "--duration=99")
   out = json.loads(r.stdout)
   assert out["num_steps"] == MAX_VIDEO_LEN == len(out["pred_saliency_scores"])
@@ -338,7 +338,7 @@ def test_training_output_as_model_says_to_export_first(setup, tmp_path):
       (workdir / "best.keras", f"--workdir={workdir} --checkpoint=best --output="),
       (tmp_path / "copy.keras", f"--workdir=WORKDIR --checkpoint={tmp_path / 'copy.keras'} "
                                 "--output=EXPORT, then --model=EXPORT")]:
-    r = testing.run_binary("cimha_tf.predict", f"--model={model}", f"--features={tmp_path / 'v.npy'}",
+    r = helpers.run_binary("cimha_tf.predict", f"--model={model}", f"--features={tmp_path / 'v.npy'}",
                            "--query=a door", "--duration=9", check=False)
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert f"FATAL: ValueError: {model} is training output (a Keras checkpoint), not an exported " \
