@@ -329,3 +329,27 @@ def test_golden_features_match_the_published_clip_features(shared_data):
   assert ours.shape == ref.shape
   cos = np.sum(ours * ref, 1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(ref, axis=1)
   assert cos.min() > 0.99, cos
+
+
+def test_random_tower_numbers_its_positions(random_clip):
+  """KerasHub leaves position_ids zero until a preset fills them; a fresh tower that kept
+  them would give every patch position 0's embedding (another network than CLIP's)."""
+  ids = random_clip.model.get_layer("clip_vision_encoder").embedding.position_ids
+  np.testing.assert_array_equal(np.asarray(ids)[0], np.arange(50))
+
+
+def test_tower_equals_openai_clips_vit_b32_written_in_pytorch(random_clip):
+  """The same weights in our Keras tower and in openai/CLIP's VisionTransformer written
+  out in PyTorch (bench/extraction.py) give the same vectors. Needs PyTorch (not a
+  dependency): pip install torch==2.13.0."""
+  pytest.importorskip("torch")
+  from bench.extraction import port_clip_weights, reference_embed, torch_clip
+  saved = random_clip.model.get_weights()
+  try:
+    peer = torch_clip()
+    port_clip_weights(peer.visual, random_clip.model)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 224, 224, 3), dtype=np.uint8)
+    ours, theirs = random_clip(frames), reference_embed(peer, frames, 60)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4 * np.abs(theirs).max())
+  finally:
+    random_clip.model.set_weights(saved)

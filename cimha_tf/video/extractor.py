@@ -109,6 +109,10 @@ def clip_vit_b32_model(size=224):
   import keras
   import keras_hub
   encoder = keras_hub.models.CLIPVisionEncoder(image_shape=(size, size, 3), **_VIT_B32)
+  # KerasHub creates position_ids as zeros and relies on the preset to hold 0..P; fresh,
+  # every patch would get position 0's embedding (a different network from CLIP's).
+  ids = encoder.embedding.position_ids
+  ids.assign(np.arange(ids.shape[1], dtype=ids.dtype)[None])
   projection = keras.layers.Dense(512, use_bias=False, name="vision_projection")
   return _tower(encoder, projection, size)
 
