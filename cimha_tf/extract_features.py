@@ -16,7 +16,7 @@ status is 1 when any failed. docs/video.md has the recipe, step by step.
 
 from absl import flags
 
-from cimha_tf.training import cli
+from cimha_tf.common import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("videos", None, "A video file, a folder of videos, or a .txt list of paths.")

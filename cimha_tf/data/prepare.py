@@ -267,7 +267,7 @@ def feature_recipe(features, feature_dim):
   path = os.path.join(os.fspath(features), RECIPE_FILE)
   if not os.path.isfile(path):
     return None
-  from cimha_tf.data.jsonfile import read_json_object
+  from cimha_tf.common.jsonfile import read_json_object
   recipe = read_json_object(path, "feature recipe", expected="a feature recipe object")
   dim = recipe.get("output_dim")
   if feature_dim is not None and dim != feature_dim:

@@ -133,7 +133,7 @@ class TFLitePredictor(_Base):
     recipe_path = recipe_path_for_tflite(path)
     self.feature_recipe = None
     if os.path.isfile(recipe_path):
-      from cimha_tf.data.jsonfile import read_json_object
+      from cimha_tf.common.jsonfile import read_json_object
       self.feature_recipe = read_json_object(recipe_path, "feature recipe",
                                              "a feature recipe object")
 

@@ -73,7 +73,7 @@ def _write_json(path, obj):
 def _read_json(path):
   if not os.path.isfile(path):
     return {}
-  from cimha_tf.data.jsonfile import read_json_object
+  from cimha_tf.common.jsonfile import read_json_object
   return read_json_object(path, "feature folder")
 
 
