@@ -11,58 +11,18 @@ import pytest
 pytest.importorskip("av")
 
 from cimha_tf.video.recipe import Recipe  # noqa: E402
-from tests.video_files import write_video  # noqa: E402
 
-FPS = 4
-GREY, RED, BLUE = (90, 90, 90), (220, 30, 30), (30, 30, 220)
-QUERIES = {"the screen turns red": RED, "the screen turns blue": BLUE}
+from cimha_tf.video.synthetic import QUERIES, write_coloured_video, write_coloured_videos, write_queries  # noqa: E402
 
 
-def _coloured_video(path, seconds, segments):
-  """A grey video with coloured stretches {colour: (start_s, end_s)}."""
-  n = int(seconds * FPS)
-  frames = []
-  for i in range(n):
-    t = i / FPS
-    colour = next((c for c, (s, e) in segments.items() if s <= t < e), GREY)
-    frames.append(np.full((24, 32, 3), colour, np.uint8))
-  return write_video(path, [i / FPS for i in range(n)], width=32, height=24, frames=frames, fps=FPS)
-
-
-def make_videos(root, seed=0):
-  """Videos of 12 train, 3 val, 3 test (16-24 s) and a long one (44 s: 22 clips, beyond the
-  tiny config's 16 steps), and the query JSONL folder (durations added after extraction)."""
-  rng = np.random.default_rng(seed)
+def make_videos(root):
+  """18 videos (12 train, 3 val, 3 test) and a long one (44 s: 22 clips, beyond the tiny
+  config's 16 steps)."""
   videos = os.path.join(root, "videos")
-  os.makedirs(videos, exist_ok=True)
-  plan = {}
-  for split, count in (("train", 12), ("val", 3), ("test", 3)):
-    for v in range(count):
-      seconds = float(rng.integers(8, 13) * 2)
-      a, b = sorted(rng.choice(np.arange(0, seconds, 2.0), 2, replace=False))
-      segs = {RED: (a, a + 4.0), BLUE: (b + 4.0, b + 8.0) if b + 8 <= seconds else (b, min(b + 4, seconds))}
-      vid = f"{split}{v:02d}"
-      _coloured_video(os.path.join(videos, vid + ".mkv"), seconds, segs)
-      plan[vid] = (split, segs)
-  long_video = _coloured_video(os.path.join(root, "long.mkv"), 44.0, {RED: (30.0, 36.0), BLUE: (4.0, 8.0)})
+  plan = write_coloured_videos(videos)
+  long_video = write_coloured_video(os.path.join(root, "long.mkv"), 44.0,
+                                    {(220, 30, 30): (30.0, 36.0), (30, 30, 220): (4.0, 8.0)})
   return videos, plan, long_video
-
-
-def write_queries(root, plan, durations):
-  folder = os.path.join(root, "queries")
-  os.makedirs(folder, exist_ok=True)
-  rows = {"train": [], "val": [], "test": []}
-  qid = 0
-  for vid, (split, segs) in plan.items():
-    for query, colour in QUERIES.items():
-      s, e = segs[colour]
-      rows[split].append({"qid": qid, "query": query, "vid": vid,
-                          "duration": durations[vid]["duration"], "relevant_windows": [[s, e]]})
-      qid += 1
-  for split, lines in rows.items():
-    with open(os.path.join(folder, f"{split}.jsonl"), "w") as f:
-      f.write("".join(json.dumps(r) + "\n" for r in lines))
-  return folder
 
 
 def _mean_colour_backbone(path):
@@ -101,7 +61,7 @@ def test_video_to_moment_in_process(tmp_path):
   summary = extract.extract_videos(videos, feats, backbone, progress=False)
   assert summary["extracted"] == 18 and not summary["failed"]
   durations = json.load(open(os.path.join(feats, "durations.json")))
-  queries = write_queries(str(tmp_path), plan, durations)
+  queries = write_queries(str(tmp_path / "queries"), plan, durations)
   prepared = str(tmp_path / "prepared")
   meta = prepare.prepare("jsonl", queries, feats, prepared, max_video_len=16, max_query_len=6,
                          progress=False)
@@ -138,7 +98,7 @@ def test_video_to_moment_with_the_binaries_and_random_clip(tmp_path):
   testing.run_binary("cimha_tf.extract_features", f"--videos={videos}", f"--output={feats}",
                      "--weights=random", "--noprogress")
   durations = json.loads((feats / "durations.json").read_text())
-  queries = write_queries(str(tmp_path), plan, durations)
+  queries = write_queries(str(tmp_path / "queries"), plan, durations)
   prepared = tmp_path / "prepared"
   testing.run_binary("cimha_tf.prepare_data", "--dataset=jsonl", f"--annotations={queries}",
                      f"--features={feats}", f"--output_dir={prepared}", "--max_video_len=16",

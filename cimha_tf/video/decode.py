@@ -138,7 +138,7 @@ class ClipReader:
     stream_duration = (float(stream.duration * stream.time_base)
                        if stream.duration and stream.time_base else None)
     container_duration = container.duration / 1e6 if container.duration else None
-    start = container.start_time / 1e6 if container.start_time not in (None,) else 0.0
+    start = container.start_time / 1e6 if container.start_time is not None else 0.0
     info = {"path": self.path, "format": fmt, "codec": stream.codec_context.name,
             "width": stream.codec_context.width, "height": stream.codec_context.height,
             "average_rate": float(stream.average_rate) if stream.average_rate else None,
