@@ -47,7 +47,7 @@ def _check_video_result(result, duration, clips, mode):
 
 def test_video_to_moment_in_process(tmp_path):
   from cimha_tf.data import prepare
-  from cimha_tf.deploy.exporter import export_saved_model
+  from cimha_tf.deploy.exporter import export_saved_model, export_tflite
   from cimha_tf.deploy.predictor import load_predictor
   from cimha_tf.deploy.source import load_workdir
   from cimha_tf.deploy import video_predictor as vp
@@ -74,12 +74,20 @@ def test_video_to_moment_in_process(tmp_path):
   assert json.load(open(os.path.join(export, "assets.extra", "cimha_export.json")))[
       "feature_recipe"] == recipe.to_dict()
 
+  tflite = export_tflite(load_workdir(workdir), str(tmp_path / "tflite" / "m.tflite"))["path"]
+  assert json.load(open(str(tmp_path / "tflite" / "m.recipe.json"))) == recipe.to_dict()
+
   predictor = load_predictor(export)
   video = vp.encode_video(predictor, long_video, extractor_model=recipe.weights)
   assert video.features.shape == (22, 8) and video.duration == pytest.approx(44.0)
   for mode in ("pool", "window"):
     result = vp.predict_video(predictor, video, list(QUERIES), top_k=3, long_video=mode)
     _check_video_result(result, 44.0, 22, mode)
+    # the TFLite model (one query at a time) answers as the SavedModel (a batch of queries)
+    lite = vp.predict_video(load_predictor(tflite), video, list(QUERIES), top_k=3, long_video=mode)
+    for a, b in zip(result["predictions"], lite["predictions"]):
+      np.testing.assert_allclose(a["pred_relevant_windows"][0], b["pred_relevant_windows"][0], atol=2e-3)
+      np.testing.assert_allclose(a["pred_saliency_scores"], b["pred_saliency_scores"], atol=2e-3)
   # the features equal the extraction's own (the video encoded with the training recipe)
   np.testing.assert_allclose(video.features, backbone.extract_video(long_video)[0], rtol=1e-6)
   # another recipe is refused, naming the one the model needs
