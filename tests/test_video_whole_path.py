@@ -51,7 +51,8 @@ def test_video_to_moment_in_process(tmp_path):
   from cimha_tf.deploy.predictor import load_predictor
   from cimha_tf.deploy.source import load_workdir
   from cimha_tf.deploy import video_predictor as vp
-  from cimha_tf.training import testing, trainer
+  from cimha_tf.training import trainer
+  from tests import helpers as testing
   from cimha_tf.video import extract, extractor as extractor_lib
 
   videos, plan, long_video = make_videos(str(tmp_path))
@@ -100,7 +101,7 @@ def test_video_to_moment_in_process(tmp_path):
 @pytest.mark.slow
 def test_video_to_moment_with_the_binaries_and_random_clip(tmp_path):
   """The README's path with the built-in CLIP extractor (random weights), binaries only."""
-  from cimha_tf.training import testing
+  from tests import helpers as testing
   videos, plan, long_video = make_videos(str(tmp_path))
   feats = tmp_path / "features"
   testing.run_binary("cimha_tf.extract_features", f"--videos={videos}", f"--output={feats}",
