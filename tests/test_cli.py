@@ -13,7 +13,8 @@ from cimha_tf import configs
 
 BINARIES = {"cimha_tf.train": "--config", "cimha_tf.evaluate": "--config",
             "cimha_tf.demo": "--config", "cimha_tf.export": "--workdir",
-            "cimha_tf.predict": "--model", "cimha_tf.prepare_data": "--dataset"}
+            "cimha_tf.predict": "--model", "cimha_tf.prepare_data": "--dataset",
+            "cimha_tf.extract_features": "--videos"}
 
 # Runs a binary's --help in this process's interpreter and reports what it imported.
 _HELP_PROBE = """
@@ -50,7 +51,8 @@ def test_help_lists_the_binarys_own_flags_first_flag_first_without_tensorflow(mo
   assert r.stderr == "", r.stderr[-2000:]
 
 
-@pytest.mark.parametrize("module", ["cimha_tf.export", "cimha_tf.predict", "cimha_tf.prepare_data"])
+@pytest.mark.parametrize("module", ["cimha_tf.export", "cimha_tf.predict", "cimha_tf.prepare_data",
+                                    "cimha_tf.extract_features"])
 def test_usage_lines_keep_their_line_breaks(module):
   """A backslash at a line's end in a non-raw docstring joined the lines
   ('--features=FILE       --query=...')."""

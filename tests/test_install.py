@@ -84,7 +84,7 @@ def test_wheel_carries_the_package_configs_and_license(installed):
   assert "License-Expression: Apache-2.0" in metadata and f"Version: {cimha_tf.__version__}" in metadata
   assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
   scripts = zipfile.ZipFile(wheel).read(meta.replace("METADATA", "entry_points.txt")).decode()
-  for name in ("train", "evaluate", "export", "predict", "prepare", "demo"):
+  for name in ("train", "evaluate", "export", "predict", "prepare", "demo", "extract-features"):
     assert f"cimha-{name} = " in scripts
 
 
