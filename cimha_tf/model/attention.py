@@ -37,13 +37,21 @@ WRITTEN_FOR = "3.15.1"
 
 
 def source_hash(function):
-  """First 16 hex digits of the sha256 of a function's source (what the fast path read)."""
+  """First 16 hex digits of the sha256 of a function's source (what the fast path read).
+
+  Args:
+    function: a function or method whose source inspect can find.
+  """
   return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]
 
 
 def private_api_changes(compare_source=False):
   """Differences between the installed Keras's MultiHeadAttention private methods and
-  PRIVATE_API, one line each (empty when the fast path's assumptions hold)."""
+  PRIVATE_API, one line each (empty when the fast path's assumptions hold).
+
+  Args:
+    compare_source: also compare each method's source hash (any edit in Keras counts).
+  """
   changes = []
   for name, (signature, digest) in PRIVATE_API.items():
     method = getattr(keras.layers.MultiHeadAttention, name, None)

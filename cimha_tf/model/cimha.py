@@ -18,10 +18,18 @@ OUTPUTS = ("start_probs", "end_probs", "inside_probs")
 
 
 def build_model(model_config, video_dim, vocab_size, embeddings=None):
-  """Inputs/outputs as docs/design.md ("Model inputs and outputs"); N, L dynamic.
+  """The CI-MHA keras.Model; inputs/outputs as docs/design.md ("Model inputs and outputs").
 
-  embeddings: optional (vocab_size, embedding_dim) matrix (GloVe); frozen unless
-  model_config.train_embeddings. Without it the embedding is learned from scratch.
+  Args:
+    model_config: config.default_config() or a variant of it (checked).
+    video_dim: feature width Dv of the clip features.
+    vocab_size: embedding rows (token ids 0..vocab_size-1).
+    embeddings: optional (vocab_size, embedding_dim) matrix (GloVe); frozen unless
+      model_config.train_embeddings. Without it the embedding is learned from scratch.
+
+  Returns:
+    A functional model: dict of video_features (B, N, Dv), video_mask (B, N) and
+    query_tokens (B, L) -> dict of OUTPUTS, each (B, N); N and L dynamic.
   """
   c = model_config
   config_lib.check_config(c)

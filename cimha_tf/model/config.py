@@ -64,7 +64,11 @@ def default_config():
 
 
 def check_config(c):
-  """Raises ValueError naming the field when a model config value is out of range."""
+  """Raises ValueError naming the field when a model config value is out of range.
+
+  Args:
+    c: a model ConfigDict (default_config() with overrides).
+  """
   def need(ok, field, expected):
     if not ok:
       raise ValueError(f"model.{field} = {c.get(field)!r}: expected {expected}")
@@ -82,5 +86,9 @@ def check_config(c):
 
 
 def has_segment_head(c):
-  """Whether variant c.variant has eq 15's segment head (only the full "cimha")."""
+  """Whether the model has eq 15's segment head (only the full "cimha" variant has).
+
+  Args:
+    c: a model ConfigDict.
+  """
   return c.variant == "cimha"

@@ -32,7 +32,11 @@ def dropout_layer(rate, private_fast_path=False, **kwargs):
 
 
 def threshold(rate):
-  """Integer threshold t: an element is dropped when its 16 random bits are < t."""
+  """Integer threshold t: an element is dropped when its 16 random bits are < t.
+
+  Args:
+    rate: drop probability in [0, 1].
+  """
   return int(round(float(rate) * _LEVELS))
 
 
