@@ -78,6 +78,17 @@ def build_model(model_config, video_dim, vocab_size, embeddings=None):
   return model
 
 
+def video_dim_of(model):
+  """The feature size (Dv) a built or loaded model takes.
+
+  Args:
+    model: a build_model model (or one loaded from a .keras file).
+  """
+  inputs = model.input
+  spec = inputs["video_features"] if isinstance(inputs, dict) else inputs[0]
+  return int(spec.shape[-1])
+
+
 # The layers that take a private_fast_path argument (config.py).
 FAST_PATH_LAYERS = ("VideoProjection", "QueryEncoder", "SelfInteraction", "FeedForward",
                     "CrossInteraction", "SpanHead", "SegmentHead")
