@@ -17,9 +17,7 @@ class SegmentHead(keras.layers.Layer):
     private_fast_path: use cimha_tf.model.dropout's Dropout (config.py).
 
   Call arguments:
-    s: (B, N, Ds) the cross-interaction output.
-    video_mask: (B, N), 1 on valid steps, 0 on padding.
-    training: whether dropout is on.
+    s, video_mask, training: as SpanHead's.
 
   Returns:
     inside_probs: (B, N) P_in per step.
