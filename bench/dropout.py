@@ -6,8 +6,8 @@ ours is 16 random bits per element against an integer threshold, applied by a mu
   at batch B: the video self-attention's probabilities (B, heads, N, N), a cross
   attention's (B, heads, N, L), the activations (B, N, D) and the FFN's hidden (B, N, 2D);
   round-robin.
-- whole step: the model twice, the same weights, one with every dropout Keras's
-  (bench.models.build(dropout="keras")), trained in turn (time_steps), who goes first
+- whole step: the model with model.private_fast_path twice, the same weights, one with
+  every dropout Keras's (bench.models.build(dropout="keras")), trained in turn (time_steps), who goes first
   alternating by round; per-round paired ratios as in bench/peers.py.
 
   python -m bench.dropout [--quick] [--output=bench/results/dropout.json]
@@ -67,7 +67,7 @@ def whole_step(s):
   ds = tf.data.Dataset.from_tensors((x, y)).repeat()
   runs = {}
   for system in SYSTEMS:
-    model, cfg = models.build(s, dropout=system)
+    model, cfg = models.build(s, dropout=system, private_fast_path=True)
     compile_model(model, cfg, 1e-4)
     model.fit(ds, steps_per_epoch=common.train_warmup(), epochs=1, verbose=0, shuffle=False)
     runs[system] = model

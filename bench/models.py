@@ -42,11 +42,12 @@ def lstm_directions_built_by(factory):
     bilstm.make_lstm = original
 
 
-def build(s, lstm="keras", seed=0, dropout="ours"):
+def build(s, lstm="keras", seed=0, dropout="ours", private_fast_path=False):
   """-> (model, model_config) at shapes s (bench.common.shapes()).
 
-  dropout="keras": every dropout layer is Keras's own (keras.layers.Dropout's mask)
-  instead of cimha_tf.model.dropout's; the same layers and seeds, so the same model.
+  private_fast_path: model.private_fast_path (the attention and dropout subclasses).
+  dropout="keras" with it: every dropout layer is Keras's own (keras.layers.Dropout's
+  mask) instead of cimha_tf.model.dropout's; the same layers and seeds, so the same model.
   """
   import keras
   from cimha_tf.model import build_model
@@ -57,6 +58,7 @@ def build(s, lstm="keras", seed=0, dropout="ours"):
     raise ValueError(f"dropout={dropout!r}: expected 'ours' or 'keras'")
   keras.utils.set_random_seed(seed)
   c = model_config(s)
+  c.private_fast_path = private_fast_path
   if lstm == "unrolled":
     c.lstm_implementation = "unrolled"
   emb = np.random.default_rng(seed).standard_normal(

@@ -227,8 +227,8 @@ def test_bench_model_with_keras_dropout_is_the_same_model():
   from bench import common, models
   from cimha_tf.model.dropout import Dropout
   s = dict(common.QUICK_SHAPES)
-  ours, _ = models.build(s)
-  ref, _ = models.build(s, dropout="keras")
+  ours, _ = models.build(s, private_fast_path=True)
+  ref, _ = models.build(s, dropout="keras", private_fast_path=True)
   kinds = lambda m: [type(l) for l in m._flatten_layers(include_self=False, recursive=True)
                      if isinstance(l, keras.layers.Dropout)]
   assert kinds(ours) == [Dropout] * 14 and kinds(ref) == [keras.layers.Dropout] * 14
