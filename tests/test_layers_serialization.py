@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import cimha_tf.model
-from cimha_tf.model import attention, dropout, lstm
+from cimha_tf.model import attention, cimha, dropout, lstm
 from cimha_tf.model import (BiLSTM, CrossInteraction, FeedForward, NoSegmentHead,
                             QueryEncoder, SegmentHead, SelfInteraction, SpanHead,
                             TemporalPositionEmbedding, TokenMask, UnrolledLSTM,
@@ -69,6 +69,10 @@ def _public_layer_classes():
 def test_every_public_layer_has_a_case():
   assert _public_layer_classes() == set(CASES)
   assert lstm.UnrolledLSTM is UnrolledLSTM  # the package exports the classes tested
+  # with_lstm_implementation(private_fast_path=...) switches every layer that takes it.
+  takes_it = {c.__name__ for c in CASES if "__init__" in c.__dict__
+              and "private_fast_path" in inspect.signature(c.__init__).parameters}
+  assert takes_it == set(cimha.FAST_PATH_LAYERS)
 
 
 def _outputs(y):
