@@ -270,9 +270,9 @@ def test_lstm_shapes_reads_every_lstm_op_shape_from_the_converted_model():
   import keras
   from cimha_tf.deploy import tflite
   from cimha_tf.model import build_model
-  from tests.test_model import tiny_config
+  from tests.helpers import tiny_model_config
   keras.utils.set_random_seed(0)
-  c = tiny_config()
+  c = tiny_model_config()
   model = build_model(c, 5, 30)
   shapes = tflite.lstm_shapes(tflite.convert(model, c.max_video_len, c.max_query_len,
                                              runtime_kernels=False, free_length=False))

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from cimha_tf import model as M
 from cimha_tf.model import attention, dropout
-from tests.test_model import DV, VOCAB, random_inputs, tiny_config
+from tests.helpers import DV, VOCAB, random_inputs, tiny_model_config
 
 # Written by _write_legacy_file below with the code of commit d040721, the last before the
 # public default (re-zipped with deflate; the entries are as Keras wrote them).
@@ -82,16 +82,16 @@ def test_the_check_names_a_changed_method(monkeypatch):
       "extra=None), written for " + "_compute_attention" + attention.PRIVATE_API[
           "_compute_attention"][0]]
   with pytest.raises(RuntimeError, match=r"_compute_attention.*private_fast_path = False"):
-    M.build_model(tiny_config(private_fast_path=True), DV, VOCAB)
-  M.build_model(tiny_config(), DV, VOCAB)  # the public default does not care
+    M.build_model(tiny_model_config(private_fast_path=True), DV, VOCAB)
+  M.build_model(tiny_model_config(), DV, VOCAB)  # the public default does not care
   monkeypatch.delattr(keras.layers.MultiHeadAttention, "_masked_softmax")
   assert "_masked_softmax is gone" in attention.private_api_changes()
 
 
 def test_default_is_keras_public_layers_and_the_switch_the_subclasses():
   assert M.default_config().private_fast_path is False
-  public = M.build_model(tiny_config(), DV, VOCAB)
-  fast = M.build_model(tiny_config(private_fast_path=True), DV, VOCAB)
+  public = M.build_model(tiny_model_config(), DV, VOCAB)
+  fast = M.build_model(tiny_model_config(private_fast_path=True), DV, VOCAB)
   # 4 attention blocks (query and video self, both cross directions). Dropouts: video
   # projection, query encoder, 2 self-interactions and their MHAs, 2 FFNs, cross and its
   # 2 MHAs, start / end / segment MLPs.
@@ -100,13 +100,13 @@ def test_default_is_keras_public_layers_and_the_switch_the_subclasses():
     assert [type(l) for l in _layers(model, keras.layers.MultiHeadAttention)] == [mha] * 4
     assert [type(l) for l in _layers(model, keras.layers.Dropout)] == [drop] * 14
   with pytest.raises(TypeError, match="private_fast_path"):  # the ConfigDict is type-safe
-    tiny_config(private_fast_path=1)
+    tiny_model_config(private_fast_path=1)
 
 
 def _pair(**overrides):
   keras.utils.set_random_seed(1)
-  public = M.build_model(tiny_config(**overrides), DV, VOCAB)
-  fast = M.build_model(tiny_config(private_fast_path=True, **overrides), DV, VOCAB)
+  public = M.build_model(tiny_model_config(**overrides), DV, VOCAB)
+  fast = M.build_model(tiny_model_config(private_fast_path=True, **overrides), DV, VOCAB)
   rng = np.random.default_rng(2)
   public.set_weights([w + 0.2 * rng.standard_normal(w.shape).astype(np.float32)
                       for w in public.get_weights()])

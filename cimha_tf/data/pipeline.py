@@ -31,12 +31,12 @@ Evaluation can bucket too
 
 import collections
 import contextlib
-import json
 import math
 import os
 
 import tensorflow as tf
 
+from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.data import tfrecords
 
 METADATA = "metadata.json"
@@ -56,11 +56,7 @@ def read_metadata(data_dir):
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} not found: {data_dir} is not a folder written by "
                             "python -m cimha_tf.prepare_data")
-  try:
-    with open(path) as f:
-      meta = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  meta = read_json_object(path, "metadata", expected="a JSON object (a damaged metadata.json?)")
   missing = [k for k in _REQUIRED if k not in meta]
   if missing:
     raise ValueError(f"{path}: missing fields {missing}")
