@@ -1,6 +1,7 @@
 """Batch-1 TFLite with per-query LSTM weights (cimha_tf/deploy/runtime_kernels.py): the
 LSTM ops read fewer input columns and compute the same function as the Keras model."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
