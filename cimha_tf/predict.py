@@ -32,7 +32,6 @@ are mean-pooled (--long_video=pool, as training pooled them) or run in overlappi
 merged with NMS (--long_video=window); stderr says which ran and the seconds per step.
 """
 
-import json
 import sys
 
 from absl import flags, logging
@@ -67,6 +66,7 @@ flags.mark_flags_as_required(["model", "query"])
 def _predict_video():
   import sys
 
+  from cimha_tf.deploy import output
   from cimha_tf.deploy.predictor import load_predictor
   from cimha_tf.deploy.video_predictor import describe_run, encode_video, predict_video
   if FLAGS.duration is not None or FLAGS.clip_seconds is not None:
@@ -86,8 +86,8 @@ def _predict_video():
       logging.warning("query %r: %d words not in the model's vocabulary %s (the model sees <unk>)",
                       p["query"], len(p["unknown_words"]), p["unknown_words"])
   seconds = {k: round(v, 3) for k, v in {**video.seconds, **result.pop("seconds")}.items()}
-  print(json.dumps({"video": FLAGS.video, "recipe": video.recipe.describe(),
-                    "seconds": seconds, **result}, indent=1))
+  print(output.dumps({"video": FLAGS.video, "recipe": video.recipe.describe(),
+                      "seconds": seconds, **result}))
 
 
 def main(argv):

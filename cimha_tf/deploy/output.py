@@ -37,14 +37,18 @@ def result(query, windows, inside_probs=None, **extra):
   return record
 
 
-def dumps(record):
-  """JSON text of a record: one key per line, and the window list one window per line
-  (json.loads reads it back unchanged)."""
+def dumps(record, indent=""):
+  """JSON text of a record: one key per line, the window list one window per line, and a
+  "predictions" list (predict --video) one such record per query (json.loads reads it back
+  unchanged)."""
   lines = []
   for key, value in record.items():
     if key == "pred_relevant_windows" and value:
-      rows = ",\n".join(f"  {json.dumps(w)}" for w in value)
-      lines.append(f' {json.dumps(key)}: [\n{rows}\n ]')
+      rows = ",\n".join(f"{indent}  {json.dumps(w)}" for w in value)
+      lines.append(f"{indent} {json.dumps(key)}: [\n{rows}\n{indent} ]")
+    elif key == "predictions" and value and all(isinstance(v, dict) for v in value):
+      rows = ",\n".join(f"{indent}  " + dumps(v, indent + "  ").lstrip() for v in value)
+      lines.append(f"{indent} {json.dumps(key)}: [\n{rows}\n{indent} ]")
     else:
-      lines.append(f" {json.dumps(key)}: {json.dumps(value)}")
-  return "{\n" + ",\n".join(lines) + "\n}"
+      lines.append(f"{indent} {json.dumps(key)}: {json.dumps(value)}")
+  return indent + "{\n" + ",\n".join(lines) + "\n" + indent + "}"

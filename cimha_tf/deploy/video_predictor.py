@@ -19,6 +19,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from cimha_tf.deploy import output
+
 LONG_VIDEO_MODES = ("pool", "window")
 
 
@@ -166,8 +168,8 @@ def predict_video(predictor, video: EncodedVideo, queries: List[str], top_k=5,
   for qi, query in enumerate(queries):
     predictions.append({
         "query": query, "vid": video.path,
-        "pred_relevant_windows": [[round(a, 4), round(b, 4), round(p, 4)] for a, b, p in windows[qi][:top_k]],
-        "pred_saliency_scores": [round(float(v), 4) for v in inside[qi]],
+        "pred_relevant_windows": output.windows_field(windows[qi][:top_k]),
+        "pred_saliency_scores": output.saliency_field(inside[qi]),
         "unknown_words": predictor.unknown_words(query)})
   return {"mode": mode, "num_clips": n, "num_steps": min(n, L), "windows": num_windows,
           "duration": duration, "seconds": {"model": seconds}, "predictions": predictions}
