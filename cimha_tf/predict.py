@@ -47,7 +47,7 @@ def main(argv):
     predictor = load_predictor(FLAGS.model, FLAGS.vocab)
     windows = predictor.predict(features, FLAGS.query, duration, FLAGS.top_k,
                                 source=FLAGS.features)
-  seen = tokenize(FLAGS.query)[:predictor.max_query_len]
+  seen = tokenize(FLAGS.query, predictor.max_query_len)
   if not any(ch.isalnum() for token in seen for ch in token):
     # Punctuation tokens are in GloVe's vocabulary, so the <unk> warning below stays silent.
     logging.warning("the query has no word, only punctuation %s: its windows say nothing "

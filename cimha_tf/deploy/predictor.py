@@ -44,7 +44,7 @@ class _Base:
     from cimha_tf.data.text import tokenize
     if self.vocab is None:
       return []
-    return [w for w in tokenize(query)[:self.max_query_len] if w not in self.vocab]
+    return [w for w in tokenize(query, self.max_query_len) if w not in self.vocab]
 
   def _pool(self, features, source):
     from cimha_tf.data.features import validate_features
