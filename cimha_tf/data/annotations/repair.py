@@ -17,16 +17,11 @@ of its windows survives (the window's reason; "no_valid_window" for several wind
 
 import collections
 import math
-
-import numpy as np
 from typing import List, Optional, Sequence, Tuple
 
+from cimha_tf.common.timeline import is_valid_duration
 from cimha_tf.data.records import QueryRecord, ReadReport
 from cimha_tf.data.text import tokenize
-
-
-# The positive normal float32 range, as Python floats (comparing with numpy scalars casts).
-_F32_TINY, _F32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
 
 
 def repair_window(start: float, end: float, duration: float, repaired) -> Tuple[Optional[Tuple[float, float]], str]:
@@ -54,7 +49,7 @@ def add_query(records: List[QueryRecord], report: ReadReport, qid: int, vid: str
   """Accounts for one query read: appends its repaired record or counts why it was dropped."""
   report.read += 1
   duration = float(duration)
-  if not _F32_TINY <= duration <= _F32_MAX:  # False for NaN too
+  if not is_valid_duration(duration):
     report.dropped["bad_duration"] += 1
     return
   query = query.strip()
