@@ -147,6 +147,14 @@ def test_bad_duration_dropped(tmp_path):
   assert records[0].vid == "V2"
 
 
+def test_jsonl_one_video_two_durations_across_files(tmp_path):
+  (tmp_path / "a_train.jsonl").write_text(_line(qid=5) + "\n")
+  (tmp_path / "b_test.jsonl").write_text(_line(qid=1, vid="v2") + "\n" + _line(qid=9, duration=50) + "\n")
+  with pytest.raises(ValueError, match=r"b_test.jsonl: video 'v1' has duration 50.0 \(qid 9\), but "
+                     r"100.0 in .*a_train.jsonl \(qid 5\)"):
+    read_dataset("jsonl", str(tmp_path))
+
+
 def test_jsonl_extreme_qids_and_repeated_equal_durations_are_kept(tmp_path):
   (tmp_path / "x.jsonl").write_text("\n".join([
       _line(qid=2**63 - 1), _line(qid=-2**63, duration=100.0), _line(qid=0, duration=100)]) + "\n")

@@ -5,8 +5,9 @@
 `path` is one .jsonl file or a folder of them (sorted by name). Split name = file stem,
 except QVHighlights' `highlight_X_release.jsonl` -> "X". qid = the file's own qid, which
 must be a unique integer within the file that fits int64 (the prepared records' type).
-A video's duration must be the same on every line that names it: two durations would
-label one feature sequence on two timelines, so they are an error naming both lines.
+A video's duration must be the same on every line that names it, in every file: two
+durations would label one feature sequence on two timelines, so they are an error naming
+both lines (both files and qids across files).
 """
 
 import glob
@@ -75,10 +76,15 @@ def read(path: str) -> Dict[str, Tuple[List[QueryRecord], ReadReport]]:
     files = [path]
   else:
     raise FileNotFoundError(f"JSONL annotations {path} not found (expected a .jsonl file or a folder of them)")
-  out = {}
+  out, durations = {}, {}
   for file in files:
     name = split_name(file)
     if name in out:
       raise ValueError(f"two files in {path} map to split {name!r}")
     out[name] = read_split(file)
+    for r in out[name][0]:  # across split files too: one video, one duration
+      first = durations.setdefault(r.vid, (r.duration, file, r.qid))
+      if first[0] != r.duration:
+        raise ValueError(f"{file}: video {r.vid!r} has duration {r.duration!r} (qid {r.qid}), but "
+                         f"{first[0]!r} in {first[1]} (qid {first[2]}); one video has one duration")
   return out
