@@ -2,6 +2,7 @@
 line, key or field, or a counted repair; never a traceback or a silently wrong result."""
 
 import os
+import re
 import unicodedata
 
 import h5py
@@ -119,3 +120,69 @@ def test_prepare_vocabulary_from_the_tokens_the_model_sees(tmp_path):
   vocab = text.Vocabulary.load(str(tmp_path / "out" / "vocab.json"))
   assert sorted(vocab.tokens[2:]) == ["a", "dog", "man", "sits", "the", "w0", "walks"]
   assert meta["vocab_size"] == 9 and meta["splits"]["train"]["queries_truncated"] == 1
+
+
+@pytest.fixture(scope="module")
+def small_workdir(tmp_path_factory):
+  """A workdir as train leaves it (config, vocabulary, data metadata, best.keras), with a
+  small untrained model: enough for export's loader and predict's TFLite vocabulary."""
+  import json
+  from cimha_tf.experiment import workdir as wd
+  from cimha_tf.model import build_model
+  from tests.helpers import tiny_model_config
+  w = tmp_path_factory.mktemp("workdir")
+  c = tiny_model_config()
+  tokens = ["<pad>", "<unk>"] + [f"w{i}" for i in range(10)]
+  build_model(c, video_dim=5, vocab_size=len(tokens)).save(str(w / wd.BEST))
+  (w / wd.CONFIG).write_text(json.dumps({"model": c.to_dict(), "eval": {"top_k": 3}}))
+  (w / wd.VOCAB).write_text(json.dumps({"tokens": tokens}))
+  (w / wd.DATA_META).write_text(json.dumps({"feature_dim": 5, "vocab_size": len(tokens)}))
+  return str(w)
+
+
+DAMAGES = [b'{"model": {"wid', b"\xff\xfe{}", b"[1, 2]", b'{"model": 3, "tokens": {}, "feature_dim": "5"}']
+
+
+@pytest.mark.parametrize("name", ["config.json", "vocab.json", "data_meta.json"])
+def test_export_loader_names_a_damaged_workdir_file(small_workdir, tmp_path, name):
+  # export and the demo load a workdir through deploy.source.load_workdir
+  import shutil
+  from cimha_tf.deploy.source import load_workdir
+  assert load_workdir(small_workdir).model is not None  # the undamaged copy loads
+  for damage in DAMAGES:
+    w = tmp_path / "w"
+    shutil.rmtree(w, ignore_errors=True)
+    shutil.copytree(small_workdir, w)
+    (w / name).write_bytes(damage)
+    with pytest.raises(ValueError, match=re.escape(str(w / name))):
+      load_workdir(str(w))
+
+
+def test_predict_names_a_damaged_vocabulary_beside_the_tflite(tmp_path, monkeypatch):
+  from cimha_tf.deploy import tflite
+  from cimha_tf.deploy.predictor import load_predictor
+  # The flatbuffer loads first; a stand-in keeps this test to the vocabulary file.
+  monkeypatch.setattr(tflite, "TFLiteModel", lambda path: None)
+  (tmp_path / "m.tflite").write_bytes(b"\0" * 64)
+  for damage in DAMAGES:
+    (tmp_path / "vocab.json").write_bytes(damage)
+    with pytest.raises(ValueError, match=re.escape(str(tmp_path / "vocab.json"))):
+      load_predictor(str(tmp_path / "m.tflite"))
+
+
+@pytest.mark.parametrize("name", ["metadata.json", "vocab.json"])
+def test_prepared_folder_damaged_json_is_named(tmp_path, name):
+  from cimha_tf.data import pipeline
+  from cimha_tf.training.trainer import write_workdir_files
+  from tests.helpers import tiny_config, write_tiny_prepared
+  prepared = write_tiny_prepared(str(tmp_path), num_videos=(2, 1, 1))
+  meta = pipeline.read_metadata(prepared)
+  os.makedirs(tmp_path / "w")
+  for damage in DAMAGES:
+    with open(os.path.join(prepared, name), "wb") as f:
+      f.write(damage)
+    with pytest.raises(ValueError, match=re.escape(os.path.join(prepared, name))):
+      if name == "metadata.json":
+        pipeline.read_metadata(prepared)
+      else:
+        write_workdir_files(str(tmp_path / "w"), tiny_config(prepared), meta)
