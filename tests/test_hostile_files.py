@@ -186,3 +186,18 @@ def test_prepared_folder_damaged_json_is_named(tmp_path, name):
         pipeline.read_metadata(prepared)
       else:
         write_workdir_files(str(tmp_path / "w"), tiny_config(prepared), meta)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["config.json", "vocab.json", "data_meta.json"])
+def test_export_binary_names_a_damaged_workdir_file_in_one_line(small_workdir, tmp_path, name):
+  import shutil
+  from tests.helpers import run_module
+  w = tmp_path / "w"
+  shutil.copytree(small_workdir, w)
+  (w / name).write_bytes(DAMAGES[0])
+  proc = run_module("cimha_tf.export", f"--workdir={w}", "--format=tflite",
+                    f"--output={tmp_path / 'm.tflite'}", check=False)
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert f"FATAL: ValueError: {w / name} is not valid JSON" in proc.stderr
+  assert not (tmp_path / "m.tflite").exists()
