@@ -118,7 +118,7 @@ def main(argv):
             file=sys.stderr)
     windows, inside = predictor.answer(features, query, duration, FLAGS.top_k,
                                        source=FLAGS.features)
-  seen = tokenize(query)[:predictor.max_query_len]
+  seen = tokenize(query, predictor.max_query_len)
   if not any(ch.isalnum() for token in seen for ch in token):
     # Punctuation tokens are in GloVe's vocabulary, so the <unk> warning below stays silent.
     logging.warning("the query has no word, only punctuation %s: its windows say nothing "

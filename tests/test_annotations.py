@@ -147,6 +147,31 @@ def test_bad_duration_dropped(tmp_path):
   assert records[0].vid == "V2"
 
 
+def test_jsonl_one_video_two_durations_across_files(tmp_path):
+  (tmp_path / "a_train.jsonl").write_text(_line(qid=5) + "\n")
+  (tmp_path / "b_test.jsonl").write_text(_line(qid=1, vid="v2") + "\n" + _line(qid=9, duration=50) + "\n")
+  with pytest.raises(ValueError, match=r"b_test.jsonl: video 'v1' has duration 50.0 \(qid 9\), but "
+                     r"100.0 in .*a_train.jsonl \(qid 5\)"):
+    read_dataset("jsonl", str(tmp_path))
+
+
+def test_jsonl_extreme_qids_and_repeated_equal_durations_are_kept(tmp_path):
+  (tmp_path / "x.jsonl").write_text("\n".join([
+      _line(qid=2**63 - 1), _line(qid=-2**63, duration=100.0), _line(qid=0, duration=100)]) + "\n")
+  records, rep = read_dataset("jsonl", str(tmp_path / "x.jsonl"))["x"]
+  assert [r.qid for r in records] == [2**63 - 1, -2**63, 0] and rep.kept == 3
+
+
+def test_durations_float32_cannot_hold_are_dropped_and_counted(tmp_path):
+  # 1e300 would become inf in the float32 records and 1e-300 zero: both fail after an epoch.
+  durations = {"V1": 1e300, "V2": 1e-300, "V3": -5.0, "V4": float("nan"), "V5": 3e38, "V6": 20.0,
+               "V7": 1e-39}
+  folder = _charades(tmp_path, [f"{v} 0.0 1e-40##ok." for v in durations], ["V6 0 1##x."], durations)
+  records, rep = read_dataset("charades_sta", str(folder))["train"]
+  assert dict(rep.dropped) == {"bad_duration": 5}
+  assert [r.vid for r in records] == ["V5", "V6"] and rep.read == 7
+
+
 def test_unknown_dataset():
   with pytest.raises(ValueError, match="unknown dataset 'nope'"):
     read_dataset("nope", ".")
@@ -239,6 +264,19 @@ def test_jsonl_windows_and_splits(tmp_path):
     (_line() + "\n" + _line(qid=2).replace("a dog", "caf\udce9"), r"x.jsonl:2: not valid UTF-8"),
     (_line(duration="long"), r"x.jsonl:1: field 'duration'"),
     (_line(relevant_windows=[[1, "b"]]), r"x.jsonl:1: relevant_windows\[0\]"),
+    # Strings and booleans are not coerced ("2_0" would be 20, true 1.0), like a string duration.
+    (_line(qid=1) + "\n" + _line(qid=2, relevant_windows=[["2_0", 30]]),
+     r"x.jsonl:2: relevant_windows\[0\]: window values must be JSON numbers, got \['2_0', 30\]"),
+    (_line(relevant_windows=[[10, 20], [True, 30]]), r"x.jsonl:1: relevant_windows\[1\]: .*JSON numbers"),
+    (_line(relevant_windows=[["10", "20"]]), r"x.jsonl:1: relevant_windows\[0\]: .*JSON numbers"),
+    (_line(duration=True), r"x.jsonl:1: field 'duration'"),
+    # qids beyond int64 (the records' type) name the file, line and field.
+    (_line(qid=1) + "\n" + _line(qid=2**64), r"x.jsonl:2: field 'qid' must fit a signed 64-bit integer.*18446744073709551616"),
+    (_line(qid=-2**63 - 1), r"x.jsonl:1: field 'qid' must fit a signed 64-bit"),
+    (_line(qid=1e19), r"x.jsonl:1: field 'qid' must fit a signed 64-bit"),
+    # One video, two durations: one feature sequence would be labelled on two timelines.
+    (_line(qid=1) + "\n" + _line(qid=2, vid="v2") + "\n" + _line(qid=3, duration=90),
+     r"x.jsonl:3: video 'v1' has duration 90, but 100 on line 1"),
 ])
 def test_jsonl_errors(tmp_path, content, match):
   (tmp_path / "x.jsonl").write_bytes(content.encode("utf-8", "surrogateescape"))

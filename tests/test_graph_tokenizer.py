@@ -48,6 +48,40 @@ def test_tricky_strings_match_python_tokenizer():
   _assert_same_tokens(TRICKY)
 
 
+# Every kind of whitespace and control character, NUL first (tf.strings.lower stops there).
+CONTROL = [chr(c) for c in list(range(0x20)) + list(range(0x7F, 0xA0))] + [
+    "\u00a0", "\u1680", "\u2000", "\u2007", "\u200b", "\u2028", "\u2029", "\u202f",
+    "\u205f", "\u3000", "\ufeff", "\u00ad"]
+
+
+def _around(chars):
+  """Each character between, before and after tokens, and doubled: separators must separate."""
+  return [s for c in chars for s in (f"walk{c}Away", f"{c}Door's", f"it{c}", f"x{c}{c}y'z{c}Ü")]
+
+
+def test_control_characters_and_nul_match_python_tokenizer():
+  queries = _around(CONTROL) + ["a\x00b\x00c", "\x00", "Hi\x00 THERE\x00\x00", "don'\x00t"]
+  _assert_same_tokens(queries)
+  tok = graph_tokenizer.GraphTokenizer(["<pad>", "<unk>", "a", "b"], max_len=4)
+  # Independent expectation: NUL separates, and nothing after it is lost.
+  np.testing.assert_array_equal(tok(tf.constant(["A\x00b\x00zz\x00a"])).numpy(), [[2, 3, 1, 2]])
+
+
+def test_first_code_points_and_random_mixtures_match_python_tokenizer():
+  rng = np.random.default_rng(7)
+  first = [chr(c) for c in range(0x3000) if not 0xD800 <= c <= 0xDFFF]
+  pool = first + CONTROL + ["\u2019", "'", "İ", "\u212a", "Σ", "😀", " ", "A", "z"] * 20
+  mixtures = ["".join(rng.choice(pool, size=rng.integers(1, 30))) for _ in range(3000)]
+  _assert_same_tokens(_around(first) + mixtures)
+
+
+@pytest.mark.slow
+def test_every_code_point_matches_python_tokenizer():
+  everything = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+  for start in range(0, len(everything), 200_000):
+    _assert_same_tokens(_around(everything[start:start + 200_000]))
+
+
 def test_charades_sta_every_query(shared_data):
   queries = _charades_queries(shared_data)
   assert len(queries) == 12408 + 3720

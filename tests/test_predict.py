@@ -184,8 +184,11 @@ def test_bad_input_errors(setup, predictors, tmp_path):
   for p in predictors.values():
     with pytest.raises(ValueError, match="non-empty sentence"):
       p.predict(feats, "   ", 10.0)
-    with pytest.raises(ValueError, match="duration"):
-      p.predict(feats, "a door", float("nan"))
+    for bad in (float("nan"), float("inf"), 1e300, 1e-300, 0.0, -2.0):
+      # The same refusal from both formats (TFLite once gave a traceback or [0, 0] windows).
+      with pytest.raises(ValueError, match=r"^duration=.*: expected the video's length in seconds, "
+                         r"a finite number of seconds from 1.18e-38 to 3.4e\+38 \(float32\)$"):
+        p.predict(feats, "a door", bad)
     with pytest.raises(ValueError, match=f"v.npy: feature dimension 7, expected {VIDEO_DIM} "
                        r"\(the model's video_features input"):
       p.predict(np.zeros((4, 7), np.float32), "a door", 10.0, source="v.npy")
@@ -199,6 +202,8 @@ def test_bad_input_errors(setup, predictors, tmp_path):
   with pytest.raises(ValueError, match="--duration"):
     resolve_duration(None, None, 15)
   assert resolve_duration(None, 2.0, 15) == 30.0
+  with pytest.raises(ValueError, match=r"--clip_seconds=3e\+38 x 15 feature rows = 4.5e\+39 s"):
+    resolve_duration(None, 3e38, 15)
   with pytest.raises(FileNotFoundError, match="nothing.tflite"):
     load_predictor(tmp_path / "nothing.tflite")
   with pytest.raises(FileNotFoundError, match="vocab"):
@@ -265,9 +270,12 @@ def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--duration=30", "--clip_seconds=2"], "pass --duration or --clip_seconds, not both"),
     ([], "the video's duration is unknown: pass --duration=SECONDS"),
-    (["--duration=-3"], "--duration=-3.0: expected a finite number of seconds > 0"),
-    (["--duration=inf"], "--duration=inf: expected a finite number of seconds > 0"),
-    (["--clip_seconds=0"], "--clip_seconds=0.0: expected a finite number of seconds > 0")])
+    (["--duration=-3"], "--duration=-3.0: expected a finite number of seconds from 1.18e-38 to 3.4e+38"),
+    (["--duration=inf"], "--duration=inf: expected a finite number of seconds from"),
+    # float32 would make these inf and 0 (a traceback and all-[0, 0] windows on TFLite).
+    (["--duration=1e300"], "--duration=1e+300: expected a finite number of seconds from"),
+    (["--duration=1e-300"], "--duration=1e-300: expected a finite number of seconds from"),
+    (["--clip_seconds=0"], "--clip_seconds=0.0: expected a finite number of seconds from")])
 def test_cli_duration_flags_are_usage_errors(tmp_path, args, message):
   """Flag values out of range or a bad flag combination: a bad command line (status 2,
   docs/design.md), found before the model or the features are read."""

@@ -47,6 +47,17 @@ def test_build_order_and_min_count():
     Vocabulary.build(["a"], min_count=0)
 
 
+def test_long_query_vocabulary_only_from_the_tokens_the_model_sees():
+  # A 6-million-word query once gave a 6,000,007-word vocabulary; only its first max_len count.
+  huge = "The dog runs. " + " ".join(f"w{i}" for i in range(300_000))
+  vocab = text.Vocabulary.build(["a cat sits", huge], max_len=5)
+  assert vocab.tokens == ["<pad>", "<unk>", ".", "a", "cat", "dog", "runs", "sits", "the", "w0"]
+  assert text.tokenize(huge, 5) == text.tokenize(huge)[:5] == ["the", "dog", "runs", ".", "w0"]
+  np.testing.assert_array_equal(vocab.encode(huge, 6), vocab.ids(["the", "dog", "runs", ".", "w0", "w1"]))
+  assert text.tokenize("a b", 0) == [] and text.tokenize("a b", 9) == ["a", "b"]
+  assert len(text.Vocabulary.build([huge])) == 300_000 + 6  # without max_len: every word
+
+
 def test_encode_pads_and_truncates():
   vocab = Vocabulary.build(["one two three four five"])
   got = vocab.encode("One two, six", max_len=6)

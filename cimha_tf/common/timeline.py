@@ -11,6 +11,20 @@ tensors alike (it runs inside serving graphs). `seconds_to_steps` is data-side (
 
 import numpy as np
 
+# Durations are float32 in records and serving graphs: outside its positive normal range a
+# duration becomes inf (1e300) or 0 (1e-300), and every window with it.
+MIN_DURATION = float(np.finfo(np.float32).tiny)
+MAX_DURATION = float(np.finfo(np.float32).max)
+DURATION_RANGE = f"a finite number of seconds from {MIN_DURATION:.3g} to {MAX_DURATION:.3g} (float32)"
+
+
+def is_valid_duration(seconds) -> bool:
+  """True for a number float32 holds as a positive normal value (False for NaN, inf, <= 0)."""
+  try:
+    return MIN_DURATION <= float(seconds) <= MAX_DURATION
+  except (TypeError, ValueError):
+    return False
+
 
 def steps_to_seconds(start_step, end_step, duration, num_steps):
   """Window [start_step, end_step] (inclusive step indices) -> (start_s, end_s).

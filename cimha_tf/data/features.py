@@ -13,9 +13,14 @@ feature dimension; anything else raises `FeatureError` naming the file and what 
 expected. `FeatureError.reason` is a short key ("missing_video", "wrong_dim", ...) so
 callers that skip bad videos can count them by reason. Arrays are loaded with
 allow_pickle=False always: an object array is refused, never unpickled.
+
+Video ids match file names and HDF5 keys exactly, else after Unicode NFC normalisation of
+both sides: "café" typed (NFC) finds "café.npy" saved by macOS (NFD). Two names that
+normalise alike are ambiguous, an error naming both.
 """
 
 import os
+import unicodedata
 import zipfile
 import zlib
 
@@ -89,6 +94,19 @@ def _load_npz(path, key=None):
     raise FeatureError("unreadable", f"{path}: not a readable .npz file ({e})") from e
 
 
+def match_name(name, names, where):
+  """`name` if in `names`, else the one member equal to it after NFC normalisation, else
+  None; two such members are a ValueError naming both and `where`."""
+  if name in names:
+    return name
+  want = unicodedata.normalize("NFC", name)
+  found = [n for n in names if unicodedata.normalize("NFC", n) == want]
+  if len(found) > 1:
+    raise ValueError(f"{where}: {found[0]!r} and {found[1]!r} are both {name!r} after Unicode "
+                     "NFC normalisation; rename one")
+  return found[0] if found else None
+
+
 def _h5_entry(f, key, source):
   import h5py
   entry = f[key]
@@ -97,6 +115,12 @@ def _h5_entry(f, key, source):
       raise FeatureError("bad_shape", f"{source}: group {key!r} has no {HDF5_GROUP_KEY!r} dataset "
                          f"(members: {list(entry.keys())})")
     entry = entry[HDF5_GROUP_KEY]
+    if not isinstance(entry, h5py.Dataset):
+      raise FeatureError("bad_shape", f"{source}: {key}/{HDF5_GROUP_KEY} is an HDF5 "
+                         f"{type(entry).__name__}, not a dataset of (T, D) features")
+  if not isinstance(entry, h5py.Dataset):  # e.g. a committed datatype
+    raise FeatureError("bad_shape", f"{source}: entry {key!r} is an HDF5 {type(entry).__name__}, "
+                       f"not a (T, D) dataset or a group holding {HDF5_GROUP_KEY!r}")
   try:
     return entry[()]
   except OSError as e:  # the file opened, but this dataset's chunks do not decode
@@ -131,6 +155,7 @@ def load_feature_file(path, key=None):
           raise ValueError(f"{path}: holds {len(keys)} entries ({shown}); pass the video id as "
                            "key (--feature_key in predict and the serving clients)")
         key = keys[0]
+      key = match_name(key, keys, path) or key
       if key not in f:
         raise FeatureError("missing_video", f"{path}: no entry {key!r} (it holds {len(keys)}, "
                            f"e.g. {', '.join(keys[:5])})")
@@ -172,6 +197,7 @@ class FeatureStore:
     self._dim = feature_dim
     self._h5 = None
     self._suffix = _SUFFIXES.get(layout)
+    self._names = None  # the stored ids, listed once, for NFC matching
     if layout == "hdf5":
       if os.path.isdir(self.path):
         raise ValueError(f"{self.path}: a folder, but layout hdf5 expects an HDF5 file "
@@ -193,10 +219,16 @@ class FeatureStore:
   def __len__(self):
     return len(self.vids())
 
+  def _stored(self, vid):
+    """The stored id for `vid` (itself, or its NFC match), or None."""
+    if vid in self._h5 if self._h5 is not None else os.path.isfile(self._file(vid)):
+      return vid
+    if self._names is None:
+      self._names = self.vids()
+    return match_name(vid, self._names, self.path)
+
   def __contains__(self, vid):
-    if self._h5 is not None:
-      return vid in self._h5
-    return os.path.isfile(self._file(vid))
+    return self._stored(vid) is not None
 
   def _file(self, vid):
     return os.path.join(self.path, vid + self._suffix)
@@ -214,9 +246,11 @@ class FeatureStore:
     return self._dim
 
   def _read(self, vid):
-    source = self._source(vid)
-    if vid not in self:
-      raise FeatureError("missing_video", f"video {vid!r} not in the feature store: {source} not found")
+    stored = self._stored(vid)
+    if stored is None:
+      raise FeatureError("missing_video", f"video {vid!r} not in the feature store: "
+                         f"{self._source(vid)} not found")
+    vid, source = stored, self._source(stored)
     if self._h5 is not None:
       array = _h5_entry(self._h5, vid, source)
     elif self.layout == "npy_dir":

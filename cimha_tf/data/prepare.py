@@ -94,7 +94,7 @@ def _write_video(writer, vid, feats, recs, vocab, max_video_len, max_query_len, 
                  dropped, kept_records):
   entries, kept = [], []
   for r in recs:
-    if not text_lib.tokenize(r.query):  # e.g. only dropped symbols: nothing to condition on
+    if not text_lib.tokenize(r.query, 1):  # e.g. only dropped symbols: nothing to condition on
       dropped["no_tokens"] += 1
       continue
     ids = vocab.encode(r.query, max_query_len)
@@ -166,7 +166,7 @@ def _write_split(split, records, report, store, vocab, output_dir, max_video_len
       "queries_by_num_steps": {str(n): c for n, c in sorted(by_steps.items()) if c},
       "duplicates_kept": _count_duplicates(kept_records),
       # Cut to their first max_query_len tokens (punctuation counts): 5.5% of ActivityNet's.
-      "queries_truncated": sum(len(text_lib.tokenize(r.query)) > max_query_len
+      "queries_truncated": sum(len(text_lib.tokenize(r.query, max_query_len + 1)) > max_query_len
                                for r in kept_records),
       "annotations": f"{ANNOTATIONS}/{split}.jsonl",
   }
@@ -203,7 +203,7 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
     raise ValueError(f"training split {train!r} ({report.source}) has no usable query: read "
                      f"{report.read}, dropped {dict(report.dropped) or 0}; the vocabulary and "
                      "the training set come from it")
-  vocab = text_lib.Vocabulary.build(r.query for r in splits[train][0])
+  vocab = text_lib.Vocabulary.build((r.query for r in splits[train][0]), max_len=max_query_len)
   feature_dtype = "float16" if float16 else "float32"
   split_info = {}
   # The feature store opens (and its dimension is probed) before anything is written or

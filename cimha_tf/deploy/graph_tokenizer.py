@@ -6,8 +6,10 @@ pattern `(TOKEN_PATTERN)|.` consumes, at each position, a token when one starts 
 (RE2 alternation is leftmost-first, like Python's `re`) and otherwise one code point;
 tokens are rewritten as `token ` and everything else as a space, and a whitespace split
 gives the tokens (tokens never contain whitespace). Lower-casing is
-`tf.strings.lower(encoding="utf-8")`, which agrees with `str.lower` on every character
-of the real Charades-STA and ActivityNet Captions queries (tests/test_graph_tokenizer.py).
+`tf.strings.lower(encoding="utf-8")`, which agrees with `str.lower` on every code point
+but NUL: it treats the string as NUL-terminated and drops the rest. NUL is never part of
+a token, so it is first replaced by a space (same tokens, nothing dropped); the two
+tokenizers are compared on every code point in tests/test_graph_tokenizer.py.
 
 Ids come from a `tf.lookup.StaticHashTable` built from the vocabulary list (id = index,
 unknown -> UNK_ID); the table is a tracked resource, so it is saved inside a SavedModel.
@@ -24,7 +26,9 @@ _FINDALL_PATTERN = f"(?s)({text.TOKEN_PATTERN})|."
 def tokenize(queries):
   """(B,) tf.string -> tf.RaggedTensor (B, None) of tokens, exactly `text.tokenize`."""
   queries = tf.convert_to_tensor(queries, tf.string)
-  lowered = tf.strings.lower(queries, encoding="utf-8")
+  # tf.strings.lower stops at a NUL; NUL is a separator for text.tokenize, so a space is.
+  no_nul = tf.strings.regex_replace(queries, "\\x00", " ")
+  lowered = tf.strings.lower(no_nul, encoding="utf-8")
   spaced = tf.strings.regex_replace(lowered, _FINDALL_PATTERN, r"\1 ")
   return tf.strings.split(spaced)
 

@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from cimha_tf.common.timeline import DURATION_RANGE, is_valid_duration
+
 
 def _windows(start_s, end_s, scores, top_k):
   out = [[float(s), float(e), float(p)] for s, e, p in zip(start_s, end_s, scores) if p > 0]
@@ -32,8 +34,8 @@ def _assertion(message):
 def _check_query_duration(query, duration):
   if not isinstance(query, str) or not query.strip():
     raise ValueError(f"query {query!r}: expected a non-empty sentence")
-  if duration is None or not np.isfinite(duration) or duration <= 0:
-    raise ValueError(f"duration={duration}: expected the video's length in seconds (> 0)")
+  if not is_valid_duration(duration):
+    raise ValueError(f"duration={duration}: expected the video's length in seconds, {DURATION_RANGE}")
 
 
 class _Base:
@@ -46,7 +48,7 @@ class _Base:
     from cimha_tf.data.text import tokenize
     if self.vocab is None:
       return []
-    return [w for w in tokenize(query)[:self.max_query_len] if w not in self.vocab]
+    return [w for w in tokenize(query, self.max_query_len) if w not in self.vocab]
 
   def predict(self, features, query, duration, top_k=5, source="features"):
     """[[start_s, end_s, score], ...], best first."""
@@ -193,13 +195,19 @@ def check_duration_flags(duration, clip_seconds):
     raise ValueError("the video's duration is unknown: pass --duration=SECONDS (or "
                      "--clip_seconds=C if each feature row covers C seconds)")
   name, value = ("duration", duration) if duration is not None else ("clip_seconds", clip_seconds)
-  if not np.isfinite(value) or value <= 0:
-    raise ValueError(f"--{name}={value}: expected a finite number of seconds > 0")
+  if not is_valid_duration(value):
+    raise ValueError(f"--{name}={value}: expected {DURATION_RANGE}")
 
 
 def resolve_duration(duration, clip_seconds, num_rows):
   check_duration_flags(duration, clip_seconds)
-  return float(duration) if duration is not None else float(clip_seconds) * num_rows
+  if duration is not None:
+    return float(duration)
+  total = float(clip_seconds) * num_rows
+  if not is_valid_duration(total):
+    raise ValueError(f"--clip_seconds={clip_seconds} x {num_rows} feature rows = {total} s: "
+                     f"the duration must be {DURATION_RANGE}")
+  return total
 
 
 def load_predictor(path, vocab_path=None):

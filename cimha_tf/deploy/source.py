@@ -33,7 +33,11 @@ def load_workdir(workdir, checkpoint="best"):
     meta = workdir_lib.read_json(workdir, workdir_lib.DATA_META)
   except FileNotFoundError:
     meta = {}
-  if "feature_dim" in meta and int(meta["feature_dim"]) != video_dim_of(model):
+  dim = meta.get("feature_dim", video_dim_of(model))
+  if isinstance(dim, bool) or not isinstance(dim, int):
+    raise ValueError(f"{workdir_lib.path(workdir, workdir_lib.DATA_META)}: feature_dim must be "
+                     f"an integer, got {dim!r} (a damaged workdir file?)")
+  if dim != video_dim_of(model):
     raise ValueError(f"{path}: model takes {video_dim_of(model)}-d features but "
                      f"data_meta.json says feature_dim={meta['feature_dim']}")
   top_k = int(config.get("eval", {}).get("top_k", 5))

@@ -21,7 +21,7 @@ import os
 import keras
 import tensorflow as tf
 
-from cimha_tf.common.jsonfile import read_json_object
+from cimha_tf.data.text import Vocabulary
 from cimha_tf.experiment import checks
 from cimha_tf.experiment import config as config_lib
 from cimha_tf.experiment import workdir as wd
@@ -52,9 +52,9 @@ def write_workdir_files(out, config, meta):
   """The resolved config, the vocabulary and the data metadata: the workdir is self-contained."""
   _write_json(wd.path(out, wd.CONFIG), json.loads(config.to_json()))
   _write_json(wd.path(out, wd.DATA_META), meta)
-  vocab = read_json_object(os.path.join(config.data.dir, "vocab.json"), "vocabulary",
-                           expected='a JSON object {"tokens": [...]}')
-  _write_json(wd.path(out, wd.VOCAB), vocab)
+  # Loaded, not copied: a damaged vocab.json is refused here, naming it, not carried along.
+  vocab = Vocabulary.load(os.path.join(config.data.dir, "vocab.json"))
+  _write_json(wd.path(out, wd.VOCAB), {"tokens": vocab.tokens})
 
 
 def tensorboard_callbacks(log_dir):

@@ -9,8 +9,9 @@ Window rules (seconds, video duration T), applied in this order:
   * end > T                          -> clipped to T ("end_clipped")
   * start == end (zero length)       -> kept ("zero_length_kept"): it becomes a
                                         one-step moment via timeline.seconds_to_steps
-A query is dropped when its video's duration is not a positive finite number
-("bad_duration"), its sentence has no token ("empty_query", see text.tokenize), or none
+A query is dropped when its video's duration is not a positive finite number that float32
+(the prepared records' type) holds as a normal number, 1.2e-38 to 3.4e38 s ("bad_duration":
+1e300 would become inf and 1e-300 zero), its sentence has no token ("empty_query", see text.tokenize), or none
 of its windows survives (the window's reason; "no_valid_window" for several windows).
 """
 
@@ -18,6 +19,7 @@ import collections
 import math
 from typing import List, Optional, Sequence, Tuple
 
+from cimha_tf.common.timeline import is_valid_duration
 from cimha_tf.data.records import QueryRecord, ReadReport
 from cimha_tf.data.text import tokenize
 
@@ -47,11 +49,11 @@ def add_query(records: List[QueryRecord], report: ReadReport, qid: int, vid: str
   """Accounts for one query read: appends its repaired record or counts why it was dropped."""
   report.read += 1
   duration = float(duration)
-  if not (math.isfinite(duration) and duration > 0):
+  if not is_valid_duration(duration):
     report.dropped["bad_duration"] += 1
     return
   query = query.strip()
-  if not tokenize(query):
+  if not tokenize(query, 1):
     report.dropped["empty_query"] += 1
     return
   kept, reason, repaired = [], "no_valid_window", collections.Counter()
@@ -70,10 +72,13 @@ def add_query(records: List[QueryRecord], report: ReadReport, qid: int, vid: str
 
 
 def parse_window(value, where: str) -> Tuple[float, float]:
-  """[start, end] from JSON -> floats, or a ValueError naming `where`."""
+  """[start, end] from JSON -> floats, or a ValueError naming `where`.
+
+  Only JSON numbers: a string ("2_0" would parse as 20) or a boolean (true as 1.0) is
+  refused, as a string duration is.
+  """
   if not (isinstance(value, (list, tuple)) and len(value) == 2):
     raise ValueError(f"{where}: expected a window [start, end], got {value!r}")
-  try:
-    return float(value[0]), float(value[1])
-  except (TypeError, ValueError):
-    raise ValueError(f"{where}: window values must be numbers, got {value!r}") from None
+  if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    raise ValueError(f"{where}: window values must be JSON numbers, got {value!r}")
+  return float(value[0]), float(value[1])
