@@ -21,8 +21,9 @@ import sys
 _HELD = {}  # realpath of the lock file -> [fd, depth]: re-entrant within one process
 
 
-class FolderInUse(RuntimeError):
-  """Another live process holds the folder's lock."""
+class FolderInUse(FileExistsError):
+  """Another live process holds the folder's lock (a FileExistsError: its lock file exists,
+  so the binaries report it as one FATAL line)."""
 
 
 def lock_path(folder):

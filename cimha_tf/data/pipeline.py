@@ -211,6 +211,11 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
 
   def one_pass(index):
     pass_seed = None if seed is None else _pass_seed(seed, index)
+    if pass_seed is not None:
+      # The op seed is a tensor here; with a global seed of 0, TF's seed logic compares it
+      # with 0 in Python (`seeds == (0, 0)`) and fails. This pass's graph does without the
+      # global seed: the pass seed already derives from `seed`.
+      tf.compat.v1.get_default_graph().seed = None
     if cache:
       videos = cached
       if shuffle:
