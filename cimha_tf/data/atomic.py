@@ -167,16 +167,18 @@ def _alive(pid):
   return True
 
 
-def remove_temporaries(folder):
+def remove_temporaries(folder, name=None):
   """Deletes the temporary files and folders that killed writers left in `folder` (those
-  of processes still running are kept). Returns their count."""
+  of processes still running are kept; with `name`, only those for FOLDER/name). Returns
+  their count."""
   if not os.path.isdir(folder):
     return 0
   count = 0
-  for name in os.listdir(folder):
-    pid = name[len(TMP_PREFIX):].split("-", 1)[0]
-    if name.startswith(TMP_PREFIX) and pid.isdigit() and not _alive(int(pid)):
-      p = os.path.join(folder, name)
+  for entry in os.listdir(folder):
+    pid = entry[len(TMP_PREFIX):].split("-", 1)[0]
+    if (entry.startswith(TMP_PREFIX) and pid.isdigit() and not _alive(int(pid))
+        and (name is None or entry.split("-", 3)[-1] == name)):
+      p = os.path.join(folder, entry)
       if os.path.isdir(p) and not os.path.islink(p):
         shutil.rmtree(p, ignore_errors=True)
       else:

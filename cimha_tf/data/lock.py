@@ -12,6 +12,7 @@ flock is per host on network file systems that do not forward it (some NFS setup
 
 import contextlib
 import datetime
+import errno
 import fcntl
 import json
 import os
@@ -55,7 +56,10 @@ def acquire(folder, what="writing"):
   if key in _HELD:
     _HELD[key][1] += 1
     return path
-  os.makedirs(os.path.dirname(path), exist_ok=True)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+  except FileExistsError:  # a file on the way: name the folder asked for, as open() would
+    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(folder)) from None
   while True:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
