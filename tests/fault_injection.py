@@ -22,11 +22,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Killed:
-  """What kill_when saw: `output` (the lines printed before the kill) and `matched` (the
-  files or line that triggered it)."""
+  """What kill_when saw: `output` (the lines printed before the signal), `matched` (the
+  files or line that triggered it) and `process` (the Popen; still alive when stopped)."""
 
-  def __init__(self, output, matched):
-    self.output, self.matched = output, matched
+  def __init__(self, output, matched, process):
+    self.output, self.matched, self.process = output, matched, process
 
 
 def file_appears(pattern):
@@ -67,8 +67,11 @@ def python_module(module, *args):
   return [sys.executable, "-m", module, *map(str, args)]
 
 
-def kill_when(cmd, condition, timeout=600, cwd=REPO, env=None, poll_s=0.001):
-  """Starts `cmd`, SIGKILLs it as soon as `condition` holds, waits for it; returns Killed."""
+def kill_when(cmd, condition, timeout=600, cwd=REPO, env=None, poll_s=0.001,
+              sig=signal.SIGKILL):
+  """Starts `cmd`, SIGKILLs it as soon as `condition` holds, waits for it; returns Killed.
+  sig=signal.SIGSTOP freezes it there instead (e.g. holding a lock) and returns at once:
+  the caller kills or continues (SIGCONT) Killed.process."""
   proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors="replace")
   lines = []
@@ -81,20 +84,21 @@ def kill_when(cmd, condition, timeout=600, cwd=REPO, env=None, poll_s=0.001):
     while proc.poll() is None and time.monotonic() < deadline:
       matched = condition(lines)
       if matched:
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, sig)
         break
       time.sleep(poll_s)
   finally:
     if proc.poll() is None and not matched:
       proc.kill()
-    proc.wait(timeout=60)
-    reader.join(timeout=10)
+    if not matched or sig != signal.SIGSTOP:
+      proc.wait(timeout=60)
+      reader.join(timeout=10)
   output = "".join(lines)
   if not matched:
     why = "timed out" if proc.returncode == -signal.SIGKILL else f"ended (status {proc.returncode})"
     raise AssertionError(f"{' '.join(map(str, cmd))} {why} before {condition.what}:\n"
                          f"{output[-4000:]}")
-  return Killed(output, matched)
+  return Killed(output, matched, proc)
 
 
 def run(cmd, timeout=600, cwd=REPO, env=None):
