@@ -19,7 +19,6 @@ tf.strings.regex_* ops in a serving graph reproduce it exactly. The non-ASCII le
 literal characters in the pattern string, which both engines read as code points.
 """
 
-import json
 import re
 from collections import Counter
 from typing import Iterable, List
@@ -103,8 +102,9 @@ class Vocabulary:
     return out
 
   def save(self, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump({"tokens": self.tokens}, f, ensure_ascii=False)
+    from cimha_tf.data import atomic
+    atomic.write_json(path, {"tokens": self.tokens}, ensure_ascii=False, indent=None,
+                      sort_keys=False)
 
   @classmethod
   def load(cls, path: str) -> "Vocabulary":
