@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from cimha_tf.data import atomic
-from cimha_tf.data import lock
+from cimha_tf.common import atomic
+from cimha_tf.common import lock
 from tests import fault_injection as fi
 
 
@@ -49,7 +49,7 @@ def test_kill_during_a_write_leaves_the_old_file_and_a_removable_temporary(tmp_p
   p.write_bytes(b"old")
   # Writes 200 MB in 1 MB pieces: killed once its temporary file exists, mid-write.
   killed = fi.kill_when(_script(f"""
-      from cimha_tf.data import atomic
+      from cimha_tf.common import atomic
       with atomic.open_file({str(p)!r}, "wb") as f:
         for _ in range(200):
           f.write(b"x" * 2**20)
@@ -106,7 +106,7 @@ def test_swap_in_a_new_folder_where_none_was(tmp_path):
 
 _HOLDER = """
     import sys, time
-    from cimha_tf.data import lock
+    from cimha_tf.common import lock
     lock.acquire(sys.argv[1], "test holder")
     print("holding", flush=True)
     time.sleep(600)

@@ -9,8 +9,8 @@ import signal
 
 import pytest
 
-from cimha_tf.data import atomic
-from cimha_tf.data import lock
+from cimha_tf.common import atomic
+from cimha_tf.common import lock
 from cimha_tf.data import pipeline
 from cimha_tf.data import synthetic
 from cimha_tf.training import testing

@@ -12,11 +12,11 @@ import zipfile
 import numpy as np
 import pytest
 
-from cimha_tf.data import atomic
+from cimha_tf.common import atomic
 from cimha_tf.training import backup
 from cimha_tf.training import testing
 from cimha_tf.training import trainer
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 from tests import fault_injection as fi
 
 EPOCHS = 2  # testing.trained_tiny_workdirs's runs: the unbroken reference

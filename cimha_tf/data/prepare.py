@@ -24,10 +24,10 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from cimha_tf.data import atomic
+from cimha_tf.common import atomic
 from cimha_tf.data import features as features_lib
 from cimha_tf.data import labels as labels_lib
-from cimha_tf.data import lock
+from cimha_tf.common import lock
 from cimha_tf.data import pipeline
 from cimha_tf.data import text as text_lib
 from cimha_tf.data import tfrecords

@@ -3,8 +3,8 @@
 import json
 import os
 
-from cimha_tf.data import atomic
-from cimha_tf.data import lock
+from cimha_tf.common import atomic
+from cimha_tf.common import lock
 
 
 def export_saved_model(trained, output, version=1, overwrite=False, top_k=None):

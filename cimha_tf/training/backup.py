@@ -30,7 +30,7 @@ import re
 
 import keras
 
-from cimha_tf.data import atomic
+from cimha_tf.common import atomic
 
 STATE = "state.json"  # = workdir.BACKUP_STATE
 FORMAT = 1

@@ -9,8 +9,8 @@ import os
 
 import keras
 
-from cimha_tf.data import atomic
-from cimha_tf.data import jsonfile
+from cimha_tf.common import atomic
+from cimha_tf.common import jsonfile
 from cimha_tf.evaluation import runner
 
 

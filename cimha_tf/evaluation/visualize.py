@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 from cimha_tf.evaluation import predictions as predictions_lib
 from cimha_tf.evaluation.metrics import recall_at_1_curve, temporal_iou
 
@@ -56,7 +56,7 @@ def query_figure(start_probs, end_probs, inside_probs, duration, query, gt_windo
   """Figure of one query: the three curves over seconds, GT shaded, top-k windows marked.
 
   Curves are per valid step (padding beyond num_steps, default len(start_probs), is
-  ignored); step i is drawn over its interval from `cimha_tf.timeline`. gt_window: [s, e]
+  ignored); step i is drawn over its interval from `cimha_tf.common.timeline`. gt_window: [s, e]
   or several [[s, e], ...]; pred_windows: [[s, e(, score)], ...] best first.
   inside_probs may be None (a model without the segmentation head).
   """
@@ -192,7 +192,9 @@ def plot_recall_curves(path, runs=None, thresholds=RECALL_THRESHOLDS, figsize=(6
 def save_figure(fig, path):
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, format="png", dpi=fig.dpi)
+  from cimha_tf.common import atomic
+  with atomic.path(path) as tmp:  # a viewer or a copy never reads half a PNG
+    fig.savefig(tmp, format="png", dpi=fig.dpi)
   return path
 
 
