@@ -96,6 +96,14 @@ def test_folder_failing_midway_leaves_the_old_one(tmp_path):
   assert sorted(os.listdir(tmp_path)) == ["prepared"]
 
 
+def test_folder_refuses_to_replace_a_file(tmp_path):
+  (tmp_path / "out").write_text("a user's file")
+  with pytest.raises(NotADirectoryError, match="out"):
+    with atomic.folder(tmp_path / "out"):
+      pass
+  assert os.listdir(tmp_path) == ["out"] and (tmp_path / "out").read_text() == "a user's file"
+
+
 def test_swap_in_a_new_folder_where_none_was(tmp_path):
   new = tmp_path / "build"
   new.mkdir()

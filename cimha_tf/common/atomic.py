@@ -16,6 +16,7 @@ atomically with Linux's renameat2(RENAME_EXCHANGE) where available, else by two 
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import json
 import os
 import secrets
@@ -139,6 +140,8 @@ def folder(final, keep=None):
   keep(name) -> bool: entries of an existing `final` that the new folder lacks and that
   `keep` accepts are moved into it before the swap (files the builder does not own)."""
   final = os.path.abspath(os.fspath(final))
+  if os.path.lexists(final) and not os.path.isdir(final):  # never swap a file away
+    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), final)
   os.makedirs(os.path.dirname(final), exist_ok=True)
   tmp = temporary_name(final)
   os.makedirs(tmp)
