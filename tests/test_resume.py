@@ -178,6 +178,10 @@ def test_the_way_out_resumes_from_the_previous_epoch_to_the_unbroken_run(run, tm
   assert "resuming from the previous backup, after epoch 1" in out
   assert f"{w}: resuming after epoch 1 of {EPOCHS}\n" in out
   _assert_same_run(str(w), run["workdir"])
+  state = json.loads(_state(w).read_text())  # epoch 1's file stays the previous generation
+  assert (state["epoch"], state["previous"]["epoch"]) == (2, 1)
+  assert sorted(os.listdir(w / wd.BACKUP)) == sorted(
+      [wd.BACKUP_STATE, backup.weights_name(1), backup.weights_name(2)])
 
 
 def test_a_finished_run_started_again_trains_nothing(run, tmp_path, capsys):

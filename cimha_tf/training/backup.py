@@ -148,6 +148,8 @@ class Backup(keras.callbacks.Callback):
   def __init__(self, backup_dir, resume=None):
     super().__init__()
     self.backup_dir, self.resume = backup_dir, resume
+    # The entry of the last finished epoch, kept as the next state's "previous".
+    self._last = resume and {**resume, "weights": os.path.basename(resume["weights"])}
 
   def on_train_begin(self, logs=None):
     if not self.resume:
@@ -157,7 +159,8 @@ class Backup(keras.callbacks.Callback):
       model.optimizer.build(model.trainable_variables)
     model.load_weights(self.resume["weights"])
     states, gens = self.resume.get("seed_generators"), _seed_generators(model)
-    if not isinstance(states, list) or len(states) != len(gens):
+    if (not isinstance(states, list) or len(states) != len(gens)
+        or not all(isinstance(x, list) and all(type(v) is int for v in x) for x in states)):
       raise BackupError(f"{os.path.join(self.backup_dir, STATE)}: {len(gens)} dropout seed "
                         f"states expected, found {states!r:.200}: not this model's backup")
     for var, value in zip(gens, states):
@@ -173,14 +176,10 @@ class Backup(keras.callbacks.Callback):
              "bytes": os.path.getsize(final),
              "seed_generators": [v.numpy().tolist() for v in _seed_generators(self.model)]}
     state_path = os.path.join(self.backup_dir, STATE)
-    previous = None
-    if os.path.exists(state_path):
-      with open(state_path, encoding="utf-8") as f:
-        old = json.load(f)
-      previous = {k: v for k, v in old.items() if k not in ("previous", "format")}
-      if previous.get("epoch") != epoch:
-        previous = None  # a fresh run over an old backup: nothing in between
+    previous = self._last if self._last and self._last["epoch"] == epoch else None
+    previous = previous and {k: v for k, v in previous.items() if k not in ("previous", "format")}
     atomic.write_json(state_path, {"format": FORMAT, **entry, "previous": previous})
+    self._last = entry
     keep = {entry["weights"], previous and previous["weights"]}
     for name in os.listdir(self.backup_dir):
       if _WEIGHTS.match(name) and name not in keep:
