@@ -157,6 +157,7 @@ _DELETE_2 = r"delete .*epoch-00002\.weights\.h5 to resume from the intact backup
                            r"different epochs"),
     (lambda w: _state(w).write_text('{"epoch": 2, "weig'), r"state\.json: unreadable"),
     (_keras_backup, r"a resume backup of an earlier cimha_tf .*BackupAndRestore"),
+    (lambda w: _state(w).unlink(), r"state\.json is missing but .*'epoch-00002\.weights\.h5'"),
 ])
 def test_damaged_or_edited_backup_is_refused_with_nothing_lost(run, tmp_path, damage, message):
   w = _copy(run, tmp_path)

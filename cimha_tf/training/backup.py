@@ -104,6 +104,13 @@ def read_state(backup_dir):
           f"{backup_dir} holds {legacy}, a resume backup of an earlier cimha_tf (Keras's "
           "BackupAndRestore, which nothing verifies): resume with that version, or delete "
           f"{backup_dir} to train again from epoch 0 (best.keras and last.keras stay)")
+    later = sorted(n for n in os.listdir(backup_dir) if _WEIGHTS.match(n)
+                   and n != weights_name(1)) if os.path.isdir(backup_dir) else []
+    if later:  # only epoch 1's file can precede the first state (a kill between the two)
+      raise BackupError(f"{state_path} is missing but {backup_dir} holds {later}: finished "
+                        "epochs whose record is gone (deleted by hand?); nothing can verify "
+                        f"them: restore {STATE}, or delete {backup_dir} to train again from "
+                        "epoch 0 (best.keras and last.keras stay)")
     return None  # a kill before the first epoch's state: leftovers only, nothing finished
   try:
     with open(state_path, encoding="utf-8") as f:
