@@ -11,7 +11,7 @@ import pytest
 
 from cimha_tf.common import atomic
 from cimha_tf.common import lock
-from tests import fault_injection as fi
+from tests import helpers
 
 
 def _script(code):
@@ -48,12 +48,12 @@ def test_kill_during_a_write_leaves_the_old_file_and_a_removable_temporary(tmp_p
   p = tmp_path / "big.bin"
   p.write_bytes(b"old")
   # Writes 200 MB in 1 MB pieces: killed once its temporary file exists, mid-write.
-  killed = fi.kill_when(_script(f"""
+  killed = helpers.kill_when(_script(f"""
       from cimha_tf.common import atomic
       with atomic.open_file({str(p)!r}, "wb") as f:
         for _ in range(200):
           f.write(b"x" * 2**20)
-      """), fi.file_appears(str(tmp_path / (atomic.TMP_PREFIX + "*"))))
+      """), helpers.file_appears(str(tmp_path / (atomic.TMP_PREFIX + "*"))))
   assert p.read_bytes() == b"old"
   leftovers = [n for n in os.listdir(tmp_path) if n != "big.bin"]
   assert leftovers == [os.path.basename(killed.matched[0])]
@@ -123,7 +123,7 @@ _HOLDER = """
 
 def test_a_second_process_is_refused_with_the_holder_named(tmp_path):
   folder = tmp_path / "w"
-  holder = subprocess.Popen(_script(_HOLDER) + [str(folder)], cwd=fi.REPO,
+  holder = subprocess.Popen(_script(_HOLDER) + [str(folder)], cwd=helpers.REPO,
                             stdout=subprocess.PIPE, text=True)
   try:
     assert holder.stdout.readline() == "holding\n"
@@ -137,7 +137,7 @@ def test_a_second_process_is_refused_with_the_holder_named(tmp_path):
 
 def test_the_lock_of_a_killed_process_is_taken_over(tmp_path, capsys):
   folder = tmp_path / "w"
-  fi.kill_when(_script(_HOLDER) + [str(folder)], fi.line_printed("^holding"))
+  helpers.kill_when(_script(_HOLDER) + [str(folder)], helpers.line_printed("^holding"))
   assert os.path.exists(lock.lock_path(folder))  # SIGKILL: nothing cleaned up
   with lock.hold(folder):
     assert "taking over the lock of process" in capsys.readouterr().out

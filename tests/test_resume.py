@@ -14,17 +14,16 @@ import pytest
 
 from cimha_tf.common import atomic
 from cimha_tf.training import backup
-from cimha_tf.training import testing
-from cimha_tf.training import trainer
 from cimha_tf.experiment import workdir as wd
-from tests import fault_injection as fi
+from cimha_tf.training import trainer
+from tests import helpers
 
-EPOCHS = 2  # testing.trained_tiny_workdirs's runs: the unbroken reference
+EPOCHS = 2  # helpers.trained_tiny_workdirs's runs: the unbroken reference
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  return testing.trained_tiny_workdirs(str(tmp_path_factory.getbasetemp() / "tiny_train"))
+  return helpers.trained_tiny_workdirs(str(tmp_path_factory.getbasetemp() / "tiny_train"))
 
 
 def _history(workdir):
@@ -41,7 +40,7 @@ def _assert_same_run(w, reference):
   for name in (wd.LAST, wd.BEST):
     for a, b in zip(_weights(os.path.join(w, name)), _weights(os.path.join(reference, name)),
                     strict=True):
-      np.testing.assert_array_equal(a, b, err_msg=name)
+      np.helpers.assert_array_equal(a, b, err_msg=name)
   assert _history(w) == _history(reference)
   assert [int(r["epoch"]) for r in _history(w)] == list(range(EPOCHS))  # each epoch once
   for name in (trainer.BEST_STATE, os.path.join(wd.BACKUP, wd.BACKUP_STATE)):
@@ -55,16 +54,16 @@ def _assert_same_run(w, reference):
 
 
 def _train_cmd(run, w):
-  return fi.python_module("cimha_tf.train", f"--config={run['config']}", f"--workdir={w}")
+  return helpers.python_module("cimha_tf.train", f"--config={run['config']}", f"--workdir={w}")
 
 
 def _kill_then_resume(run, w, pattern):
   """Kills a run as soon as `pattern` (under w) exists, then runs it to the end; returns
   the epoch the backup held at the kill and the resumed run's output."""
-  fi.kill_when(_train_cmd(run, w), fi.file_appears(os.path.join(w, pattern)))
+  helpers.kill_when(_train_cmd(run, w), helpers.file_appears(os.path.join(w, pattern)))
   state = os.path.join(w, wd.BACKUP, wd.BACKUP_STATE)
   held = json.load(open(state))["epoch"] if os.path.exists(state) else 0
-  status, out = fi.run(_train_cmd(run, w))
+  status, out = helpers.run_to_end(_train_cmd(run, w))
   assert status == 0, out[-4000:]
   return held, out
 
@@ -89,9 +88,9 @@ def test_killed_during_a_checkpoint_write_resumes_to_the_unbroken_run(run, tmp_p
   """Epoch 1's checkpoint is being written: Keras wrote in place and left a 0-byte
   best.keras for good. Now the name holds the old file or none, and the rerun writes it."""
   w = str(tmp_path / "w")
-  fi.kill_when(_train_cmd(run, w), fi.file_appears(os.path.join(w, f"{atomic.TMP_PREFIX}*-{name}")))
+  helpers.kill_when(_train_cmd(run, w), helpers.file_appears(os.path.join(w, f"{atomic.TMP_PREFIX}*-{name}")))
   assert not os.path.exists(os.path.join(w, name)) or zipfile.is_zipfile(os.path.join(w, name))
-  status, out = fi.run(_train_cmd(run, w))
+  status, out = helpers.run_to_end(_train_cmd(run, w))
   assert status == 0, out[-4000:]
   _assert_same_run(w, run["workdir"])
 
@@ -164,7 +163,7 @@ def test_damaged_or_edited_backup_is_refused_with_nothing_lost(run, tmp_path, da
   damage(w)
   before = _unchanged(w)
   with pytest.raises(ValueError, match=message):
-    trainer.train(testing.tiny_config(run["prepared"], epochs=3), str(w), verbose=0)
+    trainer.train(helpers.tiny_config(run["prepared"], epochs=3), str(w), verbose=0)
   assert _unchanged(w) == before
 
 
@@ -174,7 +173,7 @@ def test_the_way_out_resumes_from_the_previous_epoch_to_the_unbroken_run(run, tm
   w = _copy(run, tmp_path)
   _flip_a_bit(w)
   os.remove(w / wd.BACKUP / backup.weights_name(2))
-  trainer.train(testing.tiny_config(run["prepared"], epochs=EPOCHS), str(w), verbose=0)
+  trainer.train(helpers.tiny_config(run["prepared"], epochs=EPOCHS), str(w), verbose=0)
   out = capsys.readouterr().out
   assert "resuming from the previous backup, after epoch 1" in out
   assert f"{w}: resuming after epoch 1 of {EPOCHS}\n" in out
@@ -188,7 +187,7 @@ def test_the_way_out_resumes_from_the_previous_epoch_to_the_unbroken_run(run, tm
 def test_a_finished_run_started_again_trains_nothing(run, tmp_path, capsys):
   w = _copy(run, tmp_path)
   before = _unchanged(w)
-  trainer.train(testing.tiny_config(run["prepared"], epochs=EPOCHS), str(w), verbose=0)
+  trainer.train(helpers.tiny_config(run["prepared"], epochs=EPOCHS), str(w), verbose=0)
   assert f"{w}: all {EPOCHS} epochs were trained already; nothing to train" in capsys.readouterr().out
   after = _unchanged(w)
   for name in (wd.CONFIG, wd.VOCAB, wd.DATA_META):  # rewritten, the same

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_export_saved_model import MAX_VIDEO_LEN, REPO, VIDEO_DIM, deploy_setup
+from tests.helpers import MAX_VIDEO_LEN, REPO, VIDEO_DIM, deploy_setup
 
 
 def _load(name):

@@ -1,10 +1,10 @@
 """The library behind `python -m cimha_tf.export`: a loaded workdir model -> files."""
 
-import json
 import os
 
 from cimha_tf.common import atomic
 from cimha_tf.common import lock
+from cimha_tf.common.jsonfile import read_json_object
 
 
 def export_saved_model(trained, output, version=1, overwrite=False, top_k=None):
@@ -47,7 +47,6 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
 def _tokens_in(vocab_path):
   """The token list of a vocab.json; None when unreadable (so not this vocabulary either)."""
   try:
-    with open(vocab_path, encoding="utf-8") as f:
-      return json.load(f)["tokens"]
+    return read_json_object(vocab_path, "vocabulary")["tokens"]
   except (OSError, ValueError, KeyError, TypeError):
     return None
