@@ -40,7 +40,7 @@ def _assert_same_run(w, reference):
   for name in (wd.LAST, wd.BEST):
     for a, b in zip(_weights(os.path.join(w, name)), _weights(os.path.join(reference, name)),
                     strict=True):
-      np.helpers.assert_array_equal(a, b, err_msg=name)
+      np.testing.assert_array_equal(a, b, err_msg=name)
   assert _history(w) == _history(reference)
   assert [int(r["epoch"]) for r in _history(w)] == list(range(EPOCHS))  # each epoch once
   for name in (trainer.BEST_STATE, os.path.join(wd.BACKUP, wd.BACKUP_STATE)):
