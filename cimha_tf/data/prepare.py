@@ -201,6 +201,7 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
   # GloVe is read (minutes for 840B): a mistyped --features fails at once, leaving no files.
   with features_lib.open_feature_store(features, feature_layout) as store:
     store.probe_feature_dim(dict.fromkeys(r.vid for r in splits[train][0]))
+    recipe = feature_recipe(features, store.feature_dim)
     # One writer per folder; the new folder is built beside the old one (which stays
     # readable meanwhile) and swapped in whole once complete: a kill or an error leaves the
     # old folder as it was, and no reader ever sees a half-written one.
@@ -208,8 +209,8 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
       parent, name = os.path.split(os.path.abspath(output_dir))
       atomic.remove_temporaries(parent, name)  # builds of killed runs
       with atomic.folder(output_dir, keep=_not_written_here) as build:
-        meta = _write_folder(splits, train, vocab, store, features, build, dataset, glove,
-                             max_video_len, max_query_len, float16, skip_bad_videos,
+        meta = _write_folder(splits, train, vocab, store, features, recipe, build, dataset,
+                             glove, max_video_len, max_query_len, float16, skip_bad_videos,
                              videos_per_shard, progress)
   return meta
 
@@ -224,7 +225,7 @@ def _not_written_here(name):
 _SHARD = re.compile(r"^.+-\d{5}-of-\d{5}\.tfrecord$")
 
 
-def _write_folder(splits, train, vocab, store, features, output_dir, dataset, glove,
+def _write_folder(splits, train, vocab, store, features, recipe, output_dir, dataset, glove,
                   max_video_len, max_query_len, float16, skip_bad_videos, videos_per_shard,
                   progress):
   feature_dtype = "float16" if float16 else "float32"
@@ -253,6 +254,7 @@ def _write_folder(splits, train, vocab, store, features, output_dir, dataset, gl
       "feature_dtype": feature_dtype,
       "feature_layout": store.layout,
       "features": os.path.abspath(os.fspath(features)),
+      "feature_recipe": recipe,
       "vocab": VOCAB,
       "vocab_split": train,
       "embeddings": embeddings,
@@ -262,6 +264,25 @@ def _write_folder(splits, train, vocab, store, features, output_dir, dataset, gl
   with open(os.path.join(output_dir, pipeline.METADATA), "w") as f:
     json.dump(meta, f, indent=2)
   return meta
+
+
+RECIPE_FILE = "recipe.json"  # cimha_tf.video.recipe.RECIPE_FILE (data does not import video)
+
+
+def feature_recipe(features, feature_dim):
+  """The recipe.json that extract_features writes beside its features (copied into
+  metadata.json, so that export and predict --video know how the training features were
+  made), or None for features from elsewhere (their recipe is unknown)."""
+  path = os.path.join(os.fspath(features), RECIPE_FILE)
+  if not os.path.isfile(path):
+    return None
+  from cimha_tf.common.jsonfile import read_json_object
+  recipe = read_json_object(path, "feature recipe", expected="a feature recipe object")
+  dim = recipe.get("output_dim")
+  if feature_dim is not None and dim != feature_dim:
+    raise ValueError(f"{path}: the recipe says {dim}-d features but the folder's features are "
+                     f"{feature_dim}-d; the recipe is not these features'")
+  return recipe
 
 
 def _report_json(report):

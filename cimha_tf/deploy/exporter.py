@@ -11,7 +11,8 @@ def export_saved_model(trained, output, version=1, overwrite=False, top_k=None):
   from cimha_tf.deploy import saved_model
   path = saved_model.export(trained.model, trained.vocab_tokens, output, trained.model_config,
                             top_k=top_k or trained.top_k, version=version, overwrite=overwrite,
-                            extra_meta={"checkpoint": os.path.abspath(trained.checkpoint)})
+                            extra_meta={"checkpoint": os.path.abspath(trained.checkpoint),
+                                        "feature_recipe": trained.feature_recipe})
   size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
   return {"format": "saved_model", "path": path, "bytes": size}
 
@@ -39,6 +40,12 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
     atomic.write_bytes(output, flatbuffer)
     atomic.write_json(vocab_path, {"tokens": trained.vocab_tokens}, ensure_ascii=False,
                       indent=None, sort_keys=False)
+    from cimha_tf.deploy.predictor import recipe_path_for_tflite
+    recipe_path = recipe_path_for_tflite(output)
+    if trained.feature_recipe:  # predict --video extracts with it
+      atomic.write_json(recipe_path, trained.feature_recipe)
+    elif os.path.exists(recipe_path):
+      os.remove(recipe_path)  # a stale one would claim a recipe this model was not trained on
   return {"format": "tflite", "path": output, "vocab": vocab_path, "quantize": quantize,
           "lstm": lstm, "free_length": tflite.resolve_free_length(lstm, free_length),
           "bytes": len(flatbuffer), "ops": sorted(tflite.op_names(flatbuffer))}

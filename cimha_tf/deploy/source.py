@@ -1,7 +1,7 @@
 """What an export reads from a training workdir (docs/design.md, "Workdir")."""
 
 import dataclasses
-from typing import List
+from typing import List, Optional
 
 import ml_collections
 
@@ -15,6 +15,7 @@ class TrainedModel:
   vocab_tokens: List[str]
   top_k: int
   checkpoint: str
+  feature_recipe: Optional[dict] = None   # prepare_data's metadata: how the features were made
 
 
 def load_workdir(workdir, checkpoint="best"):
@@ -36,4 +37,5 @@ def load_workdir(workdir, checkpoint="best"):
     raise ValueError(f"{path}: model takes {video_dim_of(model)}-d features but "
                      f"data_meta.json says feature_dim={meta['feature_dim']}")
   top_k = int(config.get("eval", {}).get("top_k", 5))
-  return TrainedModel(model, model_config, vocab.tokens, top_k, path)
+  return TrainedModel(model, model_config, vocab.tokens, top_k, path,
+                      meta.get("feature_recipe"))
