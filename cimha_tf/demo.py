@@ -1,10 +1,11 @@
-"""The demo: synthetic data -> prepare -> train (configs/demo.py) -> evaluate, with baselines.
+"""The demo: synthetic data -> prepare -> train (--config=demo) -> evaluate, with baselines.
 
-  python -m cimha_tf.demo --workdir=DIR [--quick] [--config.train.epochs=5 ...]
+  cimha-demo --workdir=DIR [--quick] [--config.train.epochs=5 ...]
+  (or python -m cimha_tf.demo ...)
 
---quick shrinks the data and, unless --config.train.epochs is given, the epochs (what the
-test suite runs). DIR ends up a normal training workdir: `python -m cimha_tf.evaluate
---workdir=DIR` and export work on it.
+--quick shrinks the data and, unless --config.train.epochs is given, the epochs: a
+2-epoch smoke run (what the test suite runs), whose numbers are low. DIR ends up a normal
+training workdir: `cimha-evaluate --workdir=DIR` and export work on it.
 """
 
 import os
@@ -15,13 +16,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 
 from absl import flags
 
+from cimha_tf import configs
 from cimha_tf.common import cli
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "configs", "demo.py")
 FLAGS = flags.FLAGS
-_CONFIG = cli.define_config_file("config", _DEFAULT_CONFIG, "Demo config file.",
-                                lock_config=True)
+_CONFIG = cli.define_config_file("config", "The demo's config.", shipped=configs,
+                                default="demo", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where the data, checkpoints and metrics go.")
 flags.DEFINE_bool("quick", False, "Fewer videos and epochs (a smoke run for tests).")
 flags.mark_flags_as_required(["workdir"])
@@ -35,5 +35,13 @@ def main(argv):
     demo_lib.run(_CONFIG.value, FLAGS.workdir, quick=FLAGS.quick, quick_epochs=not epochs_given)
 
 
+EXAMPLE = '{prog} --workdir=/tmp/cimha-demo'
+
+
+def run():
+  """The console script's entry point (and python -m's)."""
+  cli.run(main, EXAMPLE)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  run()

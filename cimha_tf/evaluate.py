@@ -1,11 +1,12 @@
 """Evaluates a trained model on a prepared split, or scores any prediction file.
 
-  python -m cimha_tf.evaluate --config=configs/X.py --workdir=DIR [--split=test] [--checkpoint=best]
+  cimha-evaluate --workdir=DIR [--config=NAME|FILE] [--split=test] [--checkpoint=best]
       -> DIR/metrics/SPLIT.json, DIR/predictions/SPLIT.jsonl, DIR/figures/ (with
          cimha_tf.evaluation.visualize), the table on stdout.
       --config is optional: without it the workdir's resolved config.json is used (and
       --data_dir=DIR points it at prepared data that has moved since training).
-  python -m cimha_tf.evaluate --predictions=P.jsonl --ground_truth=G.jsonl [--output=metrics.json]
+  cimha-evaluate --predictions=P.jsonl --ground_truth=G.jsonl [--output=metrics.json]
+  (or python -m cimha_tf.evaluate ...)
 """
 
 import os
@@ -14,11 +15,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 
 from absl import flags
 
+from cimha_tf import configs
 from cimha_tf.common import cli
 
 FLAGS = flags.FLAGS
-_CONFIG = cli.define_config_file("config", None, "Experiment config file (configs/*.py); "
-                                "default: WORKDIR/config.json.", lock_config=True)
+_CONFIG = cli.define_config_file("config", "The experiment config; default: the one training "
+                                "saved, WORKDIR/config.json.", shipped=configs, lock_config=True)
 flags.DEFINE_string("workdir", None, "Training workdir.")
 flags.DEFINE_string("split", None, "Split to evaluate (default: config.data.test_split).")
 flags.DEFINE_string("data_dir", None, "Prepared data folder (default: config.data.dir), e.g. "
@@ -68,5 +70,13 @@ def main(argv):
     score_mode() if scoring else workdir_mode()
 
 
+EXAMPLE = '{prog} --workdir=runs/charades --split=test'
+
+
+def run():
+  """The console script's entry point (and python -m's)."""
+  cli.run(main, EXAMPLE)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  run()

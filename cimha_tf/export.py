@@ -1,10 +1,11 @@
-"""Exports a trained workdir for serving (TF Serving SavedModel) or phones (TFLite).
+r"""Exports a trained workdir for serving (TF Serving SavedModel) or phones (TFLite).
 
-  python -m cimha_tf.export --workdir=DIR --format=saved_model --output=EXPORT
+  cimha-export --workdir=DIR --format=saved_model --output=EXPORT
       -> EXPORT/cimha/1/ with signatures serving_default (text) and serving_tokens
-  python -m cimha_tf.export --workdir=DIR --format=tflite --output=FILE.tflite \
+  cimha-export --workdir=DIR --format=tflite --output=FILE.tflite \
       [--quantize={none,float16,dynamic_int8}]
       -> FILE.tflite (built-in ops only) and vocab.json beside it
+  (or python -m cimha_tf.export ...)
 
 See cimha_tf/deploy/saved_model.py, cimha_tf/deploy/tflite.py and export/README.md.
 Prints a JSON summary (paths, size in bytes, ops) on stdout.
@@ -74,5 +75,13 @@ def main(argv):
   print(json.dumps(summary, indent=1))
 
 
+EXAMPLE = '{prog} --workdir=runs/charades --format=tflite --output=cimha.tflite --quantize=float16'
+
+
+def run():
+  """The console script's entry point (and python -m's)."""
+  cli.run(main, EXAMPLE)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  run()

@@ -1,11 +1,12 @@
-"""Clip features of your own videos, in the layout prepare_data reads.
+r"""Clip features of your own videos, in the layout prepare_data reads.
 
-  python -m cimha_tf.extract_features --videos=DIR_OR_FILE_OR_LIST --output=DIR \
+  cimha-extract-features --videos=DIR_OR_FILE_OR_LIST --output=DIR \
       [--extractor=clip_vit_b32] [--weights=clip_vit_base_patch32|PRESET_DIR|FILE.weights.h5|random] \
       [--batch_size=32] [--overwrite] [--max_video_seconds=10800]
   # a user model (.keras or SavedModel: preprocessed frames -> vectors) with its recipe:
-  python -m cimha_tf.extract_features --videos=... --output=... --extractor=my_i3d.keras \
+  cimha-extract-features --videos=... --output=... --extractor=my_i3d.keras \
       --clip_seconds=1 --size=224 --mean=0.5,0.5,0.5 --std=0.5,0.5,0.5 --output_dim=1024
+  (or python -m cimha_tf.extract_features ...)
 
 Writes DIR/VIDEO.npz (key `features`), DIR/durations.json, DIR/recipe.json (and
 DIR/failed.json naming each unreadable video); then, with a JSONL of queries:
@@ -84,5 +85,13 @@ def main(argv):
     sys.exit(1)
 
 
+EXAMPLE = "{prog} --videos=my_videos/ --output=features/"
+
+
+def run():
+  """The console script's entry point (and python -m's)."""
+  cli.run(main, EXAMPLE)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  run()

@@ -1,22 +1,29 @@
-"""Top-k moments for one query in one video, with an exported model.
+r"""Top-k moments for one query in one video, with an exported model.
 
-  python -m cimha_tf.predict --model=EXPORT/cimha/1 (or FILE.tflite) --features=FILE \
+  cimha-predict --model=EXPORT/cimha/1 (or FILE.tflite) --features=FILE \
       --query="a person opens a door" --duration=30.5 [--top_k=5] [--feature_key=KEY]
+  (or python -m cimha_tf.predict ...)
 
+--model: what cimha_tf.export writes (a SavedModel folder, or a .tflite file with
+vocab.json beside it, or --vocab); a training workdir or a .keras file must be exported
+first (the error says how).
 --features: .npy (T, D), .npz (key `features`, or --feature_key), or an HDF5 file (entry
 --feature_key, optional when it holds one) -- the layouts cimha_tf.data.features reads.
-Longer videos are mean-pooled to the model's max_video_len steps.
+Longer videos are mean-pooled to the model's max_video_len steps (said on stderr).
 Duration: features carry no timestamps, so the video's length in seconds must be given:
 --duration=S, or --clip_seconds=C when each feature row covers C seconds (duration =
 rows * C; e.g. 2 for moment_detr / UniVTG CLIP features). Neither -> an error.
-A .tflite model reads vocab.json beside it (or --vocab). Prints JSON on stdout:
+Prints JSON on stdout, in the keys of moment_detr's prediction rows (what
+`evaluate --predictions` scores, given a qid):
 {"query", "features", "duration", "num_steps", "unknown_words": [...],
- "windows": [[start_s, end_s, score], ...]}; query words outside the model's vocabulary
-(the model sees <unk> for them) are also warned about on stderr.
+ "pred_relevant_windows": [[start_s, end_s, score], ...]   (best first, one per line),
+ "pred_saliency_scores": [inside probability per step]}
+Scores have 4 significant digits, seconds 2 decimals. Query words outside the model's
+vocabulary (the model sees <unk> for them) are also warned about on stderr.
 
 From a video file (docs/video.md): the model's export records its training features'
 recipe; the video is decoded and embedded with it once, for every --query (repeatable):
-  python -m cimha_tf.predict --model=EXPORT/cimha/1 --video=FILE --query="..." --query="..." \
+  cimha-predict --model=EXPORT/cimha/1 --video=FILE --query="..." --query="..." \
       [--weights=PRESET_OR_DIR] [--long_video=pool|window] [--top_k=5]
 prints {"video", "duration", "num_clips", "mode", "recipe", "seconds", "predictions": [{"query",
 "vid", "pred_relevant_windows": [[start_s, end_s, score], ...], "pred_saliency_scores": [per
@@ -26,6 +33,7 @@ merged with NMS (--long_video=window); stderr says which ran and the seconds per
 """
 
 import json
+import sys
 
 from absl import flags, logging
 
@@ -92,6 +100,7 @@ def main(argv):
   query = FLAGS.query[0]
   from cimha_tf.data.features import load_feature_file
   from cimha_tf.data.text import tokenize
+  from cimha_tf.deploy import output
   from cimha_tf.deploy.predictor import check_duration_flags, load_predictor, resolve_duration
   try:
     check_duration_flags(FLAGS.duration, FLAGS.clip_seconds)
@@ -101,8 +110,14 @@ def main(argv):
     features = load_feature_file(FLAGS.features, FLAGS.feature_key)
     duration = resolve_duration(FLAGS.duration, FLAGS.clip_seconds, features.shape[0])
     predictor = load_predictor(FLAGS.model, FLAGS.vocab)
-    windows = predictor.predict(features, query, duration, FLAGS.top_k,
-                                source=FLAGS.features)
+    rows = features.shape[0]
+    if rows > predictor.max_video_len:
+      print(f"{FLAGS.features}: {rows} feature rows, more than the model's max_video_len "
+            f"{predictor.max_video_len}: mean-pooled to {predictor.max_video_len} steps of "
+            f"{duration / predictor.max_video_len:.3g} s (as data preparation pools long videos)",
+            file=sys.stderr)
+    windows, inside = predictor.answer(features, query, duration, FLAGS.top_k,
+                                       source=FLAGS.features)
   seen = tokenize(query)[:predictor.max_query_len]
   if not any(ch.isalnum() for token in seen for ch in token):
     # Punctuation tokens are in GloVe's vocabulary, so the <unk> warning below stays silent.
@@ -114,10 +129,18 @@ def main(argv):
     logging.warning("%s of the query's %d words are not in the model's vocabulary %s; the "
                     "model sees <unk> for them%s", len(unknown), n, unknown,
                     ": it sees no word of the query" if len(unknown) == n else "")
-  print(json.dumps({"query": query, "features": FLAGS.features, "duration": duration,
-                    "num_steps": min(features.shape[0], predictor.max_video_len),
-                    "unknown_words": unknown, "windows": windows}, indent=1))
+  print(output.dumps(output.result(
+      query, windows, inside, features=FLAGS.features, duration=duration,
+      num_steps=len(inside), unknown_words=unknown)))
+
+
+EXAMPLE = '{prog} --model=cimha.tflite --features=video.npz --query="a person opens the door" --duration=30'
+
+
+def run():
+  """The console script's entry point (and python -m's)."""
+  cli.run(main, EXAMPLE)
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  run()

@@ -1,8 +1,9 @@
-"""Prepares a benchmark for training: TFRecords, vocabulary, embeddings, metadata.json.
+r"""Prepares a benchmark for training: TFRecords, vocabulary, embeddings, metadata.json.
 
-  python -m cimha_tf.prepare_data --dataset=charades_sta --annotations=PATH \
+  cimha-prepare --dataset=charades_sta --annotations=PATH \
       --features=PATH --output_dir=DIR [--glove=FILE] [--max_video_len=128] \
       [--max_query_len=25] [--feature_layout=auto] [--float16] [--skip_bad_videos]
+  (or python -m cimha_tf.prepare_data ...)
 """
 
 from absl import flags
@@ -40,5 +41,13 @@ def main(argv):
   print(f"wrote {FLAGS.output_dir}")
 
 
+EXAMPLE = '{prog} --dataset=charades_sta --annotations=DATA/charades_sta --features=DATA/i3d_features --output_dir=prepared/charades --glove=glove.840B.300d.txt'
+
+
+def run():
+  """The console script's entry point (and python -m's)."""
+  cli.run(main, EXAMPLE)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  run()

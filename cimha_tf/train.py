@@ -1,6 +1,7 @@
 """Trains CI-MHA.
 
-  python -m cimha_tf.train --config=configs/X.py --workdir=DIR [--config.train.batch_size=8 ...]
+  cimha-train --config=NAME|FILE --workdir=DIR [--config.train.batch_size=8 ...]
+  (or python -m cimha_tf.train ...)
 
 Runs under MultiWorkerMirroredStrategy when TF_CONFIG names several workers, else
 MirroredStrategy over the local GPUs (or the CPU). Started again on the same workdir, it
@@ -14,10 +15,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 
 from absl import flags
 
+from cimha_tf import configs
 from cimha_tf.common import cli
 
 FLAGS = flags.FLAGS
-_CONFIG = cli.define_config_file("config", None, "Experiment config file (configs/*.py).",
+_CONFIG = cli.define_config_file("config", "The experiment config.", shipped=configs,
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, logs and the resolved config go.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -33,5 +35,13 @@ def main(argv):
   print(f"done: {FLAGS.workdir}")
 
 
+EXAMPLE = '{prog} --config=charades_sta_i3d --workdir=runs/charades --config.data.dir=prepared/charades'
+
+
+def run():
+  """The console script's entry point (and python -m's)."""
+  cli.run(main, EXAMPLE)
+
+
 if __name__ == "__main__":
-  cli.run(main)
+  run()

@@ -22,48 +22,31 @@ def badge(name):
   return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
 
 
-# Shared by both notebooks: find or install the package, and run its binaries so that a
+# Shared by both notebooks: install the package, and run its binaries so that a
 # failing command fails the cell (a `!python -m ...` line would not, and CI would miss it).
-SETUP = r'''import os, pathlib, subprocess, sys
+SETUP = r'''import importlib, importlib.util, os, pathlib, subprocess, sys
 
-def _find_checkout():
-  """REPO_DIR if given, else a checkout this notebook runs inside (tests, local Jupyter)."""
-  if REPO_DIR:
-    return pathlib.Path(REPO_DIR).expanduser().resolve()
-  for p in [pathlib.Path.cwd(), *pathlib.Path.cwd().parents]:
-    if (p / "cimha_tf").is_dir() and (p / "configs").is_dir():
-      return p
-  return None
+# Installs the package the way the README says (pip install from GitHub, or the clone or
+# wheel named in PACKAGE), unless this Python has it already (installed before, or Jupyter
+# started in a checkout's root); the binaries below then find it as installed.
+if importlib.util.find_spec("cimha_tf") is None:
+  subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", PACKAGE or f"git+{REPO_URL}"])
+  importlib.invalidate_caches()
+import cimha_tf
+print("cimha_tf", cimha_tf.__version__, "from", pathlib.Path(cimha_tf.__file__).parent)
 
-REPO = _find_checkout()
-if REPO is None:
-  # Colab: clone the repository (configs/ live beside the package) and pip-install it.
-  REPO = pathlib.Path("/content/cimha-tf")
-  if not REPO.exists():
-    subprocess.check_call(["git", "clone", "--depth=1", REPO_URL, str(REPO)])
-  subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", str(REPO)])
-elif not (REPO / "cimha_tf").is_dir():
-  raise FileNotFoundError(f"REPO_DIR={REPO} is not a cimha-tf checkout (no cimha_tf/ inside)")
-
-# The binaries run in subprocesses: make the checkout importable there as well.
-sys.path.insert(0, str(REPO))
-ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
-           PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
 def run(module, *flags):
-  """`python -m module flags...` in the checkout, output streamed live; raises on failure."""
+  """`python -m module flags...`, output streamed live; raises on failure."""
   cmd = [sys.executable, "-m", module, *map(str, flags)]
   print("$ python -m", module, " ".join(map(str, flags)), flush=True)
-  proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   while chunk := proc.stdout.read1(4096):  # chunks, not lines: progress bars redraw with \r
     sys.stdout.write(chunk.decode("utf-8", "replace"))
     sys.stdout.flush()
   if proc.wait() != 0:
-    raise RuntimeError(f"python -m {module} failed with exit code {proc.returncode}")
-
-import cimha_tf
-print("cimha_tf from", pathlib.Path(cimha_tf.__file__).parent)'''
+    raise RuntimeError(f"python -m {module} failed with exit code {proc.returncode}")'''
 
 SHOW_METRICS = r'''def metrics_table(rows, keys=("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")):
   """rows: {name: metrics dict in percent} -> a Markdown table."""
@@ -85,13 +68,16 @@ def code(text, tags=()):
   return cell
 
 
-def notebook(cells):
+def notebook(cells, gpu=False):
+  """gpu: Colab opens the notebook on a GPU runtime (its "accelerator" metadata)."""
   nb = v4.new_notebook(cells=cells)
   nb.metadata = {
       "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
       "language_info": {"name": "python"},
-      "colab": {"provenance": []},
+      "colab": {"provenance": [], **({"gpuType": "T4"} if gpu else {})},
   }
+  if gpu:
+    nb.metadata["accelerator"] = "GPU"
   # Stable ids: regenerating gives byte-identical files (tests compare them).
   for i, cell in enumerate(nb.cells):
     cell["id"] = f"cell-{i:02d}"
@@ -119,17 +105,18 @@ and no GPU: **Runtime → Run all** finishes in under 10 minutes on a CPU runtim
 """),
       md("""
 ## Parameters
-`REPO_DIR` empty: use the checkout this notebook runs in, or (in Colab) clone `REPO_URL`.
-`None` keeps the defaults of `configs/demo.py` and of the synthetic dataset; smaller
+`PACKAGE` empty: pip-install the package from `REPO_URL` (if this Python does not have it).
+`None` keeps the defaults of the `demo` config (`cimha_tf/configs/demo.py`) and of the
+synthetic dataset; smaller
 values make a faster (and less accurate) run.
 """),
       code(f'''
 REPO_URL = "{REPO_URL}"
-REPO_DIR = ""             # a local checkout to use instead of cloning REPO_URL
+PACKAGE = ""              # what pip installs: "" -> git+REPO_URL; or a clone's folder, a wheel
 WORK_DIR = ""             # where data, checkpoints and exports go ("" -> ./cimha-quickstart)
 NUM_VIDEOS = None         # synthetic videos (None: the dataset's default)
-EPOCHS = None             # training epochs (None: configs/demo.py)
-BATCH_SIZE = None         # (None: configs/demo.py)
+EPOCHS = None             # training epochs (None: the demo config's)
+BATCH_SIZE = None         # (None: the demo config's)
 NUM_FIGURES = 3           # prediction figures to show
 SEED = 0
 MY_VIDEO = ""             # section 6: your video file ("" -> a generated one); in Colab, upload it first
@@ -147,20 +134,14 @@ Charades-STA user has on disk: annotation text files, a durations JSON, one `.np
 features per video, and a small GloVe-format word vector file.
 """),
       code(r'''
-import importlib.util, json
+import json
 from cimha_tf.data import synthetic
-
-def load_config(path):
-  """get_config() of an ml_collections config file (what --config=PATH gives the binaries)."""
-  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 WORK = pathlib.Path(WORK_DIR or "cimha-quickstart").resolve()
 RAW, PREPARED, RUN = WORK / "synthetic", WORK / "prepared", WORK / "run"
-CONFIG = REPO / "configs" / "demo.py"
-demo = load_config(CONFIG)   # a CPU-sized model; demo.demo holds the dataset's sizes
+CONFIG = "demo"   # a shipped config's name (--config=demo); a path to your own file works too
+demo = importlib.import_module(f"cimha_tf.configs.{CONFIG}").get_config()
+# a CPU-sized model; demo.demo holds the dataset's sizes
 
 files = synthetic.write_synthetic_dataset(
     str(RAW), num_videos=NUM_VIDEOS or demo.demo.num_videos, feature_dim=demo.demo.feature_dim,
@@ -368,7 +349,8 @@ only), `CI-MHA w/o MS` (both directions, no moment segmentation) and `CI-MHA` �
 paper's settings (Adam 1e-4, batch 100, at most 128 video steps and 25 words), evaluates
 them on the test split and puts our numbers beside the paper's.
 
-**Use a GPU runtime** (Runtime → Change runtime type → GPU). The paper trains in under an
+**Use a GPU runtime**: the notebook asks Colab for one; if yours opened on a CPU, Runtime →
+Change runtime type → GPU. The paper trains in under an
 hour on one V100; a Colab session can end before three rows are done: every run writes
 to Google Drive and resumes where it stopped when you run the notebook again.
 
@@ -402,7 +384,9 @@ parameter cell expects; any other paths can be given there).
 
 **Word vectors (optional)**: `glove.840B.300d.txt` from
 [GloVe](https://nlp.stanford.edu/projects/glove/) (5.6 GB unzipped; `prepare_data` streams it
-once and keeps only the vocabulary's words). Without it the word embeddings are learned.
+once and keeps only the vocabulary's words). The paper uses it; without it the word
+embeddings are trained from scratch, a different setting from the paper's that usually
+scores lower.
 """),
       md("## Parameters"),
       code(f'''
@@ -410,7 +394,8 @@ DATASET = "charades_sta"          # "charades_sta" (I3D) or "activitynet_caption
 DRIVE_DIR = "/content/drive/MyDrive/cimha"   # your features and annotations; runs are saved here too
 ANNOTATIONS = ""                  # "" -> DRIVE_DIR/charades_sta or DRIVE_DIR/activitynet_captions
 FEATURES = ""                     # "" -> DRIVE_DIR/charades_i3d or DRIVE_DIR/sub_activitynet_v1-3.c3d.hdf5
-GLOVE = ""                        # path to glove.840B.300d.txt, "" -> learned word embeddings
+GLOVE = ""                        # path to glove.840B.300d.txt; "" trains the word embeddings
+                                  # from scratch, where the paper uses GloVe 300-d (lower scores)
 OUTPUT_DIR = ""                   # prepared data and workdirs, "" -> DRIVE_DIR/runs
 VARIANTS = ["mha", "cimha_wo_ms", "cimha"]   # the paper's three ablation rows
 OVERRIDES = []                    # extra config flags, e.g. ["--config.train.epochs=30"]
@@ -418,7 +403,7 @@ SMOKE = False                     # True: same cells on a small synthetic datase
 SMOKE_NUM_VIDEOS = None           # synthetic videos in smoke mode (None: the dataset's default)
 SMOKE_EPOCHS = 1
 REPO_URL = "{REPO_URL}"
-REPO_DIR = ""                     # a local checkout to use instead of cloning REPO_URL
+PACKAGE = ""                      # what pip installs: "" -> git+REPO_URL; or a clone's folder, a wheel
 ''', tags=["parameters"]),
       md("## Setup"),
       code(SETUP),
@@ -426,7 +411,7 @@ REPO_DIR = ""                     # a local checkout to use instead of cloning R
 import json, shutil
 import tensorflow as tf
 
-CONFIGS = {"charades_sta": "charades_sta_i3d.py", "activitynet_captions": "activitynet_captions_c3d.py"}
+CONFIGS = {"charades_sta": "charades_sta_i3d", "activitynet_captions": "activitynet_captions_c3d"}
 DEFAULT_INPUTS = {"charades_sta": ("charades_sta", "charades_i3d"),
                   "activitynet_captions": ("activitynet_captions", "sub_activitynet_v1-3.c3d.hdf5")}
 if DATASET not in CONFIGS:
@@ -458,19 +443,15 @@ else:
     print("WARNING: no GPU: training the paper configs on a CPU takes many hours "
           "(Runtime -> Change runtime type -> GPU)")
 
-CONFIG = REPO / "configs" / CONFIGS[DATASET]
+CONFIG = CONFIGS[DATASET]   # a shipped config's name: --config=charades_sta_i3d
 PREPARED = OUTPUT / f"prepared_{DATASET}"
 
 # The test split is a config value (ActivityNet: val_1 or val_2); an override wins.
-import importlib.util
-spec = importlib.util.spec_from_file_location("paper_config", CONFIG)
-paper_config = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(paper_config)
-TEST_SPLIT = paper_config.get_config().data.test_split
+TEST_SPLIT = importlib.import_module(f"cimha_tf.configs.{CONFIG}").get_config().data.test_split
 for flag in OVERRIDES:
   if flag.startswith("--config.data.test_split="):
     TEST_SPLIT = flag.split("=", 1)[1]
-print("dataset:", DATASET, "| config:", CONFIG.name, "| test split:", TEST_SPLIT, "| outputs:", OUTPUT)
+print("dataset:", DATASET, "| config:", CONFIG, "| test split:", TEST_SPLIT, "| outputs:", OUTPUT)
 print("GPUs:", tf.config.list_physical_devices("GPU"))
 '''),
       md("""
@@ -570,7 +551,7 @@ for fig in [p for p in sorted((workdir(best) / "figures").glob("*.png")) if "rec
   print(fig.name)
   display(Image(filename=str(fig)))
 '''),
-  ])
+  ], gpu=True)
 
 
 NOTEBOOKS = {"quickstart.ipynb": quickstart, "reproduce_paper.ipynb": reproduce_paper}

@@ -165,5 +165,8 @@ def run_cli(main):
 
 
 def print_windows(args, outputs):
-  import json
-  print(json.dumps({"query": args.query, "windows": windows(outputs, 0, args.top_k)}, indent=1))
+  """The answer as predict prints it (cimha_tf.deploy.output): pred_relevant_windows and
+  pred_saliency_scores (one query per request, so its inside curve has no padding)."""
+  from cimha_tf.deploy import output
+  inside = outputs["inside_probs"][0] if "inside_probs" in outputs else None
+  print(output.dumps(output.result(args.query, windows(outputs, 0, args.top_k), inside)))

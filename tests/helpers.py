@@ -6,7 +6,7 @@
   whose feature signal sits inside the query's window; the binaries run on them.
 - tiny_model_config / random_inputs: a small model config and padded random batches.
 - deploy_setup: a trained tiny model as a workdir, exported to SavedModel and TFLite.
-- load_config: configs/NAME.py loaded exactly as the binaries do.
+- load_config: the shipped config NAME loaded exactly as the binaries do.
 - kill_when & co: fault injection, a real subprocess killed (or stopped) at a chosen moment.
 """
 
@@ -80,7 +80,7 @@ def tiny_config(data_dir, epochs=2, batch_size=8, seed=0):
 
 
 def write_tiny_config_file(path, data_dir, **overrides):
-  """A configs/*.py-style file returning tiny_config(data_dir, **overrides), for the binaries."""
+  """A cimha_tf/configs/*.py-style file returning tiny_config(data_dir, **overrides), for the binaries."""
   with open(path, "w") as f:
     f.write("from tests import helpers\n\n\n"
             f"def get_config():\n  return helpers.tiny_config({str(data_dir)!r}, **{overrides!r})\n")
@@ -183,10 +183,11 @@ def run_each_query(model, x):
 
 
 def load_config(name, *overrides):
-  """Loads configs/NAME.py exactly as the binaries do (DEFINE_config_file, locked)."""
+  """Loads the shipped config NAME exactly as the binaries do (DEFINE_config_file, locked)."""
   from absl import flags
   from ml_collections import config_flags
-  argv = ["prog", f"--config={REPO_PATH / 'configs' / (name + '.py')}", *overrides]
+  from cimha_tf import configs
+  argv = ["prog", f"--config={configs.path(name)}", *overrides]
   fv = flags.FlagValues()
   holder = config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
                                            sys_argv=argv)

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from cimha_tf import configs
 from cimha_tf.experiment import config as config_lib
 from tests import helpers
 from tests.helpers import REPO_PATH as REPO
@@ -57,11 +58,13 @@ def test_unknown_key_fails_in_process():
     load("charades_sta_i3d", "--config.train.batchsize=8")
 
 
-@pytest.mark.parametrize("binary", ["cimha_tf.train", "cimha_tf.demo"])
-def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path, binary):
-  """train reads --config.KEY when it parses flags; the demo, whose --config has a default
-  file, already when it defines the flag (ml_collections): both end in one clean line."""
-  r = helpers.run_binary(binary, f"--config={REPO / 'configs' / 'demo.py'}",
+@pytest.mark.parametrize("binary,config", [
+    ("cimha_tf.train", "--config=demo"), ("cimha_tf.demo", None),
+    ("cimha_tf.demo", f"--config={REPO / 'cimha_tf' / 'configs' / 'demo.py'}")])
+def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path, binary, config):
+  """--config.KEY is read when the flags are parsed, with a config by name, by path or
+  the demo's default: each ends in one clean line."""
+  r = helpers.run_binary(binary, *[config] * (config is not None),
                          f"--workdir={tmp_path / 'wd'}", "--config.train.batchsize=8",
                          check=False)
   assert r.returncode == 2, r.stderr[-2000:]

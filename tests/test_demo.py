@@ -75,6 +75,9 @@ def test_quick_demo_runs_end_to_end(tmp_path):
   assert len(open(w / "history.csv").read().splitlines()) == 1 + 1  # header + one epoch
   for name in ("CI-MHA (this run)", "fixed prior", "video-blind"):
     assert name in r.stdout
+  assert ("--quick: a smoke run (1 epoch on 48 videos) that checks the pipeline end to end; "
+          "CI-MHA has not learnt yet") in r.stdout
+  assert "full demo (no --quick: 360 videos, all the config's epochs)" in r.stdout
   results = json.load(open(w / "metrics" / "demo.json"))
   assert set(results) == {"CI-MHA (this run)", "fixed prior", "video-blind"}
   for m in results.values():

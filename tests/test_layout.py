@@ -11,8 +11,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "cimha_tf"
 
 # Bottom to top; "binaries" are the modules at the top of the package (and its __init__).
-LAYERS = ("common", "data", "video", "model", "experiment", "evaluation", "training", "deploy", "apps",
-          "binaries")
+LAYERS = ("common", "data", "video", "model", "experiment", "configs", "evaluation", "training",
+          "deploy", "apps", "binaries")
 
 
 def layer_of(module):

@@ -37,6 +37,29 @@ def _keras_top_windows(setup, b, k, features=None, duration=None):
   return [[i * t / n, (j + 1) * t / n, p] for p, i, j in pairs]
 
 
+def _assert_printed_windows(printed, want):
+  """Printed windows are `want` with seconds to 0.01 s and scores to 4 significant digits."""
+  printed, want = np.array(printed), np.array(want)
+  np.testing.assert_allclose(printed[:, :2], want[:, :2], atol=0.0051)
+  np.testing.assert_allclose(printed[:, 2], want[:, 2], rtol=6e-4)
+  assert all(float(f"{p:.4g}") == p for p in printed[:, 2]), printed
+
+
+def test_output_rounding_and_layout():
+  from cimha_tf.deploy import output
+  assert output.round_significant(0.00788670964539051) == 0.007887
+  assert output.round_significant(123456.7) == 123500.0 and output.round_significant(0) == 0
+  record = output.result("q", [[1.234567, 20.0, 0.00788670964539051], [0.0, 3.0, 1.2e-7]],
+                         [0.5, 0.123456789], duration=30.0)
+  assert list(record) == ["query", "duration", "pred_relevant_windows", "pred_saliency_scores"]
+  text = output.dumps(record)
+  assert json.loads(text) == {"query": "q", "duration": 30.0,
+                              "pred_relevant_windows": [[1.23, 20.0, 0.007887], [0.0, 3.0, 1.2e-07]],
+                              "pred_saliency_scores": [0.5, 0.1235]}
+  assert "\n  [1.23, 20.0, 0.007887],\n  [0.0, 3.0, 1.2e-07]\n ]" in text
+  assert json.loads(output.dumps(output.result("q", []))) == {"query": "q", "pred_relevant_windows": []}
+
+
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
 def test_predict_matches_keras_windows(setup, predictors, fmt):
   for b in (0, 5):
@@ -46,6 +69,12 @@ def test_predict_matches_keras_windows(setup, predictors, fmt):
     want = _keras_top_windows(setup, b, 3)
     np.testing.assert_allclose(np.array(got)[:, :2], np.array(want)[:, :2], rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(np.array(got)[:, 2], np.array(want)[:, 2], rtol=1e-3)
+    # the saliency curve predict prints: the model's inside probabilities over valid steps
+    _, inside = predictors[fmt].answer(setup["inputs"]["video_features"][b, :n],
+                                       setup["queries"][b], float(setup["duration"][b]), top_k=3)
+    keras_inside = setup["model"]({k: v[b:b + 1] for k, v in setup["inputs"].items()},
+                                  training=False)["inside_probs"].numpy()[0, :n]
+    np.testing.assert_allclose(inside, keras_inside, rtol=1e-3, atol=1e-5)
 
 
 def test_phone_side_steps_of_the_readme_give_the_saved_model_windows(setup):
@@ -120,13 +149,16 @@ def test_cli_and_every_feature_layout(setup, predictors, tmp_path, fmt, layout):
     got = predictors[fmt].predict(load_feature_file(tmp_path / name), query, duration, top_k=3)
     np.testing.assert_allclose(got, want, rtol=1e-6)
   model = setup["saved_model"] if fmt == "saved_model" else setup["tflite"]
-  out = json.loads(run_module("cimha_tf.predict", f"--model={model}",
-                              f"--features={tmp_path / layout}", f"--query={query}",
-                              f"--duration={duration}", "--top_k=3"))
+  printed = run_module("cimha_tf.predict", f"--model={model}", f"--features={tmp_path / layout}",
+                       f"--query={query}", f"--duration={duration}", "--top_k=3")
+  out = json.loads(printed)
+  # one window per line, not json's indent=1 layout of one number per line
+  assert [line.strip().rstrip(",") for line in printed.splitlines() if line.startswith("  [")] \
+      == [json.dumps(w) for w in out["pred_relevant_windows"]]
   assert out["num_steps"] == feats.shape[0] and out["duration"] == duration
   known = set(setup["tokens"])  # a test query may hold a word seen only in the test split
   assert out["unknown_words"] == [w for w in query.lower().rstrip(".").split() if w not in known]
-  np.testing.assert_allclose(out["windows"], want, rtol=1e-5)
+  _assert_printed_windows(out["pred_relevant_windows"], want)
 
 
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
@@ -138,10 +170,10 @@ def test_cli_on_real_clip_features(setup, shared_data, fmt):
                               "--query=a person opens the door.", "--clip_seconds=2",
                               "--top_k=5"))
   assert out["duration"] == 30.0 and out["num_steps"] == 15
-  assert len(out["windows"]) == 5
-  scores = [w[2] for w in out["windows"]]
+  assert len(out["pred_relevant_windows"]) == 5 and len(out["pred_saliency_scores"]) == 15
+  scores = [w[2] for w in out["pred_relevant_windows"]]
   assert scores == sorted(scores, reverse=True) and all(0 < p <= 1 for p in scores)
-  for s, e, _ in out["windows"]:
+  for s, e, _ in out["pred_relevant_windows"]:
     assert 0 <= s < e <= 30.0 + 1e-4
     assert abs(s / 2 - round(s / 2)) < 1e-4 and abs(e / 2 - round(e / 2)) < 1e-4
 
@@ -254,3 +286,60 @@ def test_graph_check_messages_are_cut_to_their_readable_part():
   assertion = ("Graph execution error:\n\nassertion failed: [video_length: must be <= N] "
                "[Condition x <= y did not hold element-wise:] [x (video_length:0) = ] [11]")
   assert _assertion(assertion) == "video_length: must be <= N"
+
+
+def test_predict_json_is_what_the_scorer_reads(setup, tmp_path):
+  """Round trip: predict's JSON, given a qid, is a prediction row `evaluate --predictions`
+  scores. Query 0's ground truth is its printed top-1 window (IoU 1), query 1's a window
+  its top-1 does not touch (IoU 0): R1@0.7 50, and the mIoU of those two IoUs."""
+  rows, truth = [], []
+  for qid in (0, 1):
+    n, duration = int(setup["num_steps"][qid]), float(setup["duration"][qid])
+    np.save(tmp_path / f"v{qid}.npy", setup["inputs"]["video_features"][qid, :n])
+    out = json.loads(run_module("cimha_tf.predict", f"--model={setup['tflite']}",
+                                f"--features={tmp_path / f'v{qid}.npy'}",
+                                f"--query={setup['queries'][qid]}", f"--duration={duration}"))
+    rows.append(dict(out, qid=qid))
+    start, end = out["pred_relevant_windows"][0][:2]
+    window = [start, end] if qid == 0 else ([end, duration] if end < duration - 1 else [0.0, start])
+    assert window[1] > window[0], (window, out)
+    truth.append({"qid": qid, "query": out["query"], "duration": duration,
+                  "relevant_windows": [window]})
+  for name, lines in (("pred.jsonl", rows), ("gt.jsonl", truth)):
+    (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in lines))
+  run_module("cimha_tf.evaluate", f"--predictions={tmp_path / 'pred.jsonl'}",
+             f"--ground_truth={tmp_path / 'gt.jsonl'}", f"--output={tmp_path / 'm.json'}")
+  metrics = json.loads((tmp_path / "m.json").read_text())
+  assert (metrics["R1@0.7"], metrics["mIoU"], metrics["num_queries"]) == (50.0, 50.0, 2), metrics
+
+
+def test_long_video_is_pooled_with_a_line_saying_so(setup, tmp_path):
+  rows = 3 * MAX_VIDEO_LEN + 5
+  np.save(tmp_path / "long.npy", np.resize(setup["inputs"]["video_features"][0], (rows, VIDEO_DIM)))
+  r = helpers.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
+                         f"--features={tmp_path / 'long.npy'}", "--query=a door", "--duration=99")
+  out = json.loads(r.stdout)
+  assert out["num_steps"] == MAX_VIDEO_LEN == len(out["pred_saliency_scores"])
+  assert (f"long.npy: {rows} feature rows, more than the model's max_video_len {MAX_VIDEO_LEN}: "
+          f"mean-pooled to {MAX_VIDEO_LEN} steps of {99 / MAX_VIDEO_LEN:.3g} s") in r.stderr
+
+
+def test_training_output_as_model_says_to_export_first(setup, tmp_path):
+  """A workdir or a .keras file is not an export: the error gives the export command."""
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text("{}")
+  (workdir / "best.keras").write_bytes(b"")
+  (tmp_path / "copy.keras").write_bytes(b"")
+  np.save(tmp_path / "v.npy", np.zeros((4, VIDEO_DIM), np.float32))
+  for model, command in [
+      (workdir, f"python -m cimha_tf.export --workdir={workdir} --output={workdir / 'export'}, "
+                f"then --model={workdir / 'export'}"),
+      (workdir / "best.keras", f"--workdir={workdir} --checkpoint=best --output="),
+      (tmp_path / "copy.keras", f"--workdir=WORKDIR --checkpoint={tmp_path / 'copy.keras'} "
+                                "--output=EXPORT, then --model=EXPORT")]:
+    r = helpers.run_binary("cimha_tf.predict", f"--model={model}", f"--features={tmp_path / 'v.npy'}",
+                           "--query=a door", "--duration=9", check=False)
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"FATAL: ValueError: {model} is training output (a Keras checkpoint), not an exported " \
+           "model; export it first" in r.stderr and command in r.stderr, r.stderr[-2000:]

@@ -73,7 +73,7 @@ def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
   c.model.variant = "cimha_wo-ms"
   with pytest.raises(ValueError, match=r"model.variant = 'cimha_wo-ms': expected one of"):
     config_lib.validate(c)
-  r = helpers.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
+  r = helpers.run_binary("cimha_tf.train", "--config=charades_sta_i3d",
                          f"--workdir={tmp_path / 'wd'}", f"--config.data.dir={tmp_path / 'nope'}",
                          "--config.model.num_heads=3", check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
@@ -88,7 +88,7 @@ def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
 def test_train_config_value_out_of_range_is_a_bad_command_line(tmp_path, override, message):
   """docs/design.md, "Command lines": exit 2 for a flag value out of range, --config.KEY too."""
   from tests import helpers
-  r = helpers.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
+  r = helpers.run_binary("cimha_tf.train", "--config=charades_sta_i3d",
                          f"--workdir={tmp_path / 'wd'}", override, check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert f"FATAL: ValueError: {message}" in r.stderr

@@ -199,6 +199,17 @@ def _one_query_file(setup, loaded, b, path, top_k):
   return feats, query, duration, common.windows({k: v.numpy() for k, v in out.items()}, 0, top_k)
 
 
+def _assert_printed(got, want, num_steps):
+  """A client's printed answer holds the in-process windows as predict prints them
+  (seconds to 0.01 s, scores to 4 significant digits) and one saliency score per step."""
+  got_windows = np.array(got["pred_relevant_windows"])
+  np.testing.assert_allclose(got_windows[:, :2], np.array(want)[:, :2], atol=0.0051)
+  np.testing.assert_allclose(got_windows[:, 2], np.array(want)[:, 2], rtol=6e-4)
+  assert all(float(f"{p:.4g}") == p for p in got_windows[:, 2]), got_windows  # 4 digits
+  saliency = got["pred_saliency_scores"]
+  assert len(saliency) == num_steps and all(0 <= p <= 1 for p in saliency)
+
+
 def test_rest_client_command_line_against_a_stand_in_server(setup, loaded, tmp_path):
   """The whole command line over HTTP: feature file -> request -> server -> windows, equal
   to the windows of the same signature called in process; then the clear errors."""
@@ -213,7 +224,7 @@ def test_rest_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
       assert r.returncode == 0, r.stderr[-3000:]
       got = json.loads(r.stdout)
       assert got["query"] == query
-      np.testing.assert_allclose(got["windows"], want, rtol=1e-5)
+      _assert_printed(got, want, len(feats))
     np.save(tmp_path / "narrow.npy", feats[:, :3])  # the server's graph refuses it
     r = _client_cli("rest_client", f"--server={address}", f"--features={tmp_path / 'narrow.npy'}",
                     "--query=a door", "--duration=9")
@@ -279,7 +290,7 @@ def test_grpc_client_command_line_against_a_stand_in_server(setup, loaded, tmp_p
                     f"--query={query}", f"--duration={duration}", "--top_k=4",
                     f"--max_video_len={MAX_VIDEO_LEN}")
     assert r.returncode == 0, r.stderr[-3000:]
-    np.testing.assert_allclose(json.loads(r.stdout)["windows"], want, rtol=1e-5)
+    _assert_printed(json.loads(r.stdout), want, len(feats))
   finally:
     server.stop(None)
   with _port_nothing_listens_on() as port:  # the server is gone

@@ -43,6 +43,45 @@ def test_query_figure_from_curves(tmp_path):
   assert diff[int(0.07 * 800) + 3:int(x0) - 3].max() == 0  # left of the GT, in the axes
 
 
+def test_scores_are_readable_at_any_size():
+  """Decoding scores P_start * P_end are often around 1e-3: two decimals printed 0.00."""
+  assert visualize.score_text(0.00788670964539051) == "0.0079"
+  assert visualize.score_text(1.234e-5) == "1.2e-05"
+  assert visualize.score_text(0.0049, best=0.0079) == "0.0049 (62% of top-1)"
+  fig = visualize.query_figure(np.full(8, 1 / 8), np.full(8, 1 / 8), None, 8.0, "q",
+                               pred_windows=[[1, 3, 0.0079], [0, 2, 0.0049]], top_k=2)
+  texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+  assert texts == ["P(start)", "P(end)", "top-1 [1.0, 3.0] s\n  score 0.0079",
+                   "top-2 [0.0, 2.0] s\n  score 0.0049 (62% of top-1)"]
+
+
+def test_nearly_flat_curves_fill_the_axis():
+  """A short-trained model's start/end curves sit near 1/n with small bumps: the axis spans
+  their range (on a 0-1 axis the bumps were under a pixel), and the inside curve is drawn
+  over the same height, read 0-1 on the right-hand axis."""
+  n, t = 32, np.arange(32)
+  start = np.full(n, 1 / n) + 0.002 * np.exp(-0.5 * (t - 8) ** 2)
+  start /= start.sum()
+  end = start[::-1].copy()
+  inside = 0.3 + 0.05 * ((t >= 8) & (t <= 16))
+  fig = visualize.query_figure(start, end, inside, 40.0, "q", pred_windows=[[10, 20, 0.001]])
+  ax = fig.axes[0]
+  low, high = ax.get_ylim()
+  assert 0.9 * start.min() < low < start.min()
+  assert (start.max() - start.min()) / (high - low) > 0.5  # 0.0017 of a 0-1.2 axis before
+  ticks = ax.get_yticks()
+  assert ticks.min() >= low and ticks.max() <= start.max() * 1.01  # no ticks in the window band
+  drawn = {p.get_label(): p.get_data().values for p in ax.patches if p.get_label().startswith("P(")}
+  np.testing.assert_allclose(drawn["P(start)"], start)
+  (right,) = ax.child_axes  # the inside axis: its 0..1 maps onto the curves' range
+  span = (drawn["P(inside) (right axis)"] - low) / (inside - 0 + 1e-12)
+  assert np.allclose(span, span[0]) and right.get_yticks().tolist() == [0, 0.5, 1]
+  # sharp curves keep the axis from 0
+  sharp = np.zeros(n)
+  sharp[8] = 1.0
+  assert visualize.query_figure(sharp, sharp, None, 40.0, "q").axes[0].get_ylim()[0] == 0
+
+
 def test_query_figure_from_real_predictions(shared_data, tmp_path):
   """QVHighlights sample predictions: 2 s clips, saliency as the inside curve."""
   rows = []

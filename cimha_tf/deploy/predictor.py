@@ -2,7 +2,9 @@
 
 `load_predictor(path)` picks the format; `predictor.predict(features, query, duration,
 top_k, source)` (source names the features in errors) takes a video's raw (T, Dv) features, mean-pools them to max_video_len steps when
-longer (as data preparation does), and returns the top-k windows in seconds.
+longer (as data preparation does), and returns the top-k windows in seconds;
+`predictor.answer(...)` returns them with the inside probability of each (pooled) step,
+the saliency curve predict prints (cimha_tf.deploy.output).
 """
 
 import os
@@ -45,6 +47,10 @@ class _Base:
     if self.vocab is None:
       return []
     return [w for w in tokenize(query)[:self.max_query_len] if w not in self.vocab]
+
+  def predict(self, features, query, duration, top_k=5, source="features"):
+    """[[start_s, end_s, score], ...], best first."""
+    return self.answer(features, query, duration, top_k, source)[0]
 
   def check_features(self, features, source):
     from cimha_tf.data.features import validate_features
@@ -94,7 +100,8 @@ class SavedModelPredictor(_Base):
       raise ValueError(f"the SavedModel refused the request: {_assertion(e.message)}") from e
     return {name: out[name].numpy() for name in ("start_probs", "end_probs", "inside_probs")}
 
-  def predict(self, features, query, duration, top_k=5, source="features"):
+  def answer(self, features, query, duration, top_k=5, source="features"):
+    """(windows as predict's, inside_probs over the video's (pooled) steps)."""
     import tensorflow as tf
     from cimha_tf.model import decode_spans, spans_to_seconds
     _check_query_duration(query, duration)
@@ -111,9 +118,11 @@ class SavedModelPredictor(_Base):
       start, end, scores = decode_spans(out["start_probs"], out["end_probs"],
                                         np.ones((1, n), np.float32), top_k)
       s, e = spans_to_seconds(start, end, [duration], [n])
-      return _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
-    return _windows(out["start_seconds"][0].numpy(), out["end_seconds"][0].numpy(),
-                    out["scores"][0].numpy(), top_k)
+      windows = _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
+    else:
+      windows = _windows(out["start_seconds"][0].numpy(), out["end_seconds"][0].numpy(),
+                         out["scores"][0].numpy(), top_k)
+    return windows, out["inside_probs"][0, :n].numpy()
 
 
 class TFLitePredictor(_Base):
@@ -151,7 +160,8 @@ class TFLitePredictor(_Base):
       rows.append(out)
     return {name: np.stack([r[name] for r in rows]) for name in ("start_probs", "end_probs", "inside_probs")}
 
-  def predict(self, features, query, duration, top_k=5, source="features"):
+  def answer(self, features, query, duration, top_k=5, source="features"):
+    """(windows as predict's, inside_probs over the video's (pooled) steps)."""
     from cimha_tf.model import decode_spans, spans_to_seconds
     _check_query_duration(query, duration)
     feats = self._pool(features, source)
@@ -165,7 +175,8 @@ class TFLitePredictor(_Base):
     start, end, scores = decode_spans(curves["start_probs"][None], curves["end_probs"][None],
                                       np.ones((1, n), np.float32), top_k)
     s, e = spans_to_seconds(start, end, [duration], [n])
-    return _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
+    windows = _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
+    return windows, np.asarray(curves["inside_probs"])[:n]
 
 
 def recipe_path_for_tflite(path):
@@ -196,8 +207,31 @@ def load_predictor(path, vocab_path=None):
   path = os.fspath(path)
   if not os.path.exists(path):
     raise FileNotFoundError(f"model {path} not found (a SavedModel folder or a .tflite file)")
+  _refuse_training_output(path)
   if os.path.isfile(path):
     if not path.endswith(".tflite"):
       raise ValueError(f"{path}: expected a .tflite file or a SavedModel folder")
     return TFLitePredictor(path, vocab_path)
   return SavedModelPredictor(path)
+
+
+def _refuse_training_output(path):
+  """A training workdir or a .keras checkpoint is not an export: say which command makes one
+  (the Keras model takes token ids and gives curves; the export adds the tokenizer and the
+  decoding to seconds that predict relies on)."""
+  workdir = None
+  if os.path.isfile(path) and path.endswith(".keras"):
+    workdir = os.path.dirname(os.path.abspath(path))
+    which = os.path.basename(path)[:-len(".keras")]
+    if not os.path.isfile(os.path.join(workdir, "config.json")):  # copied out of its workdir
+      workdir, which = "WORKDIR", path  # export reads config.json and vocab.json there
+    checkpoint = f" --checkpoint={which if which in ('best', 'last') else path}"
+  elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")) and any(
+      f.endswith(".keras") for f in os.listdir(path)):
+    workdir, checkpoint = path, ""
+  if workdir is not None:
+    export = os.path.join(workdir, "export") if workdir != "WORKDIR" else "EXPORT"
+    raise ValueError(f"{path} is training output (a Keras checkpoint), not an exported model; "
+                     f"export it first: python -m cimha_tf.export --workdir={workdir}{checkpoint} "
+                     f"--output={export}, then --model={export} (or --format=tflite "
+                     "--output=FILE.tflite, then --model=FILE.tflite)")

@@ -51,6 +51,15 @@ def _windows(windows, name, width):
   return w
 
 
+def score_text(score, best=None):
+  """A window's decoding score, readable at any size (P_start * P_end is often around 1e-3,
+  which two decimals print as 0.00), and its share of the best window's score."""
+  text = f"{score:.2g}"
+  if best is not None and best > 0:
+    text += f" ({score / best:.0%} of top-1)"
+  return text
+
+
 def query_figure(start_probs, end_probs, inside_probs, duration, query, gt_window=None,
                  pred_windows=None, top_k=1, num_steps=None, figsize=(8, 3.5), dpi=100):
   """Figure of one query: the three curves over seconds, GT shaded, top-k windows marked.
@@ -73,6 +82,15 @@ def query_figure(start_probs, end_probs, inside_probs, duration, query, gt_windo
   starts, ends = timeline.steps_to_seconds(np.arange(n), np.arange(n), duration, n)
   edges = np.r_[starts, ends[-1]]
 
+  # Start/end probabilities sum to 1 over the video: after a short training they are nearly
+  # flat near 1/n, a line at the bottom of a 0-1 axis. The axis spans their own range
+  # instead (from 0 unless they all sit well above it); the inside curve, a per-step
+  # probability, is drawn over the same height and read on the right-hand axis, 0 to 1.
+  start_end = np.concatenate([values for name, values, _ in curves if name != "inside"])
+  high, low = float(start_end.max()), float(start_end.min())
+  low = 0.0 if low <= 0.5 * high else low - 0.1 * (high - low)
+  span = (high - low) * 1.05 or max(high, 1.0)
+  top = low + span
   fig = _new_figure(figsize, dpi)
   ax = fig.add_subplot(1, 1, 1)
   gts = None
@@ -82,29 +100,36 @@ def query_figure(start_probs, end_probs, inside_probs, duration, query, gt_windo
       ax.axvspan(s, e, color="tab:gray", alpha=0.25, lw=0,
                  label=f"ground truth [{s:.1f}, {e:.1f}] s" if i == 0 else None)
   for name, values, color in curves:
-    ax.stairs(values, edges, label=name, color=color, lw=1.5)
+    ax.stairs(low + values * span if name == "inside" else values, edges, color=color, lw=1.5,
+              label=f"P({name})" + " (right axis)" * (name == "inside"))
   band = 1.08
   if pred_windows is not None and len(pred_windows):
     preds = _windows(pred_windows, "pred_windows", 3)[:max(1, int(top_k))]
     for r, w in enumerate(preds):
-      y = band + 0.07 * r
+      y = low + span * (band + 0.07 * r)
       label = f"top-{r + 1} [{w[0]:.1f}, {w[1]:.1f}] s"
-      if len(w) == 3:
-        label += f" score {w[2]:.2f}"
       if gts is not None:
         label += f" IoU {temporal_iou(w[None, :2], gts).max():.2f}"
+      if len(w) == 3:
+        label += f"\n  score {score_text(w[2], preds[0][2] if r else None)}"
       color = _PRED_COLORS[r % len(_PRED_COLORS)]
       ax.hlines(y, w[0], w[1], color=color, lw=4 if r == 0 else 2, label=label)
       if r == 0:
-        ax.vlines([w[0], w[1]], 0, y, color=color, lw=1, ls="--")
+        ax.vlines([w[0], w[1]], low, y, color=color, lw=1, ls="--")
     band += 0.07 * len(preds)
   ax.set_xlim(0, duration)
-  ax.set_ylim(0, band + 0.05)
+  ax.set_ylim(low, low + span * (band + 0.05))
   ax.set_xlabel("time (s)")
-  ax.set_ylabel("probability")
-  ax.set_yticks(np.linspace(0, 1, 6))  # the band above 1 holds the predicted windows
+  ticks = ax.yaxis.get_major_locator().tick_values(low, top)
+  ax.set_yticks(ticks[(ticks >= low) & (ticks <= top)])  # the band above holds the windows
+  ax.tick_params(axis="y", labelsize=8)
+  if inside_probs is not None:
+    right = ax.secondary_yaxis("right", functions=(lambda y: (y - low) / span,
+                                                   lambda v: low + v * span))
+    right.set_yticks([0, 0.5, 1])
+    right.tick_params(labelsize=8)
   ax.set_title(textwrap.shorten(query, 110) if query.strip() else "(empty query)", fontsize=10)
-  ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+  ax.legend(loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=7, frameon=False)
   fig.subplots_adjust(left=0.07, right=0.68, bottom=0.14, top=0.9)
   return fig
 

@@ -1,4 +1,4 @@
-"""The experiment config every configs/*.py file builds (docs/design.md, "Experiment config").
+"""The experiment config every cimha_tf/configs/*.py file builds (docs/design.md, "Experiment config").
 
 Dimensions (feature_dim, vocab_size) are deliberately absent: training reads them from the
 prepared folder's metadata.json, so they can never disagree with the data.

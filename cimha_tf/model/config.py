@@ -8,7 +8,7 @@ LSTM_IMPLEMENTATIONS = ("keras", "unrolled", "scan")
 
 
 def default_config():
-  """Returns the model ConfigDict; configs/*.py start from it and override fields."""
+  """Returns the model ConfigDict; cimha_tf/configs/*.py start from it and override fields."""
   c = ml_collections.ConfigDict()
   # The paper's full model; "cimha_wo_ms" and "mha" are its two ablation rows.
   c.variant = "cimha"
