@@ -13,8 +13,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING lines drown the progress bar
 
-import json
-
 from absl import flags
 
 from cimha_tf import configs
@@ -44,8 +42,8 @@ def score_mode():
   print(scorer.format_table(metrics))
   if FLAGS.output:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-      json.dump(metrics, f, indent=1)
+    from cimha_tf.common import atomic
+    atomic.write_json(FLAGS.output, metrics, sort_keys=False)
     print(f"wrote {FLAGS.output}")
 
 

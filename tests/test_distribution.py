@@ -268,7 +268,12 @@ def test_workers_resuming_from_different_epochs_stop_with_the_way_out(prepared, 
   w = tmp_path / "w"
   (w / wd.BACKUP).mkdir(parents=True)
   trainer.write_workdir_files(str(w), config, pipeline.read_metadata(prepared))
-  (w / wd.BACKUP / wd.BACKUP_STATE).write_text(json.dumps({"epoch": 1, "batch": 0}))
+  from cimha_tf.training import backup
+  weights = w / wd.BACKUP / backup.weights_name(1)
+  weights.write_bytes(b"epoch 1")  # never loaded: the workers' check comes first
+  (w / wd.BACKUP / wd.BACKUP_STATE).write_text(json.dumps({
+      "format": backup.FORMAT, "epoch": 1, "weights": weights.name, "bytes": 7,
+      "sha256": backup.sha256(weights), "seed_generators": [], "previous": None}))
   config_file = helpers.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=2)
   runs = _run_two_workers([sys.executable, "-m", "cimha_tf.train", f"--config={config_file}",
                            f"--workdir={w}"])

@@ -262,6 +262,20 @@ def test_each_pass_of_a_repeated_dataset_is_every_query_once(monkeypatch, tmp_pa
     assert sorted(q for b in one_pass for q in b) == sorted(lengths)
     assert all(len(set(b)) == len(b) for b in one_pass)
   assert batches[:per] != batches[per:2 * per]  # reshuffled each pass
+  # A resumed run's stream: from any batch on, the unbroken stream's batches (mid-pass
+  # starts included), whether the videos are cached or read from the shards each pass.
+  for cache_bytes in (pipeline.DEFAULT_CACHE_BYTES, 0):
+    for start in (per, per + 1, 2 * per - 1):
+      resumed = pipeline.train_dataset(out, "train", 6, seed=0, deterministic=True, repeat=True,
+                                       bucket_width=bucket_width, start_batch=start,
+                                       cache_bytes=cache_bytes)
+      got = [y["qid"].tolist() for _, y in resumed.take(3 * per - start).as_numpy_iterator()]
+      if cache_bytes:
+        assert got == batches[start:], start
+      else:  # another shuffle (shards, then videos): its own stream, replayed the same
+        full = pipeline.train_dataset(out, "train", 6, seed=0, deterministic=True, repeat=True,
+                                      bucket_width=bucket_width, cache_bytes=0)
+        assert got == [y["qid"].tolist() for _, y in full.take(3 * per).as_numpy_iterator()][start:]
 
 
 def test_float16_storage_round_trip(prepared, tmp_path):

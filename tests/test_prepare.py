@@ -217,17 +217,23 @@ def test_same_records_from_every_layout(tmp_path, layout):
 
 
 def test_failed_run_leaves_no_partial_folder(tmp_path):
+  """A re-prepare that fails midway leaves the previous complete folder as it was (it used
+  to delete it first), and nothing of its own."""
   feats, splits = _setup(str(tmp_path))
   out = str(tmp_path / "out")
   prepare.prepare_splits(splits, feats, out, skip_bad_videos=True, progress=False)
-  assert os.path.exists(os.path.join(out, "metadata.json"))
+  before = {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out)
+            if os.path.isfile(os.path.join(out, n))}
   with pytest.raises(fl.FeatureError):  # the same folder, without skipping: fails on 'gone'
     prepare.prepare_splits(splits, feats, out, videos_per_shard=1, progress=False)
-  left = os.listdir(out)
-  assert "metadata.json" not in left  # no stale metadata describing other shards
-  assert not [n for n in left if n.endswith(".tmp") or n.startswith("train-")]
-  with pytest.raises(FileNotFoundError, match="metadata.json not found"):
-    pipeline.read_metadata(out)
+  assert {n: open(os.path.join(out, n), "rb").read() for n in os.listdir(out)
+          if os.path.isfile(os.path.join(out, n))} == before
+  assert sorted(os.listdir(tmp_path)) == sorted(["out", os.path.basename(feats)])
+  pipeline.read_metadata(out)
+  # Where no folder was: none is left.
+  with pytest.raises(fl.FeatureError):
+    prepare.prepare_splits(splits, feats, str(tmp_path / "new"), progress=False)
+  assert not os.path.exists(tmp_path / "new")
 
 
 def test_float16_overflow(tmp_path):

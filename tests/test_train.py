@@ -212,23 +212,6 @@ def test_workdir_trained_on_another_feature_dim(run, tmp_path):
   _fails_before_training(_config(run), w, "feature_dim=1024 but .*metadata.json has feature_dim=8")
 
 
-@pytest.mark.parametrize("damage", ["weights", "state"])
-def test_truncated_resume_backup(run, tmp_path, damage):
-  """A run killed while Keras wrote its backup: a clear error naming the file and the way
-  out, before any training (Keras would raise an h5py / JSON traceback)."""
-  w = tmp_path / "w"
-  shutil.copytree(run["workdir"], w)
-  name = wd.BACKUP_WEIGHTS if damage == "weights" else wd.BACKUP_STATE
-  path = w / wd.BACKUP / name
-  assert path.exists()
-  path.write_bytes(path.read_bytes()[:len(path.read_bytes()) // 2])
-  before = (w / trainer.HISTORY).read_text()
-  with pytest.raises(ValueError, match=rf"backup/{name}: the resume backup is unreadable .*"
-                                       rf"Delete {w / wd.BACKUP} to train again from epoch 0"):
-    trainer.train(_config(run), str(w), verbose=0)
-  assert (w / trainer.HISTORY).read_text() == before  # nothing trained, nothing rewritten
-
-
 def _swap_two_tokens(vocab_path):
   vocab = json.load(open(vocab_path))
   vocab["tokens"][2], vocab["tokens"][3] = vocab["tokens"][3], vocab["tokens"][2]

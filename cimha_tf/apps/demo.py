@@ -5,9 +5,9 @@ WORKDIR is the training workdir itself (evaluate / export / predict work on it),
 raw synthetic files in WORKDIR/synthetic and the prepared folder in WORKDIR/prepared.
 """
 
-import json
 import os
 
+from cimha_tf.common import atomic
 from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.evaluation import baselines
 from cimha_tf.evaluation import workdir_eval
@@ -95,8 +95,7 @@ def make_data(workdir, settings, progress=True, videos_key="num_videos"):
       max_video_len=settings["max_video_len"], max_query_len=settings["max_query_len"],
       progress=progress)
   print(prepare.format_accounting(meta))
-  with open(stamp, "w") as f:
-    json.dump(settings, f, indent=1)
+  atomic.write_json(stamp, settings, sort_keys=False)
   return prepared
 
 
@@ -137,8 +136,8 @@ def run(config, workdir, quick=False, progress=True, verbose=1, quick_epochs=Tru
   results.update(baseline_metrics(config))
   out = os.path.join(workdir, "metrics", "demo.json")
   os.makedirs(os.path.dirname(out), exist_ok=True)
-  with open(out, "w") as f:
-    json.dump({k: {c: v[c] for c in COLUMNS} for k, v in results.items()}, f, indent=1)
+  atomic.write_json(out, {k: {c: v[c] for c in COLUMNS} for k, v in results.items()},
+                    sort_keys=False)
   print(f"\nsynthetic test split ({results['CI-MHA (this run)']['num_queries']} queries), percent:")
   print(format_rows(results))
   if quick:

@@ -169,7 +169,7 @@ def _parse_videos(files, meta, deterministic):
 
 def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, deterministic=False,
                   repeat=False, drop_remainder=False, cache_bytes=DEFAULT_CACHE_BYTES,
-                  bucket_width=0, num_workers=1):
+                  bucket_width=0, num_workers=1, start_batch=0):
   """(inputs, labels) batches of `split` for Model.fit (docs/design.md "Model inputs").
 
   deterministic=True fixes the order: with shuffle and no seed, seed 0 is used. Always on
@@ -179,6 +179,10 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
   a multiple of bucket_width up to max_video_len. 0: every batch is max_video_len long.
   num_workers: the workers training together (training.strategy.num_workers()), told
   rather than looked up so that data stays below training.
+  repeat=True: pass after pass, pass p shuffled with seeds derived from (seed, p) alone, so
+  the stream from batch `start_batch` on is the one an unbroken stream has there (a resumed
+  run replays the interrupted epoch's order exactly) without reading the batches before:
+  only the ones before it in its own pass.
   """
   meta = read_metadata(data_dir)
   files = split_files(data_dir, split, meta)
@@ -191,46 +195,70 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
   # The cache holds decoded videos padded to max_video_len, in float32.
   videos_bytes = meta["splits"][split]["videos"] * meta["max_video_len"] * meta["feature_dim"] * 4
   cache = videos_bytes <= cache_bytes
-
   names = tf.data.Dataset.from_tensor_slices(files)
   if cache:
-    # Decode once in file order; shuffling happens after the cache.
-    videos = _parse_videos(tf.data.TFRecordDataset(names), meta, True).cache()
-    if shuffle:
-      num_videos = meta["splits"][split].get("videos", VIDEO_SHUFFLE_BUFFER)
-      videos = videos.shuffle(max(1, num_videos), seed=seed, reshuffle_each_iteration=True)
-  else:
-    if shuffle:
-      names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    records = names.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-    if shuffle:
-      records = records.shuffle(VIDEO_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-    videos = _parse_videos(records, meta, deterministic)
+    # Decode once in file order; shuffling happens after the cache (in each pass, below:
+    # the cache is shared by the passes).
+    cached = _parse_videos(tf.data.TFRecordDataset(names), meta, True).cache()
 
-  queries = videos.flat_map(tfrecords.unroll)
-  if shuffle:
-    queries = queries.shuffle(QUERY_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-  # Parallel batch: copying a batch of features (100 x 128 x 1024 float32 = 52 MB) is the
-  # pipeline's main cost per step.
-  ds = batch_by_length(queries, batch_size, bucket_width, lambda v, q: v["num_steps"],
-                       drop_remainder=drop_remainder, deterministic=deterministic)
-  ds = ds.map(_to_train, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-  if bucket_width:
-    ds = ds.map(lambda x, y: cut_time_axis(x, y, bucket_width),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+  def one_pass(index):
+    pass_seed = None if seed is None else _pass_seed(seed, index)
+    if pass_seed is not None:
+      # The op seed is a tensor here; with a global seed of 0, TF's seed logic compares it
+      # with 0 in Python (`seeds == (0, 0)`) and fails. This pass's graph does without the
+      # global seed: the pass seed already derives from `seed`.
+      tf.compat.v1.get_default_graph().seed = None
+    if cache:
+      videos = cached
+      if shuffle:
+        num_videos = meta["splits"][split].get("videos", VIDEO_SHUFFLE_BUFFER)
+        videos = videos.shuffle(max(1, num_videos), seed=pass_seed)
+    else:
+      shards = names.shuffle(len(files), seed=pass_seed) if shuffle else names
+      records = shards.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+      if shuffle:
+        records = records.shuffle(VIDEO_SHUFFLE_BUFFER, seed=pass_seed)
+      videos = _parse_videos(records, meta, deterministic)
+    queries = videos.flat_map(tfrecords.unroll)
+    if shuffle:
+      queries = queries.shuffle(QUERY_SHUFFLE_BUFFER, seed=pass_seed)
+    # Parallel batch: copying a batch of features (100 x 128 x 1024 float32 = 52 MB) is the
+    # pipeline's main cost per step.
+    ds = batch_by_length(queries, batch_size, bucket_width, lambda v, q: v["num_steps"],
+                         drop_remainder=drop_remainder, deterministic=deterministic)
+    ds = ds.map(_to_train, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if bucket_width:
+      ds = ds.map(lambda x, y: cut_time_axis(x, y, bucket_width),
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    return ds
+
   if repeat:
-    # After batching: each pass is batched on its own (every query once, the bands' partial
-    # batches flushed at its end), so batches_per_pass steps are exactly one pass. Repeated
-    # before, a band's leftovers waited for the next pass: queries were missed, repeated,
+    # Each pass is batched on its own (every query once, the bands' partial batches
+    # flushed at its end), so batches_per_pass steps are exactly one pass. Repeated before
+    # batching, a band's leftovers waited for the next pass: queries were missed, repeated,
     # and could meet themselves in one batch.
-    ds = ds.repeat()
+    first_pass, skip = divmod(int(start_batch), batches_per_pass(
+        data_dir, split, batch_size, bucket_width, drop_remainder)) if start_batch else (0, 0)
+    ds = tf.data.Dataset.range(first_pass, _NO_END).flat_map(one_pass).skip(skip)
+  else:
+    if start_batch:
+      raise ValueError("start_batch needs repeat=True")
+    ds = one_pass(tf.constant(0, tf.int64))
   options = tf.data.Options()
   options.deterministic = deterministic
   # DATA on the identical streams every worker builds (above): an exact split of each
   # global batch (module docstring). One worker: nothing is sharded.
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+_NO_END = 2**62
+
+
+def _pass_seed(seed, index):
+  """Pass `index`'s shuffle seed: a function of (seed, index) only (int64 arithmetic wraps)."""
+  return tf.constant(int(seed) % 2**31, tf.int64) + tf.cast(index, tf.int64) * 0x9E3779B1
 
 
 def eval_dataset(data_dir, split, batch_size, bucket_width=0):

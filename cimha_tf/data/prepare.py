@@ -24,8 +24,10 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from cimha_tf.common import atomic
 from cimha_tf.data import features as features_lib
 from cimha_tf.data import labels as labels_lib
+from cimha_tf.common import lock
 from cimha_tf.data import pipeline
 from cimha_tf.data import text as text_lib
 from cimha_tf.data import tfrecords
@@ -72,14 +74,6 @@ def _count_duplicates(records):
   return sum(n - 1 for n in seen.values())
 
 
-def _clear_split(output_dir, split):
-  """Removes shards of an earlier run, so metadata.json and the folder agree."""
-  pattern = re.compile(rf"^{re.escape(split)}-\d{{5}}-of-\d{{5}}\.tfrecord$")
-  for name in os.listdir(output_dir):
-    if pattern.match(name):
-      os.remove(os.path.join(output_dir, name))
-
-
 def _load_video(store, vid, max_video_len, feature_dtype):
   raw = store.get(vid)
   feats = pool_to_max_len(raw, max_video_len)
@@ -119,7 +113,6 @@ def _write_split(split, records, report, store, vocab, output_dir, max_video_len
   skipped_videos = collections.Counter()
   kept_records, pooled_videos = [], 0
   by_steps = collections.Counter()  # kept queries per video length: training's batch count
-  _clear_split(output_dir, split)
   writer = tfrecords.ShardWriter(output_dir, split, videos_per_shard)
   try:
     for vid, recs in tqdm(groups.items(), desc=f"{split} videos", unit="video", disable=not progress):
@@ -204,41 +197,57 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
                      f"{report.read}, dropped {dict(report.dropped) or 0}; the vocabulary and "
                      "the training set come from it")
   vocab = text_lib.Vocabulary.build((r.query for r in splits[train][0]), max_len=max_query_len)
-  feature_dtype = "float16" if float16 else "float32"
-  split_info = {}
   # The feature store opens (and its dimension is probed) before anything is written or
   # GloVe is read (minutes for 840B): a mistyped --features fails at once, leaving no files.
   with features_lib.open_feature_store(features, feature_layout) as store:
     store.probe_feature_dim(dict.fromkeys(r.vid for r in splits[train][0]))
     recipe = feature_recipe(features, store.feature_dim)
-    os.makedirs(output_dir, exist_ok=True)
-    # metadata.json is written last: a folder without it is an unfinished preparation.
-    if os.path.exists(os.path.join(output_dir, pipeline.METADATA)):
-      os.remove(os.path.join(output_dir, pipeline.METADATA))
-    vocab.save(os.path.join(output_dir, VOCAB))
+    # One writer per folder; the new folder is built beside the old one (which stays
+    # readable meanwhile) and swapped in whole once complete: a kill or an error leaves the
+    # old folder as it was, and no reader ever sees a half-written one.
+    with lock.hold(output_dir, "preparing data"):
+      parent, name = os.path.split(os.path.abspath(output_dir))
+      atomic.remove_temporaries(parent, name)  # builds of killed runs
+      with atomic.folder(output_dir, keep=_not_written_here) as build:
+        meta = _write_folder(splits, train, vocab, store, features, recipe, build, dataset,
+                             glove, max_video_len, max_query_len, float16, skip_bad_videos,
+                             videos_per_shard, progress)
+  return meta
 
-    embeddings, glove_report = None, None
-    if glove:
-      from cimha_tf.data import glove as glove_lib
-      matrix, glove_report = glove_lib.load_glove(glove, vocab, progress=progress)
-      np.save(os.path.join(output_dir, EMBEDDINGS), np.asarray(matrix, np.float32))
-      embeddings = EMBEDDINGS
-    elif os.path.exists(os.path.join(output_dir, EMBEDDINGS)):
-      os.remove(os.path.join(output_dir, EMBEDDINGS))  # stale, from an earlier run
 
-    for name, (records, report) in splits.items():
-      split_info[name] = _write_split(name, records, report, store, vocab, output_dir,
-                                      max_video_len, max_query_len, feature_dtype,
-                                      skip_bad_videos, videos_per_shard, progress)
-      if name == train and not split_info[name]["kept"]:
-        raise ValueError(f"training split {train!r}: no query kept of {split_info[name]['read']} "
-                         f"(dropped: {split_info[name]['dropped']}); nothing to train on")
-    feature_dim = store.feature_dim
+def _not_written_here(name):
+  """Entries of an earlier OUTPUT_DIR that prepare_data did not write: moved into the new
+  folder (e.g. a feature store kept there), not deleted with the old one."""
+  return not (name in (pipeline.METADATA, VOCAB, EMBEDDINGS, ANNOTATIONS)
+              or _SHARD.match(name))
 
+
+_SHARD = re.compile(r"^.+-\d{5}-of-\d{5}\.tfrecord$")
+
+
+def _write_folder(splits, train, vocab, store, features, recipe, output_dir, dataset, glove,
+                  max_video_len, max_query_len, float16, skip_bad_videos, videos_per_shard,
+                  progress):
+  feature_dtype = "float16" if float16 else "float32"
+  split_info = {}
+  vocab.save(os.path.join(output_dir, VOCAB))
+  embeddings, glove_report = None, None
+  if glove:
+    from cimha_tf.data import glove as glove_lib
+    matrix, glove_report = glove_lib.load_glove(glove, vocab, progress=progress)
+    np.save(os.path.join(output_dir, EMBEDDINGS), np.asarray(matrix, np.float32))
+    embeddings = EMBEDDINGS
+  for name, (records, report) in splits.items():
+    split_info[name] = _write_split(name, records, report, store, vocab, output_dir,
+                                    max_video_len, max_query_len, feature_dtype,
+                                    skip_bad_videos, videos_per_shard, progress)
+    if name == train and not split_info[name]["kept"]:
+      raise ValueError(f"training split {train!r}: no query kept of {split_info[name]['read']} "
+                       f"(dropped: {split_info[name]['dropped']}); nothing to train on")
   meta = {
       "format_version": FORMAT_VERSION,
       "dataset": dataset,
-      "feature_dim": int(feature_dim),
+      "feature_dim": int(store.feature_dim),
       "vocab_size": len(vocab),
       "max_video_len": max_video_len,
       "max_query_len": max_query_len,

@@ -20,7 +20,6 @@ literal characters in the pattern string, which both engines read as code points
 """
 
 import itertools
-import json
 import re
 from collections import Counter
 from typing import Iterable, List, Optional
@@ -115,8 +114,9 @@ class Vocabulary:
     return out
 
   def save(self, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-      json.dump({"tokens": self.tokens}, f, ensure_ascii=False)
+    from cimha_tf.common import atomic
+    atomic.write_json(path, {"tokens": self.tokens}, ensure_ascii=False, indent=None,
+                      sort_keys=False)
 
   @classmethod
   def load(cls, path: str) -> "Vocabulary":

@@ -1,8 +1,9 @@
 """The library behind `python -m cimha_tf.export`: a loaded workdir model -> files."""
 
-import json
 import os
 
+from cimha_tf.common import atomic
+from cimha_tf.common import lock
 from cimha_tf.common.jsonfile import read_json_object
 
 
@@ -21,30 +22,30 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
   from cimha_tf.deploy import tflite
   if not output.endswith(".tflite"):
     raise ValueError(f"--output={output}: a TFLite export must be a .tflite file path")
-  if os.path.exists(output) and not overwrite:
-    raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
   vocab_path = os.path.join(os.path.dirname(os.path.abspath(output)), "vocab.json")
-  # Every .tflite in a folder reads that folder's vocab.json: replacing it with another
-  # vocabulary would silently give the models already there other words for their ids.
-  if os.path.exists(vocab_path) and not overwrite and _tokens_in(vocab_path) != trained.vocab_tokens:
-    raise FileExistsError(f"{vocab_path} holds another vocabulary (of a .tflite exported there "
-                          "before, which reads it); export to another folder, or pass "
-                          "--overwrite to replace it")
-  c = trained.model_config
-  flatbuffer = tflite.convert(trained.model, c.max_video_len, c.max_query_len, quantize,
-                              lstm, batch_size, free_length=free_length)
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, "wb") as f:
-    f.write(flatbuffer)
-  with open(vocab_path, "w", encoding="utf-8") as f:
-    json.dump({"tokens": trained.vocab_tokens}, f, ensure_ascii=False)
-  from cimha_tf.deploy.predictor import recipe_path_for_tflite
-  recipe_path = recipe_path_for_tflite(output)
-  if trained.feature_recipe:  # predict --video extracts with it
-    with open(recipe_path, "w", encoding="utf-8") as f:
-      json.dump(trained.feature_recipe, f, indent=1, sort_keys=True)
-  elif os.path.exists(recipe_path):
-    os.remove(recipe_path)  # a stale one would claim a recipe this model was not trained on
+  # Every .tflite of a folder reads its vocab.json: one export per folder at a time.
+  with lock.hold(vocab_path, "exporting TFLite"):
+    if os.path.exists(output) and not overwrite:
+      raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    # Replacing vocab.json with another vocabulary would silently give the models already
+    # there other words for their ids.
+    if os.path.exists(vocab_path) and not overwrite and _tokens_in(vocab_path) != trained.vocab_tokens:
+      raise FileExistsError(f"{vocab_path} holds another vocabulary (of a .tflite exported there "
+                            "before, which reads it); export to another folder, or pass "
+                            "--overwrite to replace it")
+    c = trained.model_config
+    flatbuffer = tflite.convert(trained.model, c.max_video_len, c.max_query_len, quantize,
+                                lstm, batch_size, free_length=free_length)
+    # Each file appears complete or not at all (a phone app or a copy never reads half).
+    atomic.write_bytes(output, flatbuffer)
+    atomic.write_json(vocab_path, {"tokens": trained.vocab_tokens}, ensure_ascii=False,
+                      indent=None, sort_keys=False)
+    from cimha_tf.deploy.predictor import recipe_path_for_tflite
+    recipe_path = recipe_path_for_tflite(output)
+    if trained.feature_recipe:  # predict --video extracts with it
+      atomic.write_json(recipe_path, trained.feature_recipe)
+    elif os.path.exists(recipe_path):
+      os.remove(recipe_path)  # a stale one would claim a recipe this model was not trained on
   return {"format": "tflite", "path": output, "vocab": vocab_path, "quantize": quantize,
           "lstm": lstm, "free_length": tflite.resolve_free_length(lstm, free_length),
           "bytes": len(flatbuffer), "ops": sorted(tflite.op_names(flatbuffer))}

@@ -23,10 +23,11 @@ Steps of video_features past video_length are ignored (zeroed), like padding.
 
 import json
 import os
-import shutil
 
 import tensorflow as tf
 
+from cimha_tf.common import atomic
+from cimha_tf.common import lock
 from cimha_tf.deploy.graph_tokenizer import GraphTokenizer
 
 MODEL_NAME = "cimha"
@@ -174,23 +175,28 @@ def export(model, vocab_tokens, output, model_config, top_k=5, version=1, overwr
       raise ValueError(f"{folder} is a file: the SavedModel export needs a folder there "
                        "(--output=BASE writes BASE/cimha/VERSION/)")
   path = os.path.join(os.fspath(output), MODEL_NAME, str(int(version)))
-  if os.path.exists(path):
-    if not overwrite:
+  # Built in a temporary folder beside (a name TF Serving's version watcher ignores) and
+  # renamed into the version number when complete: a killed export leaves no half-written
+  # version for TF Serving to load. One export per version folder at a time.
+  with lock.hold(path, "exporting"):
+    atomic.remove_temporaries(os.path.dirname(path), os.path.basename(path))
+    if os.path.exists(path) and not overwrite:
       raise FileExistsError(f"{path} exists; TF Serving may be serving it: pass another "
                             "version (--version) or --overwrite")
-    shutil.rmtree(path)
-  module = ServingModule(model, vocab_tokens, model_config.max_video_len,
-                         model_config.max_query_len, top_k)
-  tf.saved_model.save(module, path, signatures=module.signatures())
-  extra = os.path.join(path, EXTRA_DIR)
-  os.makedirs(extra, exist_ok=True)
-  with open(os.path.join(extra, VOCAB_FILE), "w", encoding="utf-8") as f:
-    json.dump({"tokens": list(vocab_tokens)}, f, ensure_ascii=False)
-  meta = {"max_video_len": module.max_video_len, "max_query_len": module.max_query_len,
-          "video_dim": module.video_dim, "vocab_size": module.vocab_size, "top_k": module.top_k,
-          "signatures": [SIGNATURE_TEXT, SIGNATURE_TOKENS], **(extra_meta or {})}
-  with open(os.path.join(extra, META_FILE), "w") as f:
-    json.dump(meta, f, indent=1)
+    module = ServingModule(model, vocab_tokens, model_config.max_video_len,
+                           model_config.max_query_len, top_k)
+    with atomic.folder(path) as build:
+      tf.saved_model.save(module, build, signatures=module.signatures())
+      extra = os.path.join(build, EXTRA_DIR)
+      os.makedirs(extra, exist_ok=True)
+      with open(os.path.join(extra, VOCAB_FILE), "w", encoding="utf-8") as f:
+        json.dump({"tokens": list(vocab_tokens)}, f, ensure_ascii=False)
+      meta = {"max_video_len": module.max_video_len, "max_query_len": module.max_query_len,
+              "video_dim": module.video_dim, "vocab_size": module.vocab_size,
+              "top_k": module.top_k, "signatures": [SIGNATURE_TEXT, SIGNATURE_TOKENS],
+              **(extra_meta or {})}
+      with open(os.path.join(extra, META_FILE), "w") as f:
+        json.dump(meta, f, indent=1)
   return path
 
 

@@ -10,11 +10,11 @@ as given, not clipped (as moment_detr's scorer; its sample predictions have two)
 
 import json
 import math
-import os
 import pathlib
 
 import numpy as np
 
+from cimha_tf.common import atomic
 from cimha_tf.common.jsonfile import numbered_jsonl_rows
 
 PRED_KEYS = ("qid", "pred_relevant_windows")
@@ -121,10 +121,8 @@ def write_predictions(path, rows):
   if len(set(qids)) != len(qids):
     raise ValueError(f"{path}: duplicate qids among the rows to write")
   path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  with open(tmp, "w", encoding="utf-8") as f:
+  with atomic.open_file(path, "w") as f:  # a reader never sees half a file
     f.write("".join(line + "\n" for line in lines))
-  os.replace(tmp, path)
   return path
 
 

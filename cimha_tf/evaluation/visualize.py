@@ -217,7 +217,9 @@ def plot_recall_curves(path, runs=None, thresholds=RECALL_THRESHOLDS, figsize=(6
 def save_figure(fig, path):
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(path, format="png", dpi=fig.dpi)
+  from cimha_tf.common import atomic
+  with atomic.path(path) as tmp:  # a viewer or a copy never reads half a PNG
+    fig.savefig(tmp, format="png", dpi=fig.dpi)
   return path
 
 

@@ -1,10 +1,10 @@
 """Evaluation of a trained workdir (behind `python -m cimha_tf.evaluate --workdir=DIR`)."""
 
-import json
 import os
 
 import ml_collections
 
+from cimha_tf.common import atomic
 from cimha_tf.evaluation import predictions as predictions_lib
 from cimha_tf.evaluation import runner
 from cimha_tf.evaluation import scorer
@@ -34,8 +34,7 @@ def evaluate_workdir(config, workdir, split=None, checkpoint="best", num_figures
                                           config.eval.top_k, progress=progress, curves=curves)
   metrics_file = wd.metrics_path(workdir, split)
   os.makedirs(os.path.dirname(metrics_file), exist_ok=True)
-  with open(metrics_file, "w") as f:
-    json.dump(dict(metrics, checkpoint=path, split=split), f, indent=1)
+  atomic.write_json(metrics_file, dict(metrics, checkpoint=path, split=split), sort_keys=False)
   predictions_lib.write_predictions(wd.predictions_path(workdir, split), rows)
   print(f"{split} ({metrics['num_queries']} queries, checkpoint {path}):")
   print(scorer.format_table(metrics))

@@ -110,44 +110,6 @@ def check_workdir(workdir, config, meta):
     check_same_dims(wd.read_json(workdir, wd.DATA_META), meta, where=f"{workdir} (trained on)",
                     data_dir=config.data.dir)
   check_same_vocab(workdir, config.data.dir)
-  check_backup(workdir)
-
-
-def check_backup(workdir):
-  """The resume backup (Keras's BackupAndRestore) must be readable: a run killed while
-  writing it leaves a truncated file, which Keras would meet with an h5py traceback."""
-  import h5py
-  backup = wd.path(workdir, wd.BACKUP)
-  weights = os.path.join(backup, wd.BACKUP_WEIGHTS)
-  state = os.path.join(backup, wd.BACKUP_STATE)
-  problem = None
-  if os.path.exists(weights):
-    try:
-      with h5py.File(weights, "r") as f:
-        list(f.keys())
-    except OSError as e:
-      problem = (weights, str(e))
-  if problem is None and os.path.exists(state):
-    try:
-      _backup_epoch(state)
-    except (ValueError, KeyError, TypeError) as e:
-      problem = (state, f"{type(e).__name__}: {e}")
-  if problem:
-    raise ValueError(f"{problem[0]}: the resume backup is unreadable ({problem[1]}); was the "
-                     f"run killed while writing it? Delete {backup} to train again from epoch "
-                     "0 (best.keras and last.keras stay), or use a new --workdir")
-
-
-def epochs_done(workdir):
-  """Epochs the workdir's resume backup has finished (0 without one); after check_backup."""
-  state = os.path.join(wd.path(workdir, wd.BACKUP), wd.BACKUP_STATE)
-  if not os.path.exists(state):
-    return 0
-  return _backup_epoch(state)
-
-
-def _backup_epoch(state):
-  return int(read_json_object(state, "resume backup state", expected='{"epoch": N, ...}')["epoch"])
 
 
 def check_same_dims(trained_meta, meta, where, data_dir):

@@ -9,9 +9,7 @@ DATA_META = "data_meta.json"
 BEST = "best.keras"
 LAST = "last.keras"
 BACKUP = "backup"
-# What keras.callbacks.BackupAndRestore writes into BACKUP (its own fixed names).
-BACKUP_WEIGHTS = "latest.weights.h5"
-BACKUP_STATE = "training_metadata.json"
+BACKUP_STATE = "state.json"  # in BACKUP: the finished epoch, its weights file, checksum
 LOGS = "logs"
 
 

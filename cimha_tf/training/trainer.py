@@ -5,14 +5,17 @@ the dataset's element_spec rather than a batch read ahead of training (spec_buil
 read decided the training order by thread timing); under MultiWorkerMirroredStrategy it
 also gets the Keras fix of multiworker.py.
 
-Resume: keras.callbacks.BackupAndRestore keeps the weights, optimizer state and epoch
-count in WORKDIR/backup after every epoch and is never deleted, so starting again on the
-same workdir continues where the last finished epoch left off (after a crash or a kill
-mid-epoch the unfinished epoch is redone) and runs the same total number of epochs; a
+Resume: WORKDIR/backup (backup.py) keeps the weights, optimizer state, dropout RNG states
+and epoch count after every epoch, verified before resuming, so starting again on the same
+workdir continues where the last finished epoch left off (after a crash or a kill mid-epoch
+the unfinished epoch is redone, replaying its data order and randomness: a deterministic
+run ends with the weights of an unbroken one) and runs the same total number of epochs; a
 finished run started again trains nothing (both say so), and a larger --config.train.epochs
-extends it.
-A backup left unreadable (a kill while Keras wrote it) stops the run before any step with
-the file named and the way out (checks.check_backup).
+extends it. A damaged or inconsistent backup stops the run before any step with the file
+named and the way out.
+Writes and locks: the run holds WORKDIR's lock (cimha_tf.data.lock: a second trainer on it
+is refused, naming this one), and every file is replaced atomically (cimha_tf.data.atomic),
+so evaluate or export reading WORKDIR meanwhile never sees a half-written checkpoint.
 """
 
 import json
@@ -21,10 +24,13 @@ import os
 import keras
 import tensorflow as tf
 
+from cimha_tf.common import atomic
+from cimha_tf.common import lock
 from cimha_tf.data.text import Vocabulary
 from cimha_tf.experiment import checks
 from cimha_tf.experiment import config as config_lib
 from cimha_tf.experiment import workdir as wd
+from cimha_tf.training import backup as backup_lib
 from cimha_tf.training import callbacks as callbacks_lib
 from cimha_tf.training import multiworker
 from cimha_tf.training import spec_build
@@ -41,20 +47,13 @@ def seed_everything(seed, deterministic=True):
     tf.config.experimental.enable_op_determinism()
 
 
-def _write_json(path, obj):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
-
-
 def write_workdir_files(out, config, meta):
   """The resolved config, the vocabulary and the data metadata: the workdir is self-contained."""
-  _write_json(wd.path(out, wd.CONFIG), json.loads(config.to_json()))
-  _write_json(wd.path(out, wd.DATA_META), meta)
+  atomic.write_json(wd.path(out, wd.CONFIG), json.loads(config.to_json()))
+  atomic.write_json(wd.path(out, wd.DATA_META), meta)
   # Loaded, not copied: a damaged vocab.json is refused here, naming it, not carried along.
   vocab = Vocabulary.load(os.path.join(config.data.dir, "vocab.json"))
-  _write_json(wd.path(out, wd.VOCAB), {"tokens": vocab.tokens})
+  atomic.write_json(wd.path(out, wd.VOCAB), {"tokens": vocab.tokens})
 
 
 def tensorboard_callbacks(log_dir):
@@ -128,7 +127,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   """Trains `config` into `workdir`; returns (model, keras History).
 
   Every check runs before the first step. Non-chief workers of a multi-worker run write
-  into WORKDIR/worker_I (strategy.worker_dir).
+  into WORKDIR/worker_I (strategy.worker_dir). Holds the workdir's lock meanwhile.
   """
   from cimha_tf.data import pipeline
   config_lib.validate(config)
@@ -136,8 +135,19 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   splits = [config.data.train_split, config.data.val_split]
   checks.check_data(config, meta, splits)
   out = strategy_lib.worker_dir(workdir)
+  with lock.hold(out, "training"):
+    return _train_locked(config, meta, splits, out, strategy, extra_callbacks, verbose)
+
+
+def _train_locked(config, meta, splits, out, strategy, extra_callbacks, verbose):
+  from cimha_tf.data import pipeline
   os.makedirs(out, exist_ok=True)
+  backup_dir = wd.path(out, wd.BACKUP)
+  for folder in (out, backup_dir):  # what killed runs left half-written: never read
+    atomic.remove_temporaries(folder)
   checks.check_workdir(out, config, meta)
+  resume = backup_lib.read_state(backup_dir)
+  done = resume["epoch"] if resume else 0
 
   seed_everything(config.seed, config.train.deterministic)
   strategy = strategy or strategy_lib.get_strategy()
@@ -146,12 +156,15 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   print(f"strategy: {name} with {strategy.num_replicas_in_sync} replica(s); "
         f"global batch {config.train.batch_size}")
   check_batch_split(config.train.batch_size, strategy.num_replicas_in_sync)
-  done = checks.epochs_done(out)  # what BackupAndRestore will resume from
-  check_same_resume_epoch(strategy, done, wd.path(out, wd.BACKUP))
+  check_same_resume_epoch(strategy, done, backup_dir)
+  with pipeline.naming_damaged_shards(config.data.dir, splits):
+    steps = steps_per_epoch(config)
+  # Started at the resumed epoch's first batch: the stream an unbroken run has there.
   dataset = pipeline.train_dataset(
       config.data.dir, config.data.train_split, batch_size=config.train.batch_size,
       shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True,
-      bucket_width=int(config.data.get("bucket_width", 0)), num_workers=strategy_lib.num_workers())
+      bucket_width=int(config.data.get("bucket_width", 0)), num_workers=strategy_lib.num_workers(),
+      start_batch=done * steps)
   model = build_and_compile(config, meta, strategy)
   write_workdir_files(out, config, meta)
 
@@ -160,16 +173,15 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
       callbacks_lib.BestCheckpoint(
           config.data.dir, config.data.val_split, config.eval.batch_size, config.eval.top_k,
           best_path=wd.path(out, wd.BEST), state_path=wd.path(out, BEST_STATE)),
-      keras.callbacks.ModelCheckpoint(wd.path(out, wd.LAST), save_freq="epoch"),
-      keras.callbacks.CSVLogger(wd.path(out, HISTORY), append=True),  # one row per epoch run
+      callbacks_lib.LastCheckpoint(wd.path(out, wd.LAST)),
+      callbacks_lib.History(wd.path(out, HISTORY), initial_epoch=done),
       *tensorboard_callbacks(wd.path(out, wd.LOGS)),
       # Last, so an epoch counts as done only once its checkpoints are written.
-      keras.callbacks.BackupAndRestore(wd.path(out, wd.BACKUP), delete_checkpoint=False),
+      backup_lib.Backup(backup_dir, resume),
       *extra_callbacks,
   ]
   # shuffle=False: the pipeline shuffles (seeded); Keras would only warn that it ignores it.
   with pipeline.naming_damaged_shards(config.data.dir, splits):
-    steps = steps_per_epoch(config)
     # The counts to check against prepare_data's accounting before a long run.
     train_q, val_q = (meta["splits"][s]["queries"] for s in splits)
     print(f"data: {config.data.dir}: {splits[0]!r} {train_q} queries, {steps} steps per epoch; "
@@ -181,6 +193,6 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
             "--config.train.epochs extends the run, a new --workdir starts another)")
     elif done:
       print(f"{out}: resuming after epoch {done} of {total}")
-    history = model.fit(dataset, epochs=total, shuffle=False,
+    history = model.fit(dataset, epochs=total, initial_epoch=min(done, total), shuffle=False,
                         steps_per_epoch=steps, callbacks=cbs, verbose=verbose)
   return model, history
