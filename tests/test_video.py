@@ -13,6 +13,7 @@ import pytest
 av = pytest.importorskip("av")
 
 from cimha_tf.video import decode, extract, extractor as extractor_lib  # noqa: E402
+from tests import helpers  # noqa: E402
 from cimha_tf.video.recipe import CLIP_MEAN, CLIP_STD, Recipe, check_compatible, differences  # noqa: E402
 
 SMALL = Recipe("test", size=16, output_dim=3)
@@ -438,3 +439,32 @@ def test_tower_equals_openai_clips_vit_b32_written_in_pytorch(random_clip):
     np.testing.assert_allclose(ours, theirs, atol=1e-4 * np.abs(theirs).max())
   finally:
     random_clip.model.set_weights(saved)
+
+
+def test_a_second_extractor_on_one_folder_is_refused_and_writes_nothing(tmp_path):
+  import subprocess
+  import sys
+  import textwrap
+
+  from cimha_tf.common import lock
+  out = tmp_path / "features"
+  out.mkdir()
+  video = tmp_path / "v.mp4"
+  video.write_bytes(b"not read: the folder is refused first")
+  holder = subprocess.Popen(
+      [sys.executable, "-c", textwrap.dedent("""
+          import sys, time
+          from cimha_tf.common import lock
+          lock.acquire(sys.argv[1], "extracting features")
+          print("holding", flush=True)
+          time.sleep(600)
+          """), str(out)], cwd=helpers.REPO, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline() == "holding\n"
+    never = extractor_lib.Extractor(lambda frames: 1 / 0, Recipe("user", weights="x"))
+    with pytest.raises(lock.FolderInUse, match=f"{out} is in use by process {holder.pid}"):
+      extract.extract_videos(str(video), str(out), never, progress=False)
+    assert os.listdir(out) == []
+  finally:
+    holder.kill()
+    holder.wait()

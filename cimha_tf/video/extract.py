@@ -12,12 +12,13 @@ it); a folder written under another recipe is refused rather than mixed. Every f
 written whole or not at all (a temporary name, then a rename).
 """
 
-import json
 import os
 import time
 
 import numpy as np
 
+from cimha_tf.common import atomic
+from cimha_tf.common import lock
 from cimha_tf.video import decode as decode_lib
 from cimha_tf.video.recipe import RECIPE_FILE, Recipe, check_compatible
 
@@ -64,10 +65,7 @@ def list_videos(videos):
 
 
 def _write_json(path, obj):
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+  atomic.write_json(path, obj)
 
 
 def _read_json(path):
@@ -78,9 +76,8 @@ def _read_json(path):
 
 
 def save_features(path, features):
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, features=np.asarray(features, np.float32))
-  os.replace(tmp, path)
+  with atomic.open_file(path, "wb") as f:
+    np.savez(f, features=np.asarray(features, np.float32))
 
 
 def extract_videos(videos, output, extractor, batch_size=32, overwrite=False,
@@ -88,9 +85,16 @@ def extract_videos(videos, output, extractor, batch_size=32, overwrite=False,
   """Extracts every video of `videos` (list_videos) into `output`. Returns the summary:
   {"videos", "extracted", "skipped_existing", "failed": {vid: {...}}, "clips", "repairs",
   "seconds": {"decode+embed": s}}; unreadable videos are counted there and in failed.json,
-  never dropped silently."""
+  never dropped silently. One extractor per folder (common.lock: a second one is refused,
+  naming the first), and every file is written atomically (common.atomic)."""
   items = list_videos(videos)
   os.makedirs(output, exist_ok=True)
+  with lock.hold(output, "extracting features"):
+    atomic.remove_temporaries(output)
+    return _extract(items, output, extractor, batch_size, overwrite, max_seconds, progress)
+
+
+def _extract(items, output, extractor, batch_size, overwrite, max_seconds, progress):
   recipe_path = os.path.join(output, RECIPE_FILE)
   if os.path.isfile(recipe_path):
     old = Recipe.load(recipe_path)

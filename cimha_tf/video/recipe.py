@@ -12,6 +12,8 @@ import json
 import os
 from typing import Optional, Tuple
 
+from cimha_tf.common import atomic
+
 # CLIP's normalisation constants (openai/CLIP clip.py _transform; moment_detr
 # run_on_video/data_utils.py Preprocessing and lighthouse clip_v.py use the same numbers).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -95,8 +97,7 @@ class Recipe:
 
   def save(self, folder):
     path = os.path.join(folder, RECIPE_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-      f.write(self.to_json() + "\n")
+    atomic.write_bytes(path, (self.to_json() + "\n").encode("utf-8"))
     return path
 
   @classmethod
