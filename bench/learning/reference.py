@@ -47,7 +47,8 @@ class FeatureEncoder(keras.layers.Layer):
     self.dropout = keras.layers.Dropout(dropout)
 
   def call(self, x, mask, training=None):
-    x = x + self.positions(ops.arange(ops.shape(x)[1]))[None]
+    # Padded steps stay 0 (VSLNet adds positions there too, which the convolutions then read).
+    x = masking.zero_padded(x + self.positions(ops.arange(ops.shape(x)[1]))[None], mask)
     for norm, conv in zip(self.conv_norms, self.convs):
       x = masking.zero_padded(x + self.dropout(conv(norm(x)), training=training), mask)
     y = self.dropout(self.attn_norm(x), training=training)
