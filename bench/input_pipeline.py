@@ -89,7 +89,7 @@ def main(argv):
     results["dataset"] = {"train_videos": info["videos"], "train_queries": info["queries"],
                           "feature_dim": meta["feature_dim"], "prepare_s": time.perf_counter() - t0}
     n_batches = max(2, info["queries"] // batch)
-    from cimha_tf.training.config import BUCKET_WIDTH
+    from cimha_tf.experiment.config import BUCKET_WIDTH
     for name, cache_bytes in (("cached", 1 << 40), ("uncached", 0)):
       results[f"pipeline_{name}"] = pipeline_rate(data_dir, batch, cache_bytes, n_batches)
       results[f"pipeline_{name}_buckets{BUCKET_WIDTH}"] = pipeline_rate(

@@ -220,7 +220,7 @@ def _our_runs(s, batch_size):
   from cimha_tf.deploy import tflite
   from cimha_tf.evaluation.runner import EVAL_BUCKET_WIDTH
   from cimha_tf.model import compile_model
-  from cimha_tf.training.config import BUCKET_WIDTH
+  from cimha_tf.experiment.config import BUCKET_WIDTH
   model, cfg = models.build(s, "keras")
   x, y = common.synthetic_batch(batch_size, s["max_video_len"], s["max_query_len"],
                                 s["feature_dim"], s["vocab_size"])

@@ -181,7 +181,7 @@ def main(argv):
         print(f"{key}: {results[key]['samples_per_s']['median']:.1f} samples/s", flush=True)
       except Exception as e:  # e.g. BlockLSTM has no XLA kernel: record, go on
         notes.append(f"{key}: {type(e).__name__}: {str(e)[:300]}")
-  from cimha_tf.training.config import BUCKET_WIDTH
+  from cimha_tf.experiment.config import BUCKET_WIDTH
   widths = BUCKET_WIDTHS.value or [str(4 if common.QUICK.value else BUCKET_WIDTH)]
   if widths != ["none"]:
     for name, r in measure_buckets(s, s["batch_size"], [int(w) for w in widths],

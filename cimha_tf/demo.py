@@ -15,7 +15,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 
 from absl import flags
 
-from cimha_tf.training import cli
+from cimha_tf.common import cli
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "configs", "demo.py")
@@ -28,7 +28,7 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
-  from cimha_tf.training import demo_lib
+  from cimha_tf.apps import demo as demo_lib
   # --quick shortens training unless the command line sets the epochs itself.
   epochs_given = "config.train.epochs" in cli._config_args(sys.argv)[1]
   with cli.clear_errors():

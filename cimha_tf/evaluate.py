@@ -2,7 +2,7 @@
 
   python -m cimha_tf.evaluate --config=configs/X.py --workdir=DIR [--split=test] [--checkpoint=best]
       -> DIR/metrics/SPLIT.json, DIR/predictions/SPLIT.jsonl, DIR/figures/ (with
-         cimha_tf.visualize), the table on stdout.
+         cimha_tf.evaluation.visualize), the table on stdout.
       --config is optional: without it the workdir's resolved config.json is used (and
       --data_dir=DIR points it at prepared data that has moved since training).
   python -m cimha_tf.evaluate --predictions=P.jsonl --ground_truth=G.jsonl [--output=metrics.json]
@@ -16,7 +16,7 @@ import json
 
 from absl import flags
 
-from cimha_tf.training import cli
+from cimha_tf.common import cli
 
 FLAGS = flags.FLAGS
 _CONFIG = cli.define_config_file("config", None, "Experiment config file (configs/*.py); "
@@ -27,7 +27,7 @@ flags.DEFINE_string("data_dir", None, "Prepared data folder (default: config.dat
                     "when it has moved since training.")
 flags.DEFINE_string("checkpoint", "best", "'best', 'last' or a .keras path.")
 flags.DEFINE_integer("num_figures", 6, "Figures (best, worst, random queries) written to "
-                     "WORKDIR/figures/ when cimha_tf.visualize is available; 0 disables.")
+                     "WORKDIR/figures/ when cimha_tf.evaluation.visualize is available; 0 disables.")
 flags.DEFINE_string("predictions", None, "Prediction JSONL to score (scoring mode).")
 flags.DEFINE_string("ground_truth", None, "Ground-truth JSONL (scoring mode).")
 flags.DEFINE_string("output", None, "Scoring mode: write the metrics JSON here.")
@@ -48,13 +48,13 @@ def score_mode():
 
 
 def workdir_mode():
-  from cimha_tf.training import evaluation
+  from cimha_tf.evaluation import workdir_eval
   config = _CONFIG.value
   if config is None:
-    config = evaluation.saved_config(FLAGS.workdir)
+    config = workdir_eval.saved_config(FLAGS.workdir)
   if FLAGS.data_dir:
     config.data.dir = FLAGS.data_dir
-  metrics = evaluation.evaluate_workdir(config, FLAGS.workdir, split=FLAGS.split,
+  metrics = workdir_eval.evaluate_workdir(config, FLAGS.workdir, split=FLAGS.split,
                                         checkpoint=FLAGS.checkpoint, num_figures=FLAGS.num_figures)
   del metrics
 

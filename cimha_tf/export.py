@@ -14,7 +14,7 @@ import json
 
 from absl import flags, logging
 
-from cimha_tf.training import cli
+from cimha_tf.common import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Training workdir (config.json, vocab.json, best.keras).")

@@ -19,7 +19,7 @@ import json
 
 from absl import flags, logging
 
-from cimha_tf.training import cli
+from cimha_tf.common import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "SavedModel folder (EXPORT, EXPORT/cimha or a version) or .tflite.")

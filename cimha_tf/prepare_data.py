@@ -8,7 +8,7 @@
 from absl import flags
 
 from cimha_tf.data import features as features_lib
-from cimha_tf.training import cli
+from cimha_tf.common import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", None, ["charades_sta", "activitynet_captions", "tacos", "jsonl"],

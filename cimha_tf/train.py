@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ INFO/WARNING line
 
 from absl import flags
 
-from cimha_tf.training import cli
+from cimha_tf.common import cli
 
 FLAGS = flags.FLAGS
 _CONFIG = cli.define_config_file("config", None, "Experiment config file (configs/*.py).",
@@ -24,7 +24,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  from cimha_tf.training import config as config_lib
+  from cimha_tf.experiment import config as config_lib
   from cimha_tf.training import trainer
   with cli.clear_errors(status=2):  # a value out of range (batch_size=0): a bad command line
     config_lib.validate(_CONFIG.value)

@@ -198,7 +198,7 @@ from IPython.display import Image, Markdown, display
 # Two baselines that read only the query or nothing at all (fitted on the training split):
 # the synthetic data is built so that beating them needs both the video and the sentence.
 import ml_collections
-from cimha_tf.training import demo_lib
+from cimha_tf.apps import demo as demo_lib
 metrics = json.loads((RUN / "metrics" / "test.json").read_text())
 data = ml_collections.ConfigDict({"data": {"dir": str(PREPARED), "train_split": "train", "test_split": "test"}})
 display(Markdown(metrics_table({"CI-MHA": metrics, **demo_lib.baseline_metrics(data)})))
@@ -224,7 +224,7 @@ for fig in figures[:NUM_FIGURES]:
       code(r'''
 # R@1 over IoU thresholds 0.1 ... 0.9 (the reproduce_paper notebook puts ablation rows side by side).
 # A prediction file is scored against the ground truth: every query, on its own video.
-from cimha_tf import visualize
+from cimha_tf.evaluation import visualize
 curve_png = visualize.plot_recall_curves({"CI-MHA": RUN / "predictions" / "test.jsonl"},
                                          ground_truth=PREPARED / "annotations" / "test.jsonl",
                                          output=WORK / "recall_curve.png")
@@ -275,7 +275,7 @@ TFLITE_QUERY = r'''
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 from cimha_tf.data import features as feature_io, pooling, text
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 
 meta = json.loads((RUN / "data_meta.json").read_text())
 vocab = text.Vocabulary.load(str(RUN / "vocab.json"))
@@ -307,7 +307,7 @@ print(f"TFLite top-1: [{start_s:.2f}, {end_s:.2f}] score {score[i, j]:.3f}")
 assert abs(p_start.sum() - 1) < 1e-3 and abs(p_end.sum() - 1) < 1e-3  # sanity: softmax over valid steps
 assert 0 <= start_s <= end_s <= record["duration"] + 1e-6
 
-from cimha_tf import visualize
+from cimha_tf.evaluation import visualize
 png = visualize.plot_query(WORK / "tflite_query.png", p_start, p_end, out["inside_probs"][0, :n],
                            record["duration"], record["query"], gt_window=record["relevant_windows"],
                            pred_windows=[[start_s, end_s, score[i, j]]])
@@ -515,7 +515,7 @@ display(Markdown("All our metrics:\n\n" + metrics_table({NAMES[v]: m for v, m in
 '''),
       code(r'''
 # R@1 over IoU 0.1 ... 0.9, the ablation rows side by side.
-from cimha_tf import visualize
+from cimha_tf.evaluation import visualize
 curve_png = visualize.plot_recall_curves(
     {NAMES[v]: workdir(v) / "predictions" / f"{TEST_SPLIT}.jsonl" for v in results},
     ground_truth=DATA_DIR / "annotations" / f"{TEST_SPLIT}.jsonl",

@@ -18,7 +18,7 @@ Prepare first:
       --glove=glove.840B.300d.txt
 """
 
-from cimha_tf.training.config import experiment_config
+from cimha_tf.experiment.config import experiment_config
 
 
 def get_config():

@@ -16,7 +16,7 @@ Charades-STA has no validation split; like VSLNet and 2D-TAN we select the best 
 the test split (val_split = "test"). Point val_split elsewhere if you carve one out.
 """
 
-from cimha_tf.training.config import experiment_config
+from cimha_tf.experiment.config import experiment_config
 
 
 def get_config():

@@ -12,7 +12,7 @@ sets data.dir itself. Differences from the paper configs, and why:
 
 import ml_collections
 
-from cimha_tf.training.config import experiment_config
+from cimha_tf.experiment.config import experiment_config
 
 
 def get_config():

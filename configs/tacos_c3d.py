@@ -9,7 +9,7 @@ Prepare first:
       --features=tall_c3d_features.hdf5 --output_dir=data/tacos_c3d --glove=glove.840B.300d.txt
 """
 
-from cimha_tf.training.config import experiment_config
+from cimha_tf.experiment.config import experiment_config
 
 
 def get_config():

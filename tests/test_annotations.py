@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cimha_tf.data.annotations import DATASETS, read_dataset
-from cimha_tf.timeline import seconds_to_steps
+from cimha_tf.common.timeline import seconds_to_steps
 
 
 def _counts(splits):
@@ -257,7 +257,7 @@ def test_annotation_files_with_a_utf8_byte_order_mark_are_read(tmp_path):
   # Windows editors save one; it stayed in the first video id: "video '\ufeffV1' is not in
   # charades.json".
   from cimha_tf.data.annotations import charades_sta
-  from cimha_tf.data import jsonfile
+  from cimha_tf.common import jsonfile
   path = tmp_path / "charades_sta_train.txt"
   path.write_bytes(b"\xef\xbb\xbfV1 1.0 2.0##a person opens the door.\nV1 3 4##a person sits.\n")
   records, report = charades_sta.read_split(str(path), {"V1": 10.0})

@@ -7,7 +7,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from tests.conftest import REPO
-from cimha_tf.training import config as config_lib
+from cimha_tf.experiment import config as config_lib
 from cimha_tf.training import testing
 
 CONFIGS = ("charades_sta_i3d", "activitynet_captions_c3d", "tacos_c3d", "demo")

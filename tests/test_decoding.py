@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 from cimha_tf.model import decode_spans, spans_to_seconds
 
 

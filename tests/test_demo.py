@@ -6,10 +6,10 @@ import os
 import numpy as np
 import pytest
 
-from cimha_tf.training import baselines
-from cimha_tf.training import demo_lib
+from cimha_tf.evaluation import baselines
+from cimha_tf.apps import demo as demo_lib
 from cimha_tf.training import testing
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 
 
 def _row(qid, s, e, d=10.0, query="q"):

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cimha_tf.training import testing
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 
 MIRRORED_SCRIPT = r"""
 import json, sys

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from cimha_tf.evaluation import runner
-from cimha_tf.training import evaluation
+from cimha_tf.evaluation import workdir_eval
 from cimha_tf.training import testing
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 
 METRIC_KEYS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
 
@@ -145,14 +145,14 @@ def test_evaluate_without_config_uses_the_saved_one_and_last_checkpoint(run, tmp
   for name in (wd.CONFIG, wd.VOCAB, wd.DATA_META, wd.LAST):
     (w).mkdir(exist_ok=True)
     shutil.copy(wd.path(run["workdir"], name), w / name)
-  metrics = evaluation.evaluate_workdir(evaluation.saved_config(str(w)), str(w), split="val",
+  metrics = workdir_eval.evaluate_workdir(workdir_eval.saved_config(str(w)), str(w), split="val",
                                         checkpoint="last", num_figures=0, progress=False)
   history = (open(os.path.join(run["workdir"], "history.csv")).read().splitlines())
   header, last = history[0].split(","), history[-1].split(",")
   assert metrics["R1@0.5"] == pytest.approx(float(last[header.index("val_R1@0.5")]), abs=1e-3)
   assert os.path.exists(wd.predictions_path(str(w), "val"))
   with pytest.raises(FileNotFoundError, match="best.keras not found"):
-    evaluation.evaluate_workdir(evaluation.saved_config(str(w)), str(w), checkpoint="best")
+    workdir_eval.evaluate_workdir(workdir_eval.saved_config(str(w)), str(w), checkpoint="best")
 
 
 def test_moved_data_with_data_dir(run, tmp_path):
@@ -183,10 +183,10 @@ def test_moved_data_with_data_dir(run, tmp_path):
 
 def test_evaluate_refuses_data_of_another_feature_dim(run, tmp_path):
   other = testing.write_tiny_prepared(str(tmp_path), num_videos=(2, 1, 1), feature_dim=6)
-  c = evaluation.saved_config(run["workdir"])
+  c = workdir_eval.saved_config(run["workdir"])
   c.data.dir = other
   with pytest.raises(ValueError, match="takes video features of dim 8 but .*feature_dim=6"):
-    evaluation.evaluate_workdir(c, run["workdir"], num_figures=0)
+    workdir_eval.evaluate_workdir(c, run["workdir"], num_figures=0)
 
 
 def test_scoring_mode_reproduces_moment_detr_metrics(shared_data, tmp_path):

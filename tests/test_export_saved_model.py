@@ -52,7 +52,7 @@ def _split_arrays(prepared, split):
 
 
 def _labels(prepared, split, meta):
-  from cimha_tf import timeline
+  from cimha_tf.common import timeline
   with open(os.path.join(prepared, "annotations", f"{split}.jsonl")) as f:
     windows = {r["qid"]: r["relevant_windows"][0] for r in map(json.loads, f)}
   starts, ends, inside = [], [], []
@@ -73,8 +73,8 @@ def deploy_setup():
   import keras
   from cimha_tf.data import prepare, synthetic
   from cimha_tf.model import build_model, compile_model
-  from cimha_tf.training import workdir as wd
-  from cimha_tf.training.config import experiment_config
+  from cimha_tf.experiment import workdir as wd
+  from cimha_tf.experiment.config import experiment_config
 
   root = tempfile.mkdtemp(prefix="cimha_deploy_test_")
   atexit.register(shutil.rmtree, root, True)
@@ -260,7 +260,7 @@ def test_load_errors_name_the_path(tmp_path):
 
 def test_truncated_checkpoint_is_named_as_such(setup, tmp_path):
   """Keras calls a truncated .keras file "File not found"; ours says what it is."""
-  from cimha_tf.training import workdir as wd
+  from cimha_tf.experiment import workdir as wd
   good = os.path.join(setup["workdir"], wd.BEST)
   bad = tmp_path / "best.keras"
   bad.write_bytes(open(good, "rb").read()[:1000])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 from cimha_tf.data import labels
 
 

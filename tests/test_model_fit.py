@@ -11,7 +11,7 @@ import tensorflow as tf
 import keras
 
 from cimha_tf import model as M
-from cimha_tf.timeline import inside_mask
+from cimha_tf.common.timeline import inside_mask
 from tests.test_model import tiny_config
 
 

@@ -157,13 +157,12 @@ def test_length_buckets_cut_the_time_axis_and_keep_every_row(prepared, tmp_path,
   assert len(widths) > 2
 
 
-def test_multi_worker_input_keeps_length_buckets_and_a_fixed_order(prepared, monkeypatch, capsys):
+def test_multi_worker_input_keeps_length_buckets_and_a_fixed_order(prepared, capsys):
   # DATA sharding splits each global batch (one band): buckets stay on (they were off, with a
   # warning, under FILE sharding), and the order is fixed so that every worker's stream agrees.
+  # The trainer tells the pipeline the number of workers (training.strategy.num_workers()).
   _, out, _ = prepared
-  monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:2"]},
-                                              "task": {"type": "worker", "index": 0}}))
-  ds = pipeline.train_dataset(out, "train", batch_size=2, seed=1, bucket_width=4)
+  ds = pipeline.train_dataset(out, "train", batch_size=2, seed=1, bucket_width=4, num_workers=2)
   assert ds.element_spec[0]["video_features"].shape.as_list() == [None, None, D]  # cut per batch
   assert ds.options().deterministic and "off under multi-worker" not in capsys.readouterr().out
 
@@ -368,7 +367,7 @@ def test_check_video_rejects_inconsistent_records():
 
 @pytest.mark.parametrize("videos_per_shard,cache_bytes", [
     (2, 0), (2, pipeline.DEFAULT_CACHE_BYTES), (100, 0)])
-def test_auto_sharding_splits_queries_across_workers(prepared, monkeypatch, tmp_path, cache_bytes,
+def test_auto_sharding_splits_queries_across_workers(prepared, tmp_path, cache_bytes,
                                                      videos_per_shard):
   """2 workers, as tf.distribute shards input (by DATA, on any number of shards): the
   workers' queries are disjoint and together every query once, since train_dataset gives
@@ -380,12 +379,11 @@ def test_auto_sharding_splits_queries_across_workers(prepared, monkeypatch, tmp_
                                 max_video_len=N, max_query_len=L, progress=False,
                                 videos_per_shard=videos_per_shard)
   assert len(meta["splits"]["train"]["records"]) == (4 if videos_per_shard == 2 else 1)
-  monkeypatch.setattr(pipeline, "_workers", lambda: 2)
   policy = tf.data.experimental.AutoShardPolicy
   seen = []
   for w in range(2):  # a fresh dataset per worker: in one process they would share the cache
     ds = pipeline.train_dataset(out, "train", 3, seed=0, cache_bytes=cache_bytes,
-                                deterministic=False)
+                                deterministic=False, num_workers=2)
     assert ds.options().experimental_distribute.auto_shard_policy == policy.DATA
     part = input_ops.auto_shard_dataset(ds, 2, w, 2)
     seen += [x["video_features"][i].tobytes() + x["query_tokens"][i].tobytes()

@@ -67,7 +67,7 @@ def test_real_tacos_duplicates_and_long_queries_are_counted(shared_data, tmp_pat
 
 
 def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
-  from cimha_tf.training import config as config_lib
+  from cimha_tf.experiment import config as config_lib
   from cimha_tf.training import testing
   c = testing.tiny_config(str(tmp_path / "no_data"))
   c.model.variant = "cimha_wo-ms"

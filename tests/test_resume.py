@@ -13,7 +13,7 @@ import numpy as np
 
 from cimha_tf.training import testing
 from cimha_tf.training import trainer
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 
 EPOCHS = 3
 

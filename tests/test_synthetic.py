@@ -10,7 +10,7 @@ import pytest
 
 from cimha_tf.data import synthetic
 from cimha_tf.data.annotations import read_dataset
-from cimha_tf.timeline import seconds_to_steps
+from cimha_tf.common.timeline import seconds_to_steps
 
 SMALL = dict(num_train_videos=60, num_test_videos=30, feature_dim=32, glove_dim=8, progress=False)
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 
 
 @pytest.mark.parametrize("n,duration", [(1, 3.0), (7, 30.0), (128, 123.4), (33, 0.5)])

@@ -18,7 +18,7 @@ from cimha_tf.training import callbacks as callbacks_lib
 from cimha_tf.training import strategy as strategy_lib
 from cimha_tf.training import testing
 from cimha_tf.training import trainer
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +266,7 @@ def test_resume_with_other_settings(run, tmp_path):
 
 
 def test_embeddings_of_another_width(tmp_path):
-  from cimha_tf.training import checks
+  from cimha_tf.experiment import checks
   np.save(tmp_path / "embeddings.npy", np.ones((5, 7), np.float32))
   meta = {"embeddings": "embeddings.npy", "vocab_size": 5}
   assert checks.load_embeddings(str(tmp_path), meta, 7).shape == (5, 7)
@@ -346,7 +346,7 @@ def test_clear_errors_prints_our_checks_and_keeps_foreign_tracebacks(capsys):
   library (its message alone rarely says where) propagates with its traceback."""
   import numpy as np
   from cimha_tf.data.features import validate_features
-  from cimha_tf.training import cli
+  from cimha_tf.common import cli
   with pytest.raises(SystemExit) as e, cli.clear_errors():
     validate_features(np.zeros((3, 2)), "v.npy", feature_dim=4)
   assert e.value.code == 1

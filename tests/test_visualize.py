@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-from cimha_tf import visualize
+from cimha_tf.evaluation import visualize
 
 
 def softmax(x):

@@ -1,4 +1,4 @@
-"""Per-query training labels on the pooled step grid, via `cimha_tf.timeline`.
+"""Per-query training labels on the pooled step grid, via `cimha_tf.common.timeline`.
 
 Several relevant windows (QVHighlights-style files): the start / end steps are those
 of the FIRST window in the record (the annotation's order; the single-moment heads need
@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 
 
 @dataclasses.dataclass

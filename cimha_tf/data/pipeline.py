@@ -38,7 +38,6 @@ import os
 import tensorflow as tf
 
 from cimha_tf.data import tfrecords
-from cimha_tf.training import strategy as strategy_lib
 
 METADATA = "metadata.json"
 VIDEO_SHUFFLE_BUFFER = 256
@@ -93,9 +92,10 @@ def split_files(data_dir, split, meta=None):
   return files
 
 
-def _workers():
+def _workers(num_workers):
   """Workers reading this input: the current strategy's cluster (chief + workers), or
-  TF_CONFIG's, since the trainer builds its dataset outside strategy.scope()."""
+  `num_workers` (the trainer's, from TF_CONFIG: it builds its dataset outside
+  strategy.scope())."""
   spec = {}
   if tf.distribute.has_strategy():
     resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
@@ -104,7 +104,7 @@ def _workers():
     except (ValueError, AttributeError):
       spec = {}
   in_spec = sum(len(spec.get(job, [])) for job in ("chief", "worker"))
-  return max(1, in_spec, strategy_lib.num_workers())
+  return max(1, in_spec, int(num_workers))
 
 
 def _inputs(q):
@@ -179,7 +179,7 @@ def _parse_videos(files, meta, deterministic):
 
 def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, deterministic=False,
                   repeat=False, drop_remainder=False, cache_bytes=DEFAULT_CACHE_BYTES,
-                  bucket_width=0):
+                  bucket_width=0, num_workers=1):
   """(inputs, labels) batches of `split` for Model.fit (docs/design.md "Model inputs").
 
   deterministic=True fixes the order: with shuffle and no seed, seed 0 is used. Always on
@@ -187,12 +187,14 @@ def train_dataset(data_dir, split, batch_size, shuffle=True, seed=None, determin
   drop_remainder=True keeps every batch at `batch_size`.
   bucket_width > 0: length buckets (module docstring); the time axis then varies by batch,
   a multiple of bucket_width up to max_video_len. 0: every batch is max_video_len long.
+  num_workers: the workers training together (training.strategy.num_workers()), told
+  rather than looked up so that data stays below training.
   """
   meta = read_metadata(data_dir)
   files = split_files(data_dir, split, meta)
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-  if _workers() > 1:
+  if _workers(num_workers) > 1:
     deterministic = True  # DATA sharding partitions only streams that agree across workers
   if deterministic and seed is None:
     seed = 0

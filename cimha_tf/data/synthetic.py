@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cimha_tf.data.text import tokenize
-from cimha_tf.timeline import seconds_to_steps
+from cimha_tf.common.timeline import seconds_to_steps
 
 # (third person present, -ing form); pairs share objects so that the verb matters too.
 ACTIONS = (

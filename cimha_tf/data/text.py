@@ -26,7 +26,7 @@ from typing import Iterable, List
 
 import numpy as np
 
-from cimha_tf.data.jsonfile import read_json_object
+from cimha_tf.common.jsonfile import read_json_object
 
 _WORD_CHAR = "[a-z0-9\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f]"
 _APOSTROPHE = "['\u2019]"

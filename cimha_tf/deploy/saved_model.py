@@ -38,12 +38,6 @@ VOCAB_FILE = "vocab.json"
 CURVES = ("start_probs", "end_probs", "inside_probs")
 
 
-def video_dim_of(model):
-  inputs = model.input
-  spec = inputs["video_features"] if isinstance(inputs, dict) else inputs[0]
-  return int(spec.shape[-1])
-
-
 def _checked(tensor, checks):
   with tf.control_dependencies(checks):
     return tf.identity(tensor)
@@ -54,7 +48,7 @@ class ServingModule(tf.Module):
 
   def __init__(self, model, vocab_tokens, max_video_len, max_query_len, top_k=5):
     super().__init__(name="cimha_serving")
-    from cimha_tf.model import decode_spans, spans_to_seconds
+    from cimha_tf.model import decode_spans, spans_to_seconds, video_dim_of
     self._decode_spans, self._spans_to_seconds = decode_spans, spans_to_seconds
     self._model = model  # not tracked as a Keras object (see tflite.keras_free_module)
     self.model_variables = [v.value for v in model.variables]
@@ -225,7 +219,7 @@ def load(path):
   meta_path = os.path.join(path, EXTRA_DIR, META_FILE)
   meta = {}
   if os.path.isfile(meta_path):
-    from cimha_tf.data.jsonfile import read_json_object
+    from cimha_tf.common.jsonfile import read_json_object
     meta = read_json_object(meta_path, "export metadata", "a JSON object (max_video_len, ...)")
   missing = [s for s in (SIGNATURE_TEXT, SIGNATURE_TOKENS) if s not in loaded.signatures]
   if missing:

@@ -5,7 +5,7 @@ from typing import List
 
 import ml_collections
 
-from cimha_tf.training import workdir as workdir_lib
+from cimha_tf.experiment import workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -23,7 +23,7 @@ def load_workdir(workdir, checkpoint="best"):
   Clear errors for a missing file (names it), a corrupt checkpoint, or a vocabulary /
   feature size that does not match the checkpoint."""
   from cimha_tf.data.text import Vocabulary
-  from cimha_tf.deploy.saved_model import video_dim_of
+  from cimha_tf.model import video_dim_of
   config = workdir_lib.read_json(workdir, workdir_lib.CONFIG)
   model_config = workdir_lib.saved_model_config(workdir, config)
   vocab = Vocabulary.load(workdir_lib.path(workdir, workdir_lib.VOCAB))

@@ -285,7 +285,7 @@ def resolve_free_length(lstm, free_length=None):
 
 def _convert_graph(graph_model, max_video_len, max_query_len, quantizations, lstm,
                    batch_size, free_length):
-  from cimha_tf.deploy.saved_model import video_dim_of
+  from cimha_tf.model import video_dim_of
   n = None if free_length else max_video_len
   specs = [tf.TensorSpec([batch_size, n, video_dim_of(graph_model)], tf.float32,
                          "video_features"),

@@ -15,7 +15,7 @@ import pathlib
 
 import numpy as np
 
-from cimha_tf.data.jsonfile import numbered_jsonl_rows
+from cimha_tf.common.jsonfile import numbered_jsonl_rows
 
 PRED_KEYS = ("qid", "pred_relevant_windows")
 GT_KEYS = ("qid", "relevant_windows")

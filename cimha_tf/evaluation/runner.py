@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 from cimha_tf.evaluation import metrics as metrics_lib
 from cimha_tf.evaluation import predictions as predictions_lib
 from cimha_tf.evaluation import scorer

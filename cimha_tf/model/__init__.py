@@ -6,7 +6,7 @@ with JAX only); decode_spans / spans_to_seconds are TensorFlow ops, loaded on fi
 """
 
 from cimha_tf.model.bilstm import BiLSTM
-from cimha_tf.model.cimha import OUTPUTS, build_model, with_lstm_implementation
+from cimha_tf.model.cimha import OUTPUTS, build_model, video_dim_of, with_lstm_implementation
 from cimha_tf.model.config import check_config, default_config, has_segment_head
 from cimha_tf.model.cross_interaction import CrossInteraction
 from cimha_tf.model.feed_forward import FeedForward

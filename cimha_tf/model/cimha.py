@@ -68,6 +68,13 @@ def build_model(model_config, video_dim, vocab_size, embeddings=None):
   return model
 
 
+def video_dim_of(model):
+  """The feature size (Dv) a built or loaded model takes."""
+  inputs = model.input
+  spec = inputs["video_features"] if isinstance(inputs, dict) else inputs[0]
+  return int(spec.shape[-1])
+
+
 def with_lstm_implementation(model, implementation):
   """The same model (same weights, outputs equal to float rounding) with every Bi-LSTM
   switched to `implementation` ("keras", "scan", or "unrolled" e.g. for TFLite without Flex)."""

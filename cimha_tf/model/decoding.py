@@ -12,7 +12,7 @@ score 0 (filter them with `scores > 0` or `start_steps >= 0`).
 
 import tensorflow as tf
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 
 
 def decode_spans(start_probs, end_probs, video_mask, top_k, max_span=None):

@@ -51,7 +51,7 @@ def write_tiny_prepared(out_dir, num_videos=(12, 4, 4), splits=("train", "val", 
 def tiny_config(data_dir, epochs=2, batch_size=8, seed=0):
   """An experiment config with a model small enough to train in seconds on a CPU."""
   from cimha_tf.model import default_config
-  from cimha_tf.training.config import experiment_config
+  from cimha_tf.experiment.config import experiment_config
   m = default_config()
   m.update(dict(width=16, num_heads=2, dropout=0.0, ffn_width=16, query_lstm_units=8,
                 span_lstm_units=8, mlp_width=16, max_video_len=16, max_query_len=6,

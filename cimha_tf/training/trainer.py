@@ -22,12 +22,12 @@ import keras
 import tensorflow as tf
 
 from cimha_tf.training import callbacks as callbacks_lib
-from cimha_tf.training import checks
-from cimha_tf.training import config as config_lib
+from cimha_tf.experiment import checks
+from cimha_tf.experiment import config as config_lib
 from cimha_tf.training import multiworker
 from cimha_tf.training import spec_build
 from cimha_tf.training import strategy as strategy_lib
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 
 BEST_STATE = "best_state.json"
 HISTORY = "history.csv"
@@ -150,7 +150,7 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
   dataset = pipeline.train_dataset(
       config.data.dir, config.data.train_split, batch_size=config.train.batch_size,
       shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True,
-      bucket_width=int(config.data.get("bucket_width", 0)))
+      bucket_width=int(config.data.get("bucket_width", 0)), num_workers=strategy_lib.num_workers())
   model = build_and_compile(config, meta, strategy)
   write_workdir_files(out, config, meta)
 

@@ -8,7 +8,7 @@ import os
 from typing import Dict, List, Tuple
 
 from cimha_tf.data.annotations.repair import add_query, parse_window
-from cimha_tf.data.jsonfile import read_json_object
+from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.data.records import QueryRecord, ReadReport
 
 SPLITS = ("train", "val_1", "val_2")

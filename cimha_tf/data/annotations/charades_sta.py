@@ -9,7 +9,7 @@ import os
 from typing import Dict, List, Tuple
 
 from cimha_tf.data.annotations.repair import add_query
-from cimha_tf.data.jsonfile import numbered_text_lines, read_json_object
+from cimha_tf.common.jsonfile import numbered_text_lines, read_json_object
 from cimha_tf.data.records import QueryRecord, ReadReport
 
 SPLITS = ("train", "test")

@@ -15,7 +15,7 @@ from typing import Dict, List, Tuple
 
 from cimha_tf.data.annotations.repair import add_query, parse_window
 from cimha_tf.data.records import QueryRecord, ReadReport
-from cimha_tf.data.jsonfile import numbered_jsonl_rows
+from cimha_tf.common.jsonfile import numbered_jsonl_rows
 
 _QVH_NAME = re.compile(r"^highlight_(.+)_release$")
 

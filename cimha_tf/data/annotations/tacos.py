@@ -11,7 +11,7 @@ import os
 from typing import Dict, List, Tuple
 
 from cimha_tf.data.annotations.activitynet_captions import video_queries
-from cimha_tf.data.jsonfile import read_json_object
+from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.data.annotations.repair import add_query
 from cimha_tf.data.records import QueryRecord, ReadReport
 

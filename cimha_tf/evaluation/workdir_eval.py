@@ -8,9 +8,9 @@ import ml_collections
 from cimha_tf.evaluation import predictions as predictions_lib
 from cimha_tf.evaluation import runner
 from cimha_tf.evaluation import scorer
-from cimha_tf.training import checks
-from cimha_tf.training import config as config_lib
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import checks
+from cimha_tf.experiment import config as config_lib
+from cimha_tf.experiment import workdir as wd
 
 
 def saved_config(workdir):
@@ -41,7 +41,7 @@ def evaluate_workdir(config, workdir, split=None, checkpoint="best", num_figures
   print(scorer.format_table(metrics))
   print(f"wrote {metrics_file} and {wd.predictions_path(workdir, split)}")
   if num_figures:
-    from cimha_tf.training import figures
+    from cimha_tf.evaluation import figures
     figures.write_figures(workdir, split, rows, curves, runner.read_ground_truth(config.data.dir, split),
                           num_figures, seed=config.seed)
   return metrics

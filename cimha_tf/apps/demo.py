@@ -1,5 +1,5 @@
 """The demo behind `python -m cimha_tf.demo`: synthetic data -> prepare -> train -> evaluate,
-with the fixed-prior and video-blind baselines (cimha_tf/training/baselines.py) beside it.
+with the fixed-prior and video-blind baselines (cimha_tf/evaluation/baselines.py) beside it.
 
 WORKDIR is the training workdir itself (evaluate / export / predict work on it), with the
 raw synthetic files in WORKDIR/synthetic and the prepared folder in WORKDIR/prepared.
@@ -8,9 +8,9 @@ raw synthetic files in WORKDIR/synthetic and the prepared folder in WORKDIR/prep
 import json
 import os
 
-from cimha_tf.training import baselines
-from cimha_tf.training import config as config_lib
-from cimha_tf.training import evaluation
+from cimha_tf.evaluation import baselines
+from cimha_tf.experiment import config as config_lib
+from cimha_tf.evaluation import workdir_eval
 from cimha_tf.training import trainer
 
 DEMO_DATA = "demo_data.json"
@@ -132,7 +132,7 @@ def run(config, workdir, quick=False, progress=True, verbose=1, quick_epochs=Tru
   if quick and quick_epochs:
     config.train.epochs = int(config.demo.quick_epochs)
   trainer.train(config, workdir, verbose=verbose)
-  results = {"CI-MHA (this run)": evaluation.evaluate_workdir(
+  results = {"CI-MHA (this run)": workdir_eval.evaluate_workdir(
       config, workdir, checkpoint="best", progress=progress)}
   results.update(baseline_metrics(config))
   out = os.path.join(workdir, "metrics", "demo.json")

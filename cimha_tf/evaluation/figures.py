@@ -1,13 +1,13 @@
-"""Evaluation figures (cimha_tf.visualize): a few queries (best, worst, random by top-1
+"""Evaluation figures (cimha_tf.evaluation.visualize): a few queries (best, worst, random by top-1
 IoU) into WORKDIR/figures/, the R@1-over-IoU curve, and the query figures in TensorBoard."""
 
 import os
 
 import numpy as np
 
-from cimha_tf import visualize
+from cimha_tf.evaluation import visualize
 from cimha_tf.evaluation.metrics import temporal_iou
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 
 
 def pick_queries(rows, gt_by_qid, num, seed=0):

@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from cimha_tf.training import workdir as wd
+from cimha_tf.experiment import workdir as wd
 
 DIM_KEYS = ("feature_dim", "vocab_size")
 

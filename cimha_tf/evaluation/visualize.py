@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 from cimha_tf.evaluation import predictions as predictions_lib
 from cimha_tf.evaluation.metrics import recall_at_1_curve, temporal_iou
 
@@ -56,7 +56,7 @@ def query_figure(start_probs, end_probs, inside_probs, duration, query, gt_windo
   """Figure of one query: the three curves over seconds, GT shaded, top-k windows marked.
 
   Curves are per valid step (padding beyond num_steps, default len(start_probs), is
-  ignored); step i is drawn over its interval from `cimha_tf.timeline`. gt_window: [s, e]
+  ignored); step i is drawn over its interval from `cimha_tf.common.timeline`. gt_window: [s, e]
   or several [[s, e], ...]; pred_windows: [[s, e(, score)], ...] best first.
   inside_probs may be None (a model without the segmentation head).
   """

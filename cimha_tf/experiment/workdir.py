@@ -35,7 +35,7 @@ def read_json(workdir, name):
   p = path(workdir, name)
   if not os.path.exists(p):
     raise FileNotFoundError(f"{p} not found: is {workdir} a cimha_tf training workdir?")
-  from cimha_tf.data import jsonfile  # json's own errors name no file; this one's do
+  from cimha_tf.common import jsonfile  # json's own errors name no file; this one's do
   return jsonfile.read_json_object(p, name, expected="a JSON object (a damaged workdir file?)")
 
 
@@ -105,7 +105,7 @@ def check_architecture(model, model_config, checkpoint, source):
   the config (weights aside), so every architecture key counts, not only those that change
   a weight's shape (cross_skip, cross_fusion, dropout)."""
   import numpy as np
-  from cimha_tf.deploy.saved_model import video_dim_of
+  from cimha_tf.model import video_dim_of
   from cimha_tf.model import build_model
   emb = _embedding(model)
   vocab = int(emb.shape[0]) if emb is not None else 1

@@ -134,8 +134,7 @@ def exit_with_clear_error(e, status=1):
   Keras, numpy or h5py keep their traceback (their message alone rarely says where)."""
   import os
   import traceback
-  import cimha_tf
-  package = os.path.dirname(os.path.abspath(cimha_tf.__file__)) + os.sep
+  package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # cimha_tf/
   frames = [f for f in traceback.extract_tb(e.__traceback__) if not _in_stdlib(f.filename)]
   if frames and not os.path.abspath(frames[-1].filename).startswith(package):
     raise e

@@ -1,0 +1,1 @@
+"""Libraries behind binaries that span every stage (the demo)."""

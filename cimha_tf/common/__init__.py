@@ -1,0 +1,1 @@
+"""Bottom layer: the step <-> second timeline, JSON file reading, the binaries' command-line edges."""
