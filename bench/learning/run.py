@@ -20,6 +20,7 @@ narrow reference (what the tests run).
 """
 
 import csv
+import dataclasses
 import functools
 import json
 import os
@@ -68,12 +69,16 @@ class LearningSet:
     self.name, self.note, self.test_split = name, note, test_split
     self.max_video_len, self.spec = max_video_len, spec
 
-  def write(self, raw_dir, quick):
+  def write(self, raw_dir, quick, sizes=None):
+    """sizes: (train, test) videos instead of the set's own (its quick ones with quick)."""
     from bench.learning import planted
     if self.spec is not None:
-      return planted.write(self.spec.sized(quick), raw_dir, seed=0)
+      spec = self.spec.sized(quick)
+      if sizes:
+        spec = dataclasses.replace(spec, train_videos=sizes[0], test_videos=sizes[1])
+      return planted.write(spec, raw_dir, seed=0)
     from bench.learning import compositional
-    train, test = COMPOSITIONAL_SIZES[quick]
+    train, test = sizes or COMPOSITIONAL_SIZES[quick]
     paths = compositional.generate(raw_dir, seed=0, num_train=train, num_test=test)
     return dict(paths, dataset="charades_sta", glove=None, test_split="test")
 
@@ -113,15 +118,21 @@ def _write_json(path, obj):
   os.replace(path + ".tmp", path)
 
 
-def prepare_set(lset, set_dir, max_video_len, max_query_len, quick):
+def prepare_set(lset, set_dir, max_video_len, max_query_len, quick, sizes=None):
   """Writes and prepares the set unless SET_DIR holds it already (same settings)."""
   from bench.learning import planted
   raw, prepared = os.path.join(set_dir, "raw"), os.path.join(set_dir, "prepared")
   stamp_path = os.path.join(set_dir, "set.json")
-  stamp = {"quick": quick, "max_video_len": max_video_len, "max_query_len": max_query_len}
-  if os.path.exists(stamp_path) and _read_json(stamp_path)["settings"] == stamp:
-    return _read_json(stamp_path)
-  paths = lset.write(raw, quick)
+  stamp = {"quick": quick, "max_video_len": max_video_len, "max_query_len": max_query_len,
+           "sizes": list(sizes) if sizes else None}
+  if os.path.exists(stamp_path):
+    old = _read_json(stamp_path)
+    if old["settings"] != stamp:  # its runs would be reused for other data
+      raise ValueError(f"{stamp_path}: set {lset.name!r} was made with {old['settings']}, not "
+                       f"{stamp} (e.g. --quick vs full): use another --workdir")
+    return old
+  # No stamp: new, or a run killed while writing it (rewritten; its runs never started).
+  paths = lset.write(raw, quick, sizes)
   meta = planted.prepare(paths, prepared, max_video_len, max_query_len)
   info = {"settings": stamp, "paths": paths, "prepared": prepared,
           "embedding_dim": int(np.load(os.path.join(prepared, meta["embeddings"]), mmap_mode="r").shape[1])
@@ -257,8 +268,9 @@ def aggregate(runs, oracle):
   return out
 
 
-def run_suite(config, sets, seeds, variants, models, workdir, quick=False):
-  """The report dict: {"sets": {name: {...}}, "settings": {...}}."""
+def run_suite(config, sets, seeds, variants, models, workdir, quick=False, sizes=None):
+  """The report dict: {"sets": {name: {...}}, "settings": {...}}. sizes: optional
+  {set name: (train videos, test videos)} instead of the sets' own."""
   if quick:
     config = config.copy_and_resolve_references()
     config.train.epochs = 1
@@ -268,7 +280,8 @@ def run_suite(config, sets, seeds, variants, models, workdir, quick=False):
     set_dir = os.path.join(workdir, lset.name)
     max_len = max(int(config.model.max_video_len), lset.max_video_len)
     print(f"== {lset.name}: writing and preparing", flush=True)
-    info = prepare_set(lset, set_dir, max_len, int(config.model.max_query_len), quick)
+    info = prepare_set(lset, set_dir, max_len, int(config.model.max_query_len), quick,
+                       (sizes or {}).get(lset.name))
     entry = {"note": lset.note, "train_queries": info["train_queries"],
              "test_queries": info["test_queries"], "max_video_len": max_len,
              "oracle": {m: info["oracle"][m] for m in METRICS},
