@@ -35,7 +35,7 @@ from typing import Tuple
 
 import numpy as np
 
-from cimha_tf import timeline
+from cimha_tf.common import timeline
 
 LAYOUTS = ("charades_sta", "activitynet_captions")
 TEST_SPLIT = {"charades_sta": "test", "activitynet_captions": "val_1"}

@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import flags
 import numpy as np
 
-from cimha_tf.training import cli
+from cimha_tf.common import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KINDS = ("compositional", "weak_signals", "no_glove", "many_actions", "long_videos",
@@ -146,7 +146,7 @@ def prepare_set(lset, set_dir, max_video_len, max_query_len, quick, sizes=None):
 
 def fixed_prior(prepared, test_split):
   from cimha_tf.evaluation import runner, scorer
-  from cimha_tf.training import baselines
+  from cimha_tf.evaluation import baselines
   window = baselines.fit_fixed_prior(runner.read_ground_truth(prepared, "train"))
   test = runner.read_ground_truth(prepared, test_split)
   return scorer.score_predictions(baselines.predict_fixed_prior(window, test), test)
@@ -225,7 +225,7 @@ def run_reference(config, info, lset, seed, run_dir, quick):
   import keras
   from bench.learning import reference
   from cimha_tf.evaluation import runner
-  from cimha_tf.training import checks
+  from cimha_tf.experiment import checks
   from cimha_tf.data import pipeline
   keras.utils.set_random_seed(seed)
   prepared = info["prepared"]
