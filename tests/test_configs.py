@@ -48,6 +48,35 @@ def test_paper_settings(name):
   assert c.model.embedding_dim == 300  # GloVe 300-d
 
 
+@pytest.mark.parametrize("name", ["charades_sta_i3d", "activitynet_captions_c3d"])
+def test_paper_configs_use_the_papers_width_512(name):
+  """The seed's one size, "GloVe embedding 512", read as the query Bi-LSTM's output (2 x 256)
+  and so the model width D; the other widths keep the defaults' proportions."""
+  from cimha_tf.model import build_model
+  c = load(name)
+  m = c.model
+  assert m.width == 512 and 2 * m.query_lstm_units == 512 and 2 * m.span_lstm_units == 512
+  assert (m.num_heads, m.ffn_width, m.mlp_width) == (8, 1024, 256)
+  assert m.embedding_dim == 300  # GloVe's vectors stay 300-d; the Bi-LSTM makes them 512
+  model = build_model(m, video_dim=16, vocab_size=20)
+  assert model.get_layer("query_encoder").compute_output_shape((1, 5))[-1] == 512
+  assert model.get_layer("video_projection").compute_output_shape((1, 4, 16))[-1] == 512
+  # The demo and the benchmark width keep their own sizes.
+  assert load("demo").model.width == 64 and load("tacos_c3d").model.width == 128
+
+
+def test_charades_selects_on_a_val_split_carved_from_training_unless_told_test():
+  import importlib.util
+  c = load("charades_sta_i3d")
+  assert (c.data.train_split, c.data.val_split, c.data.test_split) == ("train", "val", "test")
+  spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / "charades_sta_i3d.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert (module.VAL_SPLIT, module.SELECT_ON_TEST) == ("val", "test")
+  c = load("charades_sta_i3d", f"--config.data.val_split={module.SELECT_ON_TEST}")
+  assert c.data.val_split == c.data.test_split == "test"
+
+
 def test_activitynet_test_split_is_a_config_value():
   c = load("activitynet_captions_c3d")
   assert (c.data.train_split, c.data.val_split, c.data.test_split) == ("train", "val_1", "val_2")

@@ -29,10 +29,10 @@ from typing import Dict, List
 
 import numpy as np
 
+from cimha_tf.common.timeline import seconds_to_steps, steps_to_seconds
 from cimha_tf.data.annotations import charades_sta
 from cimha_tf.data.synthetic import _place_windows
 from cimha_tf.evaluation import metrics as metrics_lib
-from cimha_tf.timeline import seconds_to_steps, steps_to_seconds
 
 VERBS = ("opens", "closes", "holds", "takes", "puts down", "throws", "washes", "tidies",
          "fixes", "looks at")
