@@ -52,7 +52,8 @@ FLAGS = flags.FLAGS
 _CONFIG = cli.define_config_file("config", os.path.join(REPO, "configs", "demo.py"),
                                 "CI-MHA's experiment config.", lock_config=False)
 flags.DEFINE_bool("quick", False, "Tiny sets, one epoch, a narrow reference (CI).")
-flags.DEFINE_list("sets", list(KINDS), f"Set kinds, of {', '.join(KINDS)}.")
+flags.DEFINE_list("sets", list(KINDS), f"Set kinds, of {', '.join(KINDS)}, or single sets "
+                  "(weak_signals_snr2).")
 flags.DEFINE_integer("seeds", 3, "Training seeds per model (0..N-1).", lower_bound=1)
 flags.DEFINE_list("variants", ["cimha"], f"CI-MHA rows, of {', '.join(VARIANTS)}.")
 flags.DEFINE_list("models", list(MODELS), f"Other learned rows, of {', '.join(MODELS)}.")
@@ -91,18 +92,22 @@ class LearningSet:
     return compositional.oracle_metrics(raw_dir, self.test_split)
 
 
-def learning_sets(kinds):
-  """[LearningSet] for the kinds named (ValueError naming an unknown one)."""
+def learning_sets(names):
+  """[LearningSet] for the kinds (all their sets) or single sets (e.g. weak_signals_snr2)
+  named; ValueError naming an unknown one."""
   import importlib
-  out = []
-  for kind in kinds:
-    if kind not in KINDS:
-      raise ValueError(f"--sets: unknown set kind {kind!r}; expected some of {', '.join(KINDS)}")
-    if kind == "compositional":
-      out.append(LearningSet("compositional", "verb + object, shared words, no GloVe (issue 22)"))
-      continue
+  every = [LearningSet("compositional", "verb + object, shared words, no GloVe (issue 22)")]
+  kind_of = {"compositional": "compositional"}
+  for kind in KINDS[1:]:
     for spec in importlib.import_module(f"bench.learning.{kind}").SPECS:
-      out.append(LearningSet(spec.name, spec.note, spec.test_split, spec.max_video_len, spec))
+      every.append(LearningSet(spec.name, spec.note, spec.test_split, spec.max_video_len, spec))
+      kind_of[spec.name] = kind
+  out = []
+  for name in names:
+    if name not in KINDS and name not in kind_of:
+      raise ValueError(f"--sets: unknown set kind {name!r}; expected some of {', '.join(KINDS)} "
+                       f"or a single set of {', '.join(kind_of)}")
+    out += [s for s in every if name in (s.name, kind_of[s.name]) and s not in out]
   return out
 
 
