@@ -58,6 +58,7 @@ flags.DEFINE_integer("seeds", 3, "Training seeds per model (0..N-1).", lower_bou
 flags.DEFINE_list("variants", ["cimha"], f"CI-MHA rows, of {', '.join(VARIANTS)}.")
 flags.DEFINE_list("models", list(MODELS), f"Other learned rows, of {', '.join(MODELS)}.")
 flags.DEFINE_string("output", None, "The JSON report.")
+flags.DEFINE_bool("report_only", False, "Train nothing: the report of the runs WORKDIR holds.")
 flags.DEFINE_string("workdir", None, "Sets and runs (default: next to --output).")
 flags.DEFINE_string("figures", None, "Learning-curve PNGs (default: WORKDIR/figures).")
 flags.mark_flags_as_required(["output"])
@@ -132,7 +133,7 @@ def prepare_set(lset, set_dir, max_video_len, max_query_len, quick, sizes=None):
            "sizes": list(sizes) if sizes else None}
   if os.path.exists(stamp_path):
     old = _read_json(stamp_path)
-    if old["settings"] != stamp:  # its runs would be reused for other data
+    if dict({"sizes": None}, **old["settings"]) != stamp:  # its runs would be reused for other data
       raise ValueError(f"{stamp_path}: set {lset.name!r} was made with {old['settings']}, not "
                        f"{stamp} (e.g. --quick vs full): use another --workdir")
     return old
@@ -273,9 +274,12 @@ def aggregate(runs, oracle):
   return out
 
 
-def run_suite(config, sets, seeds, variants, models, workdir, quick=False, sizes=None):
+def run_suite(config, sets, seeds, variants, models, workdir, quick=False, sizes=None,
+              report_only=False):
   """The report dict: {"sets": {name: {...}}, "settings": {...}}. sizes: optional
-  {set name: (train videos, test videos)} instead of the sets' own."""
+  {set name: (train videos, test videos)} instead of the sets' own. report_only: train
+  nothing; rows average the finished runs (each row's "runs" says which seeds), and rows
+  without one are left out."""
   if quick:
     config = config.copy_and_resolve_references()
     config.train.epochs = 1
@@ -285,6 +289,8 @@ def run_suite(config, sets, seeds, variants, models, workdir, quick=False, sizes
     set_dir = os.path.join(workdir, lset.name)
     max_len = max(int(config.model.max_video_len), lset.max_video_len)
     print(f"== {lset.name}: writing and preparing", flush=True)
+    if report_only and not os.path.exists(os.path.join(set_dir, "set.json")):
+      continue
     info = prepare_set(lset, set_dir, max_len, int(config.model.max_query_len), quick,
                        (sizes or {}).get(lset.name))
     entry = {"note": lset.note, "train_queries": info["train_queries"],
@@ -304,24 +310,29 @@ def run_suite(config, sets, seeds, variants, models, workdir, quick=False, sizes
           train = functools.partial(run_reference, config, info, lset, seed, run_dir, quick)
         else:
           train = functools.partial(run_cimha, cimha_config(config, lset, info, row, seed), run_dir)
-        runs.append(one_run(f"{lset.name} {label} seed {seed}", run_dir, train))
-      entry["models"][label] = aggregate(runs, info["oracle"])
+        if report_only and not os.path.exists(os.path.join(run_dir, "result.json")):
+          continue
+        runs.append(dict(one_run(f"{lset.name} {label} seed {seed}", run_dir, train), seed=seed))
+      if runs:
+        entry["models"][label] = aggregate(runs, info["oracle"])
     report["sets"][lset.name] = entry
   return report
 
 
-def _cell(entry, label, metric="R1@0.5"):
+def _cell(entry, label, metric, seeds):
   m = entry["models"].get(label)
   if m is None:
     return "-"
   frac = f" ({m['mean'][metric] / entry['oracle'][metric]:.0%})" if entry["oracle"][metric] else ""
-  return f"{m['mean'][metric]:.1f} ± {m['std'][metric]:.1f}{frac}"
+  n = f" [{len(m['runs'])} seed{'s' if len(m['runs']) > 1 else ''}]" if len(m["runs"]) != seeds else ""
+  return f"{m['mean'][metric]:.1f} ± {m['std'][metric]:.1f}{frac}{n}"
 
 
 def markdown_table(report, metric="R1@0.5"):
   """One row per set: oracle, fixed prior, then each model's mean ± std over seeds (fraction
-  of the oracle), test split, after the last epoch."""
-  labels = list(next(iter(report["sets"].values()))["models"]) if report["sets"] else []
+  of the oracle; [k seeds] where fewer runs finished), test split, after the last epoch."""
+  seeds = report["settings"]["seeds"]
+  labels = list(dict.fromkeys(label for e in report["sets"].values() for label in e["models"]))
   head = ["set", "queries (train/test)", "epochs", "oracle", "fixed prior"] + labels
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for name, e in report["sets"].items():
@@ -329,7 +340,7 @@ def markdown_table(report, metric="R1@0.5"):
     lines.append("| " + " | ".join(
         [name, f"{e['train_queries']}/{e['test_queries']}", "/".join(map(str, epochs)),
          f"{e['oracle'][metric]:.1f}", f"{e['fixed_prior'][metric]:.1f}"]
-        + [_cell(e, label, metric) for label in labels]) + " |")
+        + [_cell(e, label, metric, seeds) for label in labels]) + " |")
   return "\n".join(lines)
 
 
@@ -373,7 +384,7 @@ def main(argv):
   workdir = FLAGS.workdir or os.path.splitext(FLAGS.output)[0] + "_runs"
   with cli.clear_errors():
     report = run_suite(_CONFIG.value, sets, FLAGS.seeds, FLAGS.variants, FLAGS.models, workdir,
-                       quick=FLAGS.quick)
+                       quick=FLAGS.quick, report_only=FLAGS.report_only)
   report["tables"] = {m: markdown_table(report, m) for m in METRICS}
   report["figures"] = plot_curves(report, FLAGS.figures or os.path.join(workdir, "figures"))
   _write_json(os.path.abspath(FLAGS.output), report)
