@@ -373,14 +373,16 @@ def plot_curves(report, out_dir):
 
 
 def main(argv):
-  with cli.clear_errors(status=2):
-    for v in FLAGS.variants:
-      if v not in VARIANTS:
-        raise ValueError(f"--variants: unknown {v!r}; expected some of {', '.join(VARIANTS)}")
-    for m in FLAGS.models:
-      if m not in MODELS:
-        raise ValueError(f"--models: unknown {m!r}; expected some of {', '.join(MODELS)}")
+  for v in FLAGS.variants:
+    if v not in VARIANTS:
+      raise cli.usage_error(f"--variants: unknown {v!r}; expected some of {', '.join(VARIANTS)}")
+  for m in FLAGS.models:
+    if m not in MODELS:
+      raise cli.usage_error(f"--models: unknown {m!r}; expected some of {', '.join(MODELS)}")
+  try:
     sets = learning_sets(FLAGS.sets)
+  except ValueError as e:
+    raise cli.usage_error(str(e)) from None
   workdir = FLAGS.workdir or os.path.splitext(FLAGS.output)[0] + "_runs"
   with cli.clear_errors():
     report = run_suite(_CONFIG.value, sets, FLAGS.seeds, FLAGS.variants, FLAGS.models, workdir,
