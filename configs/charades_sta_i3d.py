@@ -6,7 +6,8 @@ learning-rate schedule (the rate stays constant), no epoch count and one model s
 "GloVe embedding 512", read as D = 512 (cimha_tf/model/config.py, paper_width: heads of 64,
 FFN 1024, Bi-LSTMs 2 x 256); the rest (dropout, the segment loss weight lambda) is
 cimha_tf/model/config.py's, each with why. Windows are the best (start, end)
-pairs by P_start * P_end, without NMS (docs/paper.md, "Decoding"); R@5 always ranks five.
+pairs by P_start * P_end, without NMS (docs/paper.md, "Decoding"), at most as long as the
+longest training moment (eval.max_span_from_train, below); R@5 always ranks five.
 An epoch is one pass: ceil(queries / batch) steps per length band of 8 steps, so a few more
 than queries / batch; train prints the number.
 
@@ -41,4 +42,9 @@ def get_config():
   c.model.max_video_len = 128   # paper
   c.model.max_query_len = 25    # paper
   paper_width(c.model)
+  # Windows at most as long as the longest training moment (0.51 of its video here): the
+  # paper's all-pairs argmax of P_start * P_end answered the whole video when the query
+  # says little (video-blind: R1@0.5 0.4 -> 31.5; docs/learning.md, "Recipe"). Every pair,
+  # the paper's decoding: --config.eval.max_span_from_train=False (max_span_fraction 1.0).
+  c.eval.max_span_from_train = True
   return c

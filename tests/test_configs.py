@@ -202,3 +202,16 @@ def test_train_binary_refuses_jit_compile_before_training(tmp_path):
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert "config.train.jit_compile=True: expected False with train.deterministic=True" in r.stderr
   assert not (tmp_path / "wd").exists()
+
+
+def test_charades_bounds_windows_by_the_longest_training_moment_with_the_paper_form_a_switch():
+  c = load("charades_sta_i3d")
+  assert c.eval.max_span_from_train and c.eval.max_span_fraction == 1.0
+  paper = load("charades_sta_i3d", "--config.eval.max_span_from_train=False")
+  from cimha_tf.evaluation import runner
+  assert runner.resolve_max_span(paper) is None  # every (start, end) pair: the paper's
+  for bad in (0.0, 1.5):
+    c.eval.max_span_fraction = bad
+    with pytest.raises(ValueError, match=re.escape(f"config.eval.max_span_fraction={bad}: "
+                                                   "expected in (0, 1]")):
+      config_lib.validate(c)

@@ -1,7 +1,7 @@
 """What an export reads from a training workdir (docs/design.md, "Workdir")."""
 
 import dataclasses
-from typing import List
+from typing import List, Optional
 
 import ml_collections
 
@@ -15,6 +15,9 @@ class TrainedModel:
   vocab_tokens: List[str]
   top_k: int
   checkpoint: str
+  # The decoding bound training selected with (config.eval.max_span_fraction; None: every
+  # pair), so that exported models answer the windows evaluate scored.
+  max_span_fraction: Optional[float] = None
 
 
 def load_workdir(workdir, checkpoint="best"):
@@ -36,4 +39,6 @@ def load_workdir(workdir, checkpoint="best"):
     raise ValueError(f"{path}: model takes {video_dim_of(model)}-d features but "
                      f"data_meta.json says feature_dim={meta['feature_dim']}")
   top_k = int(config.get("eval", {}).get("top_k", 5))
-  return TrainedModel(model, model_config, vocab.tokens, top_k, path)
+  fraction = float(config.get("eval", {}).get("max_span_fraction", 1.0))
+  return TrainedModel(model, model_config, vocab.tokens, top_k, path,
+                      fraction if fraction < 1.0 else None)

@@ -152,13 +152,16 @@ def train(config, workdir, *, strategy=None, extra_callbacks=(), verbose=1):
       shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True,
       bucket_width=int(config.data.get("bucket_width", 0)), num_workers=strategy_lib.num_workers())
   model = build_and_compile(config, meta, strategy)
+  from cimha_tf.evaluation import runner
+  max_span = runner.resolve_max_span(config)  # into config.json: evaluate decodes the same
   write_workdir_files(out, config, meta)
 
   cbs = [
       callbacks_lib.StopOnNaN(),
       callbacks_lib.BestCheckpoint(
           config.data.dir, config.data.val_split, config.eval.batch_size, config.eval.top_k,
-          best_path=wd.path(out, wd.BEST), state_path=wd.path(out, BEST_STATE)),
+          best_path=wd.path(out, wd.BEST), state_path=wd.path(out, BEST_STATE),
+          max_span_fraction=max_span),
       keras.callbacks.ModelCheckpoint(wd.path(out, wd.LAST), save_freq="epoch"),
       keras.callbacks.CSVLogger(wd.path(out, HISTORY), append=True),  # one row per epoch run
       *tensorboard_callbacks(wd.path(out, wd.LOGS)),
