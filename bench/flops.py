@@ -29,7 +29,7 @@ from bench import common
 from bench import models
 
 LSTMS = flags.DEFINE_list("lstms", None, "LSTM forms whose training step is timed "
-                          "(default keras,fused; fused with --quick)")
+                          "(default keras)")
 
 _MATMULS = ("MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")
 
@@ -111,7 +111,7 @@ def main(argv):
   results = {"forward_flops_per_sample": fwd, "train_flops_per_sample": train_flops,
              "forward_flops_by_block": dict(sorted(per_block.items(), key=lambda kv: -kv[1])),
              "ops_with_unknown_shapes": unknown, "matmul_rate": mm, "achieved": {}}
-  lstms = LSTMS.value or (["fused"] if common.QUICK.value else ["keras", "fused"])
+  lstms = LSTMS.value or ["keras"]
   bs = s["batch_size"]
   for lstm in lstms:
     r = measure(s, bs, lstm, False, 1)

@@ -1,7 +1,7 @@
 """Figure 2: inference batch-1 latency (ms) and batch-100 throughput (samples/s).
 
-Engines, same weights: the Keras model under tf.function (fixed shapes; LSTM forms keras,
-fused BlockLSTM; keras with jit_compile), the SavedModel's `serving_tokens` signature
+Engines, same weights: the Keras model under tf.function (fixed shapes; also with
+jit_compile), the SavedModel's `serving_tokens` signature
 (input checks + model + top-k decoding, cimha_tf.deploy.saved_model), and TFLite in the
 LiteRT interpreter (cimha_tf.deploy.tflite: fused LSTM ops; float32, float16 weights,
 dynamic-range int8) with num_threads = the machine's cores. `keras_buckets`: batch-100
@@ -23,7 +23,7 @@ from bench import common
 from bench import models
 
 ENGINES = flags.DEFINE_list(
-    "engines", None, "subset to run: keras, keras_jit, fused, saved_model, tflite_float32, "
+    "engines", None, "subset to run: keras, keras_jit, saved_model, tflite_float32, "
     "tflite_float32_fixed, tflite_float16, tflite_dynamic_int8, keras_buckets (default: all)")
 
 # TFLite engines: (quantization, free time axis). "_fixed": the video inputs fixed at
@@ -192,10 +192,6 @@ def main(argv):
         notes.append(f"{name}: {type(e).__name__}: {str(e)[:300]}")
   if _want("keras_buckets"):
     results["keras_buckets"] = keras_buckets_engine(model, s, common.cycle_batches())
-  if _want("fused"):
-    fused, _ = models.build(s, "fused")
-    fused.set_weights(model.get_weights())
-    results["fused"] = keras_engine(fused, s, False)
   with tempfile.TemporaryDirectory() as tmp:
     if _want("saved_model"):
       try:

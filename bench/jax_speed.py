@@ -2,10 +2,11 @@
 
 For a GPU machine with JAX and without TensorFlow: this script never imports TensorFlow
 (tests/test_backend_jax.py runs it with TensorFlow made unimportable); bench.common.report
-names the framework under Keras, and this script adds JAX's devices. The model is bench.models' at the paper's shapes (common.PAPER_SHAPES), the
-same weights in each LSTM form (--lstms): "keras" (Keras's LSTM, a lax.scan on JAX),
-"scan" (the model's own cell in ops.scan), "unrolled" (plain ops over the 128 steps; long
-to compile, so not by default). Its outputs equal TensorFlow's (tests/test_backend_jax.py).
+names the framework under Keras, and this script adds JAX's devices. The model is
+bench.models' at the paper's shapes (common.PAPER_SHAPES), the same weights in each LSTM
+form (--lstms): "keras" (Keras's LSTM, a lax.scan on JAX), "scan" (the model's own
+cell in ops.scan), "unrolled" (plain ops over the 128 steps; long to compile, so not by
+default). Its outputs equal TensorFlow's (tests/test_backend_jax.py).
 
 Training: one full step (forward with dropout, losses.py's loss as compile_model weighs
 it, backward, Adam) as a jax.jit of model.stateless_call + jax.value_and_grad +

@@ -1,6 +1,5 @@
 """Figure 4: peak memory (resident set, MiB) of each kind of process, one fresh process
-per role so the peaks do not mix: TF+Keras imported only; a training step (batch 100,
-keras and fused LSTM forms); Keras inference (batch 100); TFLite float32 (batch 1, after
+per role so the peaks do not mix: TF+Keras imported only; a training step (batch 100); Keras inference (batch 100); TFLite float32 (batch 1, after
 conversion: the conversion's peak is the converting process's, the interpreter alone is
 far smaller); the input pipeline alone. Peak RSS = the process's VmHWM (bench.common.peak_rss_mb),
 which includes TensorFlow's C++ allocations (tracemalloc would see only Python objects).
@@ -21,8 +20,7 @@ from bench import common
 
 ROLE = flags.DEFINE_string("role", None, "internal: run one role in this process")
 ROLES_FLAG = flags.DEFINE_list("roles", None, "subset of the roles to run (default: all)")
-ROLES = ("import_only", "train_keras", "train_fused", "inference_keras", "tflite_float32",
-         "input_pipeline")
+ROLES = ("import_only", "train_keras", "inference_keras", "tflite_float32", "input_pipeline")
 QUICK_ROLES = ("import_only", "inference_keras")
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

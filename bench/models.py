@@ -1,17 +1,11 @@
-"""The model under benchmark: cimha_tf.model at the benchmark shapes, LSTM form switchable.
+"""The model under benchmark: cimha_tf.model at the benchmark shapes.
 
-lstm: "keras" | "unrolled" (cimha_tf.model's two implementations) | "fused" (the
-BlockLSTM prototype in bench/fused_lstm.py, same weights) | "dense" (not the model: every
-LSTM direction a Dense of its width, so each step's output sees only its own input; the
-ceiling that any faster LSTM could reach, bench/lstm_ceiling.py). Embeddings are a fixed random
-GloVe-shaped matrix, frozen as in the real configs (train_embeddings=False).
+lstm names one of cimha_tf.model's LSTM implementations (config.LSTM_IMPLEMENTATIONS).
+Embeddings are a fixed random GloVe-shaped matrix, frozen as in the real configs
+(train_embeddings=False).
 """
 
-import contextlib
-
 import numpy as np
-
-LSTMS = ("keras", "unrolled", "fused", "dense")
 
 
 def model_config(s):
@@ -29,48 +23,14 @@ def model_config(s):
   return c
 
 
-@contextlib.contextmanager
-def lstm_directions_built_by(factory):
-  """Inside: cimha_tf.model builds every Bi-LSTM direction as factory(units, name)
-  (benchmarks only; the config still names its own implementation)."""
-  from cimha_tf.model import bilstm
-  original = bilstm.make_lstm
-  bilstm.make_lstm = lambda units, implementation, name: factory(units, name)
-  try:
-    yield
-  finally:
-    bilstm.make_lstm = original
-
-
-def build(s, lstm="keras", seed=0, dropout="ours"):
-  """-> (model, model_config) at shapes s (bench.common.shapes()).
-
-  dropout="keras": every dropout layer is Keras's own (keras.layers.Dropout's mask)
-  instead of cimha_tf.model.dropout's; the same layers and seeds, so the same model.
-  """
+def build(s, lstm="keras", seed=0):
+  """-> (model, model_config) at shapes s (bench.common.shapes()); the config's own
+  checks reject an unknown lstm."""
   import keras
   from cimha_tf.model import build_model
-  from cimha_tf.model.dropout import Dropout
-  if lstm not in LSTMS:
-    raise ValueError(f"lstm={lstm!r}: expected one of {LSTMS}")
-  if dropout not in ("ours", "keras"):
-    raise ValueError(f"dropout={dropout!r}: expected 'ours' or 'keras'")
   keras.utils.set_random_seed(seed)
   c = model_config(s)
-  if lstm == "unrolled":
-    c.lstm_implementation = "unrolled"
+  c.lstm_implementation = lstm
   emb = np.random.default_rng(seed).standard_normal(
       (s["vocab_size"], c.embedding_dim)).astype(np.float32) * 0.3
-  ctx = contextlib.nullcontext()
-  if lstm == "fused":
-    from bench.fused_lstm import model_uses_fused_lstm
-    ctx = model_uses_fused_lstm()
-  elif lstm == "dense":
-    ctx = lstm_directions_built_by(lambda units, name: keras.layers.Dense(units, name=name))
-  with ctx:
-    model = build_model(c, s["feature_dim"], s["vocab_size"], embeddings=emb)
-  if dropout == "keras":
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-      if type(layer) is Dropout:  # a subclass adding no state: the swap is exact
-        layer.__class__ = keras.layers.Dropout
-  return model, c
+  return build_model(c, s["feature_dim"], s["vocab_size"], embeddings=emb), c

@@ -57,10 +57,9 @@ TASKS = ("train", "latency_batch1", "throughput", "train_mixed", "throughput_mix
 _PER_ROUND = 2  # timed executions per task and round; more for fast tasks:
 _TIMED_S = 0.1  # each task's timed calls last at least this long (batch 1: ~20 calls)
 # Untimed calls before each task's timed ones, every round: the issue's "after warm-up".
-# Right after the hand-over (or after any idle pause) this machine runs slower for a
-# while: batch-1 TFLite 7.4 ms and the peer 5.3 ms after a 0.3 s pause, against 4.3 and
-# 4.4 ms in a continuous loop (docs/benchmarks.md). The busy re-warm also lets the
-# other process's threads park before anything is timed.
+# Right after the hand-over (or any idle pause) this machine runs slower for a while, ours
+# more than the peer (docs/benchmarks.md); the busy re-warm also lets the other process's
+# threads park before anything is timed.
 _REWARM_S = 0.2
 
 
@@ -200,8 +199,8 @@ def _peer_runs(s, batch_size):
                                               s["max_query_len"], s["feature_dim"],
                                               s["vocab_size"]))
   t1 = {k: v[:1] for k, v in t.items()}
-  # Mixed lengths: each task in the peer's faster form, measured (docs/benchmarks.md):
-  # packed video-side LSTMs infer faster on them (1.07-1.15x) and train slower (0.75-0.89x).
+  # Mixed lengths: each task in the peer's faster form, measured: packed video-side
+  # LSTMs infer faster on them and train slower (module docstring).
   mixed = [tensors(*b) for b in mixed_pool(s, batch_size)]
   trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
   return {"train": _round(lambda: train_step(t, labels)),

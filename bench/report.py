@@ -33,7 +33,7 @@ def render(results_dir):
     out += [f"### 1. Training throughput ({m['time_utc']}, load {m['load_avg_1_5_15']})", "",
             "| variant | batch | samples/s median (min-max) | x keras | first execution s "
             "| warm-up s |", "|---|---|---|---|---|---|"]
-    # Files before 2026-12-05 have only warmup_s: the whole warm-up fit, trace included.
+    # Older files have only warmup_s: the whole warm-up fit, trace included.
     secs = lambda r, k: f"{r[k]:.0f}" if k in r else "-"
     for k, r in d["results"].items():
       sp = r.get("speedup_vs_keras_same_batch")
@@ -107,13 +107,6 @@ def render(results_dir):
       out.append(f"| {k} | {a['samples_per_s']:.1f} | {a['flops_per_s'] / 1e9:.2f} | "
                  f"{a['fraction_of_matmul_rate']:.2f} |")
     out += [""]
-  d = _load(results_dir, "profile_layers")
-  if d:
-    out += ["### Profile: forward+backward per block (batch %d)" % d["shapes"]["batch_size"], "",
-            "| block [implementation] | ms median (min-max) |", "|---|---|"]
-    for k, r in d["results"].items():
-      out.append(f"| {k} | {r['fwd_bwd_ms']:.0f} ({r['spread_ms'][0]:.0f}-{r['spread_ms'][1]:.0f}) |")
-    out += [""]
   d = _load(results_dir, "profile_tflite")
   if d:
     out += ["### TFLite batch-1 latency by parts", "", "| part | ms |", "|---|---|"]
@@ -124,10 +117,9 @@ def render(results_dir):
       r = d["results"][f"summary {form}"]
       out.append(f"| **{form}: LSTM ops alone / whole model** | {r['lstm_ops_alone_ms']:.2f} / "
                  f"{r['model_ms']:.2f} ({100 * r['lstm_share']:.0f}%) |")
-    g = d.get("runtime_weights_speedup")  # files before 2026-11-29 13:00 lack it
-    if g:
-      out.append(f"| float32: constant / per-query LSTM weights, round by round | "
-                 f"{g['median']:.2f}x ({g['low']:.2f}-{g['high']:.2f}) |")
+    g = d["runtime_weights_speedup"]
+    out.append(f"| float32: constant / per-query LSTM weights, round by round | "
+               f"{g['median']:.2f}x ({g['low']:.2f}-{g['high']:.2f}) |")
     out += [""]
   d = _load(results_dir, "peers")
   if d:
@@ -135,15 +127,15 @@ def render(results_dir):
     out += [f"### The peer in the same run ({m['time_utc']}, torch {d['torch']})", "",
             "| task | ExCL-style peer | cimha-tf | ours / peer (target) | round by round |",
             "|---|---|---|---|---|"]
-    by_round = d.get("ratio_ours_over_peer_by_round", {})  # files before 2026-11-29 08:30 lack it
+    by_round = d["ratio_ours_over_peer_by_round"]
     for task, ratio in d["ratio_ours_over_peer"].items():
       cells = [f"{r[s][task]['latency_ms']:.2f} ms" if "latency_ms" in r[s][task]
                else f"{_rate(r[s][task]['samples_per_s'])} samples/s" for s in ("ExCL", "cimha-tf")]
       target = d["target_ratio"].get(task)
-      b = by_round.get(task)
+      b = by_round[task]
       out.append(f"| {task} | {cells[0]} | {cells[1]} | {ratio:.2f}x"
                  + (f" ({target}x)" if target else "")
-                 + (f" | {b['median']:.2f}x ({b['low']:.2f}-{b['high']:.2f}) |" if b else " | |"))
+                 + f" | {b['median']:.2f}x ({b['low']:.2f}-{b['high']:.2f}) |")
     out += [""]
   return "\n".join(out)
 

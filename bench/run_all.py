@@ -15,8 +15,7 @@ from absl import flags
 from bench import common
 
 FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-           "profile_layers", "profile_step", "profile_inference", "profile_tflite", "dropout",
-           "lstm_ceiling", "peers")
+           "profile_step", "profile_inference", "profile_tflite", "peers")
 # Figures that are another figure's module run with some flags set.
 _VARIANTS = {"profile_inference": ("profile_step", {"mode": "inference", "steps": 5})}
 OUTPUT_DIR = flags.DEFINE_string("output_dir", "bench/results", "folder for NAME.json")

@@ -2,7 +2,7 @@
 
 The step is Keras's own (compile_model + fit: no Python in the step), fed from an
 in-memory repeated batch so only the step is timed. Variants: LSTM form (keras /
-unrolled / fused BlockLSTM), jit_compile (XLA), steps_per_execution; batch 100 and 16.
+unrolled), jit_compile (XLA), steps_per_execution; batch 100 and 16.
 Variants are timed round-robin (--interleave, default): every model is built and warmed
 first, then each round times two executions of each, so load drift on the shared machine
 hits all alike; --nointerleave times each variant's fit per execution
@@ -34,10 +34,9 @@ BATCHES = flags.DEFINE_list("batches", None, "batch sizes (default 100,16; 4 wit
 # (name, lstm, jit_compile, steps_per_execution)
 FULL = [("keras", "keras", False, 1), ("keras+jit", "keras", True, 1),
         ("unrolled", "unrolled", False, 1), ("unrolled+jit", "unrolled", True, 1),
-        ("fused", "fused", False, 1), ("fused+spe4", "fused", False, 4),
         ("keras+spe4", "keras", False, 4)]
 # --quick: the cheapest-to-trace forms only (CI checks the script, not the numbers).
-QUICK = [("fused+spe2", "fused", False, 2)]
+QUICK = [("keras+spe2", "keras", False, 2)]
 BUCKET_WIDTHS = flags.DEFINE_list(
     "bucket_widths", None, "length-bucket widths to time against unbucketed batches of the "
     "same examples (default: the configs' data.bucket_width, 8; 4 with --quick; 'none' skips)")
@@ -179,7 +178,7 @@ def main(argv):
       try:
         results[key] = measure(s, bs, lstm, jit, spe)
         print(f"{key}: {results[key]['samples_per_s']['median']:.1f} samples/s", flush=True)
-      except Exception as e:  # e.g. BlockLSTM has no XLA kernel: record, go on
+      except Exception as e:  # e.g. a form XLA cannot compile: record, go on
         notes.append(f"{key}: {type(e).__name__}: {str(e)[:300]}")
   from cimha_tf.experiment.config import BUCKET_WIDTH
   widths = BUCKET_WIDTHS.value or [str(4 if common.QUICK.value else BUCKET_WIDTH)]

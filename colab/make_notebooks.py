@@ -114,7 +114,8 @@ and no GPU: **Runtime → Run all** finishes in under 10 minutes on a CPU runtim
 2. write a synthetic dataset in Charades-STA's on-disk format (planted moments),
 3. prepare it (TFRecords, vocabulary), train CI-MHA, evaluate it,
 4. look at the metrics and at what the model predicts for a few queries,
-5. export to a TF Serving SavedModel and to TFLite, and run the TFLite model with LiteRT.
+5. export to a TF Serving SavedModel and to TFLite, and run the TFLite model with LiteRT,
+6. your own video: CLIP features from video files, a model trained on them, `predict --video`.
 """),
       md("""
 ## Parameters
@@ -131,6 +132,9 @@ EPOCHS = None             # training epochs (None: configs/demo.py)
 BATCH_SIZE = None         # (None: configs/demo.py)
 NUM_FIGURES = 3           # prediction figures to show
 SEED = 0
+MY_VIDEO = ""             # section 6: your video file ("" -> a generated one); in Colab, upload it first
+CLIP_WEIGHTS = "clip_vit_base_patch32"   # KerasHub preset (Kaggle download) or a preset folder; "random": no download, meaningless features
+VIDEO_TRAIN_VIDEOS = 12   # section 6: coloured training videos
 ''', tags=["parameters"]),
       md("## 1. Install"),
       code(SETUP),
@@ -261,6 +265,43 @@ file and a feature file in any layout the data readers accept:
       code(r'''
 run("cimha_tf.predict", f"--model={EXPORT / 'cimha.tflite'}", f"--features={feature_file}",
     f"--query={record['query']}", f"--duration={record['duration']}", "--top_k=3")
+'''),
+      md("""
+## 6. Your own video
+The model above reads clip features, not pixels; a video goes through a feature extractor
+first. `extract_features` decodes it (one frame per 2 s, chosen as moment_detr, UniVTG and
+lighthouse choose it) and embeds each frame with CLIP ViT-B/32 (KerasHub; the weights
+download from Kaggle on first use, which needs Kaggle credentials: `CLIP_WEIGHTS = "random"`
+runs without them, on meaningless features). A model answers about videos only if it was
+trained on the same features, so this section trains a small one on CLIP features of
+coloured videos whose moments are known (queries "the screen turns red" / "... blue"),
+then asks it about `MY_VIDEO` (a path: in Colab, upload a file with the file browser on
+the left; empty: a generated 40 s video). `docs/video.md` has the recipe step by step.
+"""),
+      code(r'''
+from cimha_tf.video import synthetic as coloured
+VIDEOS, CLIP_FEATURES, VIDEO_RUN = WORK / "videos", WORK / "clip_features", WORK / "video_run"
+plan = coloured.write_coloured_videos(
+    str(VIDEOS), counts=(("train", VIDEO_TRAIN_VIDEOS), ("val", 2), ("test", 2)), seed=SEED)
+run("cimha_tf.extract_features", f"--videos={VIDEOS}", f"--output={CLIP_FEATURES}",
+    f"--weights={CLIP_WEIGHTS}", "--noprogress")
+durations = json.loads((CLIP_FEATURES / "durations.json").read_text())
+queries = coloured.write_queries(str(WORK / "video_queries"), plan, durations)
+run("cimha_tf.prepare_data", "--dataset=jsonl", f"--annotations={queries}",
+    f"--features={CLIP_FEATURES}", f"--output_dir={WORK / 'video_prepared'}",
+    f"--max_video_len={demo.model.max_video_len}", f"--max_query_len={demo.model.max_query_len}")
+run("cimha_tf.train", f"--config={CONFIG}", f"--workdir={VIDEO_RUN}",
+    f"--config.data.dir={WORK / 'video_prepared'}", f"--config.train.epochs={EPOCHS or 10}",
+    f"--config.seed={SEED}")
+run("cimha_tf.export", f"--workdir={VIDEO_RUN}", f"--output={EXPORT / 'video_model'}")
+'''),
+      code(r'''
+# The export records the features' recipe: predict decodes and embeds the video with it
+# once, for every query, and reads the duration from the video.
+video = MY_VIDEO or coloured.write_coloured_video(
+    str(WORK / "my_video.mkv"), 40.0, {coloured.RED: (22.0, 28.0), coloured.BLUE: (6.0, 10.0)})
+run("cimha_tf.predict", f"--model={EXPORT / 'video_model'}", f"--video={video}",
+    "--query=the screen turns red", "--query=the screen turns blue", "--top_k=3")
 '''),
       md(f"""
 ## Next

@@ -2,6 +2,8 @@
 
   python export/grpc_client.py --server=localhost:8500 --features=VIDEO.npz \
       --query="a person opens the door" --duration=30
+  # or a video, embedded on the client with the served model's recipe (docs/video.md):
+  #   --video=my.mp4 --recipe=EXPORT/cimha/1/assets.extra/cimha_export.json [--weights=DIR]
 
 Needs `pip install tensorflow-serving-api==<your TF version>` (its protos and stubs).
 """

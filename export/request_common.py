@@ -79,11 +79,19 @@ def argument_parser(doc, default_server):
   import argparse
   p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--server", default=default_server)
-  p.add_argument("--features", required=True, help=".npy, .npz or HDF5 feature file")
+  p.add_argument("--features", help=".npy, .npz or HDF5 feature file (or --video)")
   p.add_argument("--feature_key", default=None)
+  p.add_argument("--video", help="a video file: decoded and embedded here, on the client, "
+                 "with --recipe; the features are sent (docs/video.md)")
+  p.add_argument("--recipe", help="with --video: the served model's feature recipe, its "
+                 "export's assets.extra/cimha_export.json (or a recipe.json)")
+  p.add_argument("--weights", help="with --video: where the recipe's CLIP weights are (a "
+                 "preset folder, say; default: the recipe's own)")
+  p.add_argument("--extractor_model", help="with --video: a user backbone (.keras / "
+                 "SavedModel) the recipe names")
   p.add_argument("--query", required=True)
-  p.add_argument("--duration", type=_positive(float), required=True,
-                 help="video length in seconds")
+  p.add_argument("--duration", type=_positive(float),
+                 help="video length in seconds (with --features; --video reads it)")
   p.add_argument("--max_video_len", type=_positive(int), default=128,
                  help="the served model's max_video_len (assets.extra/cimha_export.json); "
                  "longer videos are mean-pooled to it")
@@ -92,10 +100,50 @@ def argument_parser(doc, default_server):
   return p
 
 
+def check_source_args(args):
+  """--features with --duration, or --video with --recipe: a ValueError otherwise."""
+  if (args.features is None) == (args.video is None):
+    raise ValueError("pass --features=FILE (with --duration) or --video=FILE (with --recipe)")
+  if args.features is not None and args.duration is None:
+    raise ValueError("--features: pass --duration=SECONDS, the video's length")
+  if args.video is not None:
+    if args.duration is not None:
+      raise ValueError("--video: the duration comes from the video; drop --duration")
+    if args.recipe is None:
+      raise ValueError("--video needs --recipe: the served model's export "
+                       "assets.extra/cimha_export.json (it records the features' recipe)")
+
+
+def load_recipe(path):
+  """The Recipe in a recipe.json or in an export's cimha_export.json (feature_recipe)."""
+  from cimha_tf.common.jsonfile import read_json_object
+  from cimha_tf.video.recipe import Recipe
+  d = read_json_object(path, "feature recipe", "a recipe or an export's cimha_export.json")
+  if "feature_recipe" in d or "max_video_len" in d:  # an export's metadata
+    if not d.get("feature_recipe"):
+      raise ValueError(f"{path}: the export records no feature recipe (its training features "
+                       "did not come from extract_features), so a video cannot be turned into "
+                       "its features; send --features")
+    d = d["feature_recipe"]
+  return Recipe.from_dict(d, path)
+
+
+def video_features(args):
+  """(features, duration) of --video, extracted on the client with --recipe."""
+  from cimha_tf.video.extractor import extractor_for_recipe
+  extractor = extractor_for_recipe(load_recipe(args.recipe), args.weights, args.extractor_model)
+  features, reader = extractor.extract_video(args.video)
+  return features, reader.duration
+
+
 def inputs_from_args(args):
   """One request's inputs from the parsed command line (features pooled like the clients)."""
-  from cimha_tf.data.features import load_feature_file
-  features = load_feature_file(args.features, args.feature_key)
+  check_source_args(args)
+  if args.video is not None:
+    features, args.duration = video_features(args)
+  else:
+    from cimha_tf.data.features import load_feature_file
+    features = load_feature_file(args.features, args.feature_key)
   return batch_inputs([args.query], [features], [args.duration], args.max_video_len)
 
 

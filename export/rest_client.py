@@ -1,7 +1,9 @@
 """REST client for the cimha model on TF Serving (port 8501).
 
   python export/rest_client.py --server=localhost:8501 --features=VIDEO.npz \
-      --query="a person opens the door" --duration=30 [--format=instances|inputs]
+      --query="a person opens the door" --duration=30
+  # or a video, embedded on the client with the served model's recipe (docs/video.md):
+  #   --video=my.mp4 --recipe=EXPORT/cimha/1/assets.extra/cimha_export.json [--weights=DIR] [--format=instances|inputs]
 
 Payloads (https://www.tensorflow.org/tfx/serving/api_rest):
   row format     {"signature_name": ..., "instances": [{"query": ..., "video_features":

@@ -1,7 +1,6 @@
 """Shared test fixtures. Real annotation files live in ../shared/data when present."""
 
 import os
-import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -9,8 +8,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as cimha_tf/__init__.py
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from tests.helpers import REPO_PATH
+
+SHARED_DATA = REPO_PATH.parent / "shared" / "data"
 
 
 @pytest.fixture

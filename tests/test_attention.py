@@ -72,8 +72,8 @@ def test_same_outputs_scores_and_gradients_as_keras(dropout, training):
 
 def test_model_uses_it_in_every_attention_block():
   from cimha_tf.model import build_model
-  from tests.test_model import tiny_config
-  model = build_model(tiny_config(), 5, 30)
+  from tests.helpers import tiny_model_config
+  model = build_model(tiny_model_config(), 5, 30)
   mhas = [l for l in model._flatten_layers(include_self=False, recursive=True)
           if isinstance(l, keras.layers.MultiHeadAttention)]
   # query and video self-interaction, both cross directions

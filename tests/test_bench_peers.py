@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.test_bench_quick import REPO
+from tests.helpers import REPO_PATH as REPO
 
 
 def _fake(samples_per_s):

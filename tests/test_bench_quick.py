@@ -1,6 +1,6 @@
 """Benchmarks stay runnable (their --quick mode, well-formed JSON) and their parts are
-right: the fused-LSTM prototype equals keras.layers.LSTM, the FLOP counter equals
-hand-counted matmuls, timing statistics equal numpy's. No timing assertions."""
+right: the FLOP counter equals hand-counted matmuls, timing statistics equal numpy's, the
+report renders the committed figures. No timing assertions."""
 
 import json
 import os
@@ -55,48 +55,6 @@ def test_synthetic_batch_follows_the_model_contract():
     assert (x["query_tokens"][b][words] >= 2).all()
 
 
-def test_fused_lstm_equals_keras_lstm_outputs_and_gradients():
-  import keras
-  import tensorflow as tf
-  from bench.fused_lstm import FusedLSTM
-  rng = np.random.default_rng(0)
-  x = tf.Variable(rng.standard_normal((3, 6, 5)).astype(np.float32))
-  ref = keras.layers.LSTM(4, return_sequences=True)
-  fused = FusedLSTM(4)
-  ref(x)
-  fused(x)
-  w = [rng.standard_normal(v.shape).astype(np.float32) * 0.5 for v in ref.get_weights()]
-  ref.set_weights(w)
-  fused.set_weights(w)  # same layout and gate order as Keras
-  grads = []
-  for layer in (ref, fused):
-    with tf.GradientTape() as tape:
-      y = layer(x)
-      loss = tf.reduce_sum(y * tf.cos(y))
-    grads.append((y.numpy(), tape.gradient(loss, [x] + layer.trainable_weights)))
-  np.testing.assert_allclose(grads[1][0], grads[0][0], atol=1e-5)
-  for g_fused, g_ref in zip(grads[1][1], grads[0][1]):
-    np.testing.assert_allclose(g_fused.numpy(), g_ref.numpy(), atol=1e-5)
-
-
-def test_model_bilstm_with_fused_directions_equals_keras_form():
-  import tensorflow as tf
-  from bench.fused_lstm import FusedLSTM, model_uses_fused_lstm
-  from cimha_tf.model.bilstm import BiLSTM
-  rng = np.random.default_rng(1)
-  x = rng.standard_normal((3, 7, 5)).astype(np.float32)
-  valid = (np.arange(7)[None] < np.array([[7], [3], [1]])).astype(np.float32)
-  ref = BiLSTM(4, "keras")
-  with model_uses_fused_lstm():
-    fused = BiLSTM(4, "keras")
-  assert isinstance(fused.forward_lstm, FusedLSTM)
-  assert not isinstance(BiLSTM(4, "keras").forward_lstm, FusedLSTM)  # patch undone
-  ref(x, valid)
-  fused(x, valid)
-  fused.set_weights(ref.get_weights())
-  np.testing.assert_allclose(fused(x, valid).numpy(), ref(x, valid).numpy(), atol=1e-5)
-
-
 def test_op_flops_counts_matmul_batchmatmul_and_einsum():
   import tensorflow as tf
   from bench.flops import _MATMULS, op_flops
@@ -132,16 +90,14 @@ def test_flop_count_of_blocks_equals_their_formula():
 
 
 EXPECTED_FIGURES = ("train_throughput", "inference", "input_pipeline", "memory", "flops",
-                    "profile_layers", "profile_step", "profile_inference", "profile_tflite",
-                    "dropout", "lstm_ceiling")
+                    "profile_step", "profile_inference", "profile_tflite")
 
 
 # Issue 7: CI runs every benchmark's quick mode, to keep the scripts working: ~1.5 min on
 # an idle 2-core CPU. Mostly TF tracing, which keeps one core busy, so the figures run as
 # two run_all processes side by side (~45% less wall time than one after the other).
-_QUICK_HALVES = (("train_throughput", "inference", "input_pipeline", "memory",
-                  "profile_layers", "profile_step"),
-                 ("flops", "profile_inference", "profile_tflite", "dropout", "lstm_ceiling",
+_QUICK_HALVES = (("train_throughput", "inference", "input_pipeline", "memory"),
+                 ("flops", "profile_step", "profile_inference", "profile_tflite",
                   "peers"))  # peers: skipped without PyTorch (tests/test_bench_peers.py)
 
 
@@ -195,7 +151,6 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   assert fl["forward_flops_per_sample"] == sum(fl["forward_flops_by_block"].values()) > 0
   assert fl["forward_flops_per_sample"] < fl["train_flops_per_sample"] < 3 * fl["forward_flops_per_sample"]
   assert all(a["fraction_of_matmul_rate"] > 0 for a in fl["achieved"].values())
-  assert all(v["fwd_bwd_ms"] > 0 for v in docs["profile_layers"].values())
   prof = docs["profile_step"]
   assert prof["op_s_per_step"] > 0 and prof["wall_s_per_step"] > 0
   assert sum(v["share"] for v in prof["by_op_type"].values()) <= 1 + 1e-9
@@ -208,54 +163,7 @@ def test_every_figure_quick_mode_writes_well_formed_json(tmp_path):
   for form in ("float32", "int8"):
     summary = lite[f"summary {form}"]
     assert 0 < summary["lstm_ops_alone_ms"] and summary["model_ms"] > 0
-  drop = docs["dropout"]
-  assert len(drop["alone_fwd_bwd"]) == 4
-  assert all(v["ours_ms"] > 0 and v["keras_ms"] > 0 for v in drop["alone_fwd_bwd"].values())
-  train = drop["training_samples_per_s"]
-  assert train["ours"]["median"] > 0 and train["keras"]["median"] > 0
-  assert train["ours_over_keras_by_round"]["rounds"] == 2
-  ceiling = docs["lstm_ceiling"]
-  for task in ("train", "inference"):
-    assert ceiling["dense"][task]["median"] > 0 and ceiling["keras"][task]["median"] > 0
-    assert ceiling["dense_over_keras_by_round"][task]["rounds"] == 2
-  assert ceiling["parameters"]["dense"] < ceiling["parameters"]["keras"]  # no recurrent kernels
   # peers.json (PyTorch installed) is checked by tests/test_bench_peers.py
-
-
-def test_bench_model_with_keras_dropout_is_the_same_model():
-  import keras
-  from bench import common, models
-  from cimha_tf.model.dropout import Dropout
-  s = dict(common.QUICK_SHAPES)
-  ours, _ = models.build(s)
-  ref, _ = models.build(s, dropout="keras")
-  kinds = lambda m: [type(l) for l in m._flatten_layers(include_self=False, recursive=True)
-                     if isinstance(l, keras.layers.Dropout)]
-  assert kinds(ours) == [Dropout] * 14 and kinds(ref) == [keras.layers.Dropout] * 14
-  x, _ = common.synthetic_batch(2, s["max_video_len"], s["max_query_len"], s["feature_dim"],
-                                s["vocab_size"])
-  a, b = ours(x, training=False), ref(x, training=False)
-  for k in a:  # same weights, and dropout is off at inference
-    np.testing.assert_array_equal(a[k], b[k])
-  with pytest.raises(ValueError, match="dropout="):
-    models.build(s, dropout="none")
-
-
-def test_bench_model_with_dense_lstms_has_no_recurrence_left():
-  import keras
-  from bench import common, models
-  s = dict(common.QUICK_SHAPES)
-  lstm_layers = lambda m: [l for l in m._flatten_layers(include_self=False, recursive=True)  # noqa: E731
-                           if l.name in ("forward", "backward")]
-  plain, _ = models.build(s)
-  dense, _ = models.build(s, lstm="dense")
-  assert [type(l) for l in lstm_layers(plain)] == [keras.layers.LSTM] * 6
-  assert [type(l) for l in lstm_layers(dense)] == [keras.layers.Dense] * 6
-  x, _ = common.synthetic_batch(2, s["max_video_len"], s["max_query_len"], s["feature_dim"],
-                                s["vocab_size"])
-  out = dense(x, training=False)  # the same outputs' shapes: a drop-in stand-in
-  assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in plain(x, training=False).items()}
-  assert [type(l) for l in lstm_layers(models.build(s)[0])] == [keras.layers.LSTM] * 6  # undone
 
 
 def test_profile_step_names_the_block_of_an_op():
@@ -270,9 +178,9 @@ def test_lstm_shapes_reads_every_lstm_op_shape_from_the_converted_model():
   import keras
   from cimha_tf.deploy import tflite
   from cimha_tf.model import build_model
-  from tests.test_model import tiny_config
+  from tests.helpers import tiny_model_config
   keras.utils.set_random_seed(0)
-  c = tiny_config()
+  c = tiny_model_config()
   model = build_model(c, 5, 30)
   shapes = tflite.lstm_shapes(tflite.convert(model, c.max_video_len, c.max_query_len,
                                              runtime_kernels=False, free_length=False))
@@ -297,8 +205,6 @@ def test_report_renders_every_committed_figure():
   assert f"| {load('peers')['ratio_ours_over_peer']['train']:.2f}x (1.5x) |" in text
   b = load("peers")["ratio_ours_over_peer_by_round"]["train_mixed"]
   assert f"| {b['median']:.2f}x ({b['low']:.2f}-{b['high']:.2f}) |" in text
-  # Older peer files (before the by-round ratios) still render.
-  assert "| train | " in report.render(results / "after_attention_change")
   share = load("profile_tflite")["results"]["summary float32"]["lstm_share"]
   assert f"({100 * share:.0f}%) |" in text
   for k, v in load("input_pipeline")["results"].items():

@@ -3,24 +3,13 @@
 import re
 
 import pytest
-from absl import flags
-from ml_collections import config_flags
 
-from tests.conftest import REPO
 from cimha_tf.experiment import config as config_lib
-from cimha_tf.training import testing
+from tests import helpers
+from tests.helpers import REPO_PATH as REPO
+from tests.helpers import load_config as load
 
 CONFIGS = ("charades_sta_i3d", "activitynet_captions_c3d", "tacos_c3d", "demo")
-
-
-def load(name, *overrides):
-  """Loads configs/NAME.py exactly as the binaries do (DEFINE_config_file, locked)."""
-  argv = ["prog", f"--config={REPO / 'configs' / (name + '.py')}", *overrides]
-  fv = flags.FlagValues()
-  holder = config_flags.DEFINE_config_file("config", None, "", flag_values=fv, lock_config=True,
-                                           sys_argv=argv)
-  fv(argv)
-  return holder.value
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -101,7 +90,7 @@ def test_unknown_key_fails_in_process():
 def test_unknown_key_is_a_clear_error_of_the_binary(tmp_path, binary):
   """train reads --config.KEY when it parses flags; the demo, whose --config has a default
   file, already when it defines the flag (ml_collections): both end in one clean line."""
-  r = testing.run_binary(binary, f"--config={REPO / 'configs' / 'demo.py'}",
+  r = helpers.run_binary(binary, f"--config={REPO / 'configs' / 'demo.py'}",
                          f"--workdir={tmp_path / 'wd'}", "--config.train.batchsize=8",
                          check=False)
   assert r.returncode == 2, r.stderr[-2000:]
@@ -118,22 +107,22 @@ BINARIES = ["cimha_tf.prepare_data", "cimha_tf.train", "cimha_tf.evaluate", "cim
 @pytest.mark.parametrize("binary", BINARIES)
 def test_every_binary_exits_2_for_a_bad_command_line_and_0_for_help(binary):
   """docs/design.md, "Command lines": absl alone exits 1 for both."""
-  r = testing.run_binary(binary, "--no_such_flag=1", check=False)
+  r = helpers.run_binary(binary, "--no_such_flag=1", check=False)
   assert r.returncode == 2 and "Unknown command line flag 'no_such_flag'" in r.stderr, r.stderr[-2000:]
-  r = testing.run_binary(binary, "--help", check=False)
+  r = helpers.run_binary(binary, "--help", check=False)
   assert r.returncode == 0 and "--" in r.stdout, r.stderr[-2000:]
-  r = testing.run_binary(binary, check=False)  # required flags missing (evaluate: no mode)
+  r = helpers.run_binary(binary, check=False)  # required flags missing (evaluate: no mode)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
 def test_positional_arguments_are_a_usage_error(tmp_path):
-  r = testing.run_binary("cimha_tf.demo", f"--workdir={tmp_path / 'wd'}", "stray", check=False)
+  r = helpers.run_binary("cimha_tf.demo", f"--workdir={tmp_path / 'wd'}", "stray", check=False)
   assert r.returncode == 2 and "unexpected arguments: ['stray']" in r.stderr, r.stderr[-2000:]
   assert not (tmp_path / "wd").exists()
 
 
 def test_missing_config_file_is_a_clear_error_of_the_binary(tmp_path):
-  r = testing.run_binary("cimha_tf.train", f"--config={tmp_path / 'nope.py'}",
+  r = helpers.run_binary("cimha_tf.train", f"--config={tmp_path / 'nope.py'}",
                          f"--workdir={tmp_path / 'wd'}", check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert f"FATAL: --config={tmp_path / 'nope.py'}: cannot load the config file" in r.stderr
@@ -146,7 +135,7 @@ def test_missing_config_file_is_a_clear_error_of_the_binary(tmp_path):
     ("def get_config():\n  raise RuntimeError('boom')\n", "(RuntimeError at line 2: boom)")])
 def test_config_file_that_does_not_load_is_a_clear_error(tmp_path, source, message):
   (tmp_path / "bad.py").write_text(source)
-  r = testing.run_binary("cimha_tf.train", f"--config={tmp_path / 'bad.py'}",
+  r = helpers.run_binary("cimha_tf.train", f"--config={tmp_path / 'bad.py'}",
                          f"--workdir={tmp_path / 'wd'}", check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert f"FATAL: --config={tmp_path / 'bad.py'}: cannot load the config file {message}" in r.stderr
@@ -195,9 +184,9 @@ def test_validate_accepts_jit_compile_where_xla_compiles(lstm, bucket_width):
 
 def test_train_binary_refuses_jit_compile_before_training(tmp_path):
   # It used to train without XLA after one buried UserWarning.
-  prepared = testing.write_tiny_prepared(str(tmp_path / "data"))
-  config = testing.write_tiny_config_file(str(tmp_path / "tiny.py"), prepared, epochs=1)
-  r = testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={tmp_path / 'wd'}",
+  prepared = helpers.write_tiny_prepared(str(tmp_path / "data"))
+  config = helpers.write_tiny_config_file(str(tmp_path / "tiny.py"), prepared, epochs=1)
+  r = helpers.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={tmp_path / 'wd'}",
                          "--config.train.jit_compile=True", check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert "config.train.jit_compile=True: expected False with train.deterministic=True" in r.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from cimha_tf.evaluation import baselines
 from cimha_tf.apps import demo as demo_lib
-from cimha_tf.training import testing
+from tests import helpers
 from cimha_tf.experiment import workdir as wd
 
 
@@ -69,7 +69,7 @@ def test_carve_val_moves_whole_videos_and_keeps_the_accounting():
 def test_quick_demo_runs_end_to_end(tmp_path):
   w = tmp_path / "demo"
   # An explicit --config.train.epochs wins over --quick's demo.quick_epochs (2).
-  r = testing.run_binary("cimha_tf.demo", f"--workdir={w}", "--quick", "--config.train.epochs=1",
+  r = helpers.run_binary("cimha_tf.demo", f"--workdir={w}", "--quick", "--config.train.epochs=1",
                          timeout=900)
   assert json.load(open(w / "config.json"))["train"]["epochs"] == 1
   assert len(open(w / "history.csv").read().splitlines()) == 1 + 1  # header + one epoch
@@ -85,14 +85,14 @@ def test_quick_demo_runs_end_to_end(tmp_path):
   assert set(meta["splits"]) == {"train", "val", "test"} and meta["feature_dim"] == 512
   assert os.path.exists(wd.path(str(w), wd.BEST))
   # A full-mode run on a quick workdir is refused (different data).
-  r = testing.run_binary("cimha_tf.demo", f"--workdir={w}", timeout=900, check=False)
+  r = helpers.run_binary("cimha_tf.demo", f"--workdir={w}", timeout=900, check=False)
   assert r.returncode == 1 and "other settings" in r.stderr
 
 
 @pytest.mark.slow
 def test_full_demo_reaches_90_percent_far_above_the_baselines(tmp_path):
   w = tmp_path / "demo"
-  testing.run_binary("cimha_tf.demo", f"--workdir={w}", timeout=1200)
+  helpers.run_binary("cimha_tf.demo", f"--workdir={w}", timeout=1200)
   results = json.load(open(w / "metrics" / "demo.json"))
   model = results["CI-MHA (this run)"]["R1@0.5"]
   assert model >= 90.0
@@ -109,7 +109,7 @@ def test_full_demo_reaches_90_percent_far_above_the_baselines(tmp_path):
                                   r" to move one in config.demo.val_every=6 "),
 ])
 def test_bad_demo_settings_name_the_config_key(tmp_path, key, value, quick, match):
-  from tests.test_configs import load
+  from tests.helpers import load_config as load
   config = load("demo", f"--config.demo.{key}={value}")
   with pytest.raises(ValueError, match=match):
     demo_lib.make_data(str(tmp_path / "w"), demo_lib.data_settings(config, quick), progress=False,
@@ -120,7 +120,7 @@ def test_demo_refuses_a_workdir_that_holds_something_else(tmp_path):
   """Before writing anything: the demo writes its data into WORKDIR and trains there, so a
   training workdir of another run would get the synthetic data and, with matching
   settings, resume that run on it."""
-  from tests.test_configs import load
+  from tests.helpers import load_config as load
   settings = demo_lib.data_settings(load("demo"), quick=True)
   other = tmp_path / "other_run"
   other.mkdir()

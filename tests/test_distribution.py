@@ -15,7 +15,7 @@ import threading
 import numpy as np
 import pytest
 
-from cimha_tf.training import testing
+from tests import helpers
 from cimha_tf.experiment import workdir as wd
 
 MIRRORED_SCRIPT = r"""
@@ -26,10 +26,11 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
 from cimha_tf.data import pipeline
-from cimha_tf.training import strategy as strategy_lib, testing, trainer
+from cimha_tf.training import strategy as strategy_lib, trainer
+from tests import helpers
 
 prepared = sys.argv[1]
-config = testing.tiny_config(prepared, batch_size=8)
+config = helpers.tiny_config(prepared, batch_size=8)
 meta = pipeline.read_metadata(prepared)
 batch = pipeline.train_dataset(prepared, "train", batch_size=8, shuffle=False, deterministic=True).take(1)
 results = {}
@@ -51,11 +52,11 @@ print("RESULT " + json.dumps(results))
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-  return testing.write_tiny_prepared(str(tmp_path_factory.mktemp("dist") / "data"), num_videos=(6, 2, 2))
+  return helpers.write_tiny_prepared(str(tmp_path_factory.mktemp("dist") / "data"), num_videos=(6, 2, 2))
 
 
 def test_two_logical_devices_give_the_loss_of_one(prepared):
-  r = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, prepared], cwd=testing.REPO,
+  r = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, prepared], cwd=helpers.REPO,
                      capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-4000:]
   res = json.loads(r.stdout.split("RESULT ", 1)[1])
@@ -81,7 +82,7 @@ def _run_two_workers(argv, timeout=600):
   -> [(returncode, stdout and stderr)] in task order. Kills what is left on a timeout."""
   workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
   procs = [subprocess.Popen(
-      argv, cwd=testing.REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+      argv, cwd=helpers.REPO, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
       env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                                  "task": {"type": "worker", "index": i}})))
       for i in range(2)]
@@ -99,7 +100,7 @@ def _run_two_workers(argv, timeout=600):
 # fail with "heartbeat timeout" (an environment failure, not a training one).
 @pytest.mark.slow
 def test_two_workers_train_and_agree_on_the_weights(prepared, tmp_path):
-  config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
+  config = helpers.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
   w = tmp_path / "w"
   runs = _run_two_workers([sys.executable, "-m", "cimha_tf.train", f"--config={config}",
                            f"--workdir={w}", "--config.train.steps_per_epoch=2"], timeout=900)
@@ -123,8 +124,9 @@ import sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from cimha_tf.training import strategy as strategy_lib, testing, trainer
-config = testing.tiny_config(sys.argv[1], batch_size=5)
+from cimha_tf.training import strategy as strategy_lib, trainer
+from tests import helpers
+config = helpers.tiny_config(sys.argv[1], batch_size=5)
 try:
   trainer.train(config, sys.argv[2], strategy=strategy_lib.get_strategy(["/cpu:0", "/cpu:1"]), verbose=0)
 except ValueError as e:
@@ -136,7 +138,7 @@ def test_a_batch_that_two_replicas_cannot_split_evenly_is_refused(prepared, tmp_
   # 5 rows on 2 replicas: Keras weighs the replicas' means equally, so the gradient is not
   # the 1-replica one (measured: first-step weights differ by up to 0.006 for a 0.007 step).
   r = subprocess.run([sys.executable, "-c", UNEVEN_SCRIPT, prepared, str(tmp_path / "w")],
-                     cwd=testing.REPO, capture_output=True, text=True, timeout=900)
+                     cwd=helpers.REPO, capture_output=True, text=True, timeout=900)
   assert r.returncode == 0, r.stderr[-4000:]
   assert "ERROR config.train.batch_size=5: expected a multiple of the 2 replicas" in r.stdout
   assert not os.path.exists(tmp_path / "w" / wd.CONFIG)  # refused before writing the workdir
@@ -169,9 +171,9 @@ def test_a_malformed_tf_config_names_the_field(monkeypatch, tf_config, field, ex
 
 def test_a_task_index_past_the_cluster_stops_train_before_the_workdir(prepared, tmp_path):
   # It used to reach MultiWorkerMirroredStrategy, whose traceback came after worker_2/ was made.
-  config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
+  config = helpers.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
   env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": _TWO, "task": {"type": "worker", "index": 2}}))
-  r = testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={tmp_path / 'w'}",
+  r = helpers.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={tmp_path / 'w'}",
                          env=env, check=False)
   assert r.returncode == 1
   assert 'FATAL: ValueError: TF_CONFIG["task"]["index"]: expected an integer from 0 to 1' in r.stderr
@@ -216,7 +218,7 @@ def test_two_workers_see_every_query_once_per_epoch(tmp_path, bucket_width):
   from unittest import mock
   with mock.patch.object(prepare, "prepare_splits",
                          functools.partial(prepare.prepare_splits, videos_per_shard=3)):
-    data = testing.write_tiny_prepared(str(tmp_path / "data"), num_videos=(10, 2, 2))
+    data = helpers.write_tiny_prepared(str(tmp_path / "data"), num_videos=(10, 2, 2))
   meta = json.load(open(os.path.join(data, "metadata.json")))["splits"]["train"]
   assert (len(meta["records"]), meta["queries"]) == (4, 20)
   runs = _run_two_workers([sys.executable, "-c", EPOCH_SCRIPT, data, "4", str(bucket_width)])
@@ -235,12 +237,12 @@ def test_two_workers_see_every_query_once_per_epoch(tmp_path, bucket_width):
 def test_a_worker_whose_peers_never_start_says_what_it_waits_for(prepared, tmp_path):
   # TensorFlow blocks without a word for up to an hour while a peer is missing (a wrong
   # address, a worker not started): the run says so first, naming the cluster.
-  config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
+  config = helpers.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=1)
   workers = [f"127.0.0.1:{p}" for p in _free_ports(2)]
   env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": {"worker": workers},
                                                "task": {"type": "worker", "index": 0}}))
   p = subprocess.Popen([sys.executable, "-m", "cimha_tf.train", f"--config={config}",
-                        f"--workdir={tmp_path / 'w'}"], cwd=testing.REPO, env=env,
+                        f"--workdir={tmp_path / 'w'}"], cwd=helpers.REPO, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
   timer = threading.Timer(300, p.kill)  # a run that never says it: fail, not hang
   timer.start()
@@ -262,12 +264,12 @@ def test_workers_resuming_from_different_epochs_stop_with_the_way_out(prepared, 
   weights than worker 1, which then failed on a closed socket. Now both stop before training."""
   from cimha_tf.data import pipeline
   from cimha_tf.training import trainer
-  config = testing.tiny_config(prepared, epochs=2)
+  config = helpers.tiny_config(prepared, epochs=2)
   w = tmp_path / "w"
   (w / wd.BACKUP).mkdir(parents=True)
   trainer.write_workdir_files(str(w), config, pipeline.read_metadata(prepared))
   (w / wd.BACKUP / wd.BACKUP_STATE).write_text(json.dumps({"epoch": 1, "batch": 0}))
-  config_file = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=2)
+  config_file = helpers.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=2)
   runs = _run_two_workers([sys.executable, "-m", "cimha_tf.train", f"--config={config_file}",
                            f"--workdir={w}"])
   for (rc, out), done in zip(runs, (1, 0)):

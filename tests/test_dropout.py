@@ -127,8 +127,8 @@ def test_serializes_as_itself():
 
 def test_model_uses_it_for_every_dropout():
   from cimha_tf.model import build_model
-  from tests.test_model import tiny_config
-  model = build_model(tiny_config(dropout=0.1), 5, 30)
+  from tests.helpers import tiny_model_config
+  model = build_model(tiny_model_config(dropout=0.1), 5, 30)
   drops = [l for l in model._flatten_layers(include_self=False, recursive=True)
            if isinstance(l, keras.layers.Dropout)]
   # video projection, query encoder, 2 self-interactions (+ their MHAs), 2 FFNs, cross

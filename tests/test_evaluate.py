@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from cimha_tf.evaluation import runner
 from cimha_tf.evaluation import workdir_eval
-from cimha_tf.training import testing
+from tests import helpers
 from cimha_tf.experiment import workdir as wd
 
 METRIC_KEYS = ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU")
@@ -75,7 +75,7 @@ def test_predict_rows_drops_missing_windows_of_a_one_step_video():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  return testing.trained_tiny_workdirs(str(tmp_path_factory.getbasetemp() / "tiny_train"))
+  return helpers.trained_tiny_workdirs(str(tmp_path_factory.getbasetemp() / "tiny_train"))
 
 
 def _iou(a, b):
@@ -105,7 +105,7 @@ def test_length_buckets_give_the_rows_of_plain_batches(run):
 
 def test_evaluate_binary_writes_metrics_predictions_and_figures(run):
   w = run["workdir"]
-  out = testing.run_binary("cimha_tf.evaluate", f"--config={run['config']}", f"--workdir={w}",
+  out = helpers.run_binary("cimha_tf.evaluate", f"--config={run['config']}", f"--workdir={w}",
                            "--split=test").stdout
   assert "R@1" in out and "mIoU" in out
   metrics = json.load(open(wd.metrics_path(w, "test")))
@@ -168,13 +168,13 @@ def test_moved_data_with_data_dir(run, tmp_path):
   config = json.load(open(w / wd.CONFIG))
   config["data"]["dir"] = str(tmp_path / "gone")
   json.dump(config, open(w / wd.CONFIG, "w"))
-  r = testing.run_binary("cimha_tf.evaluate", f"--workdir={w}", "--split=val", "--num_figures=0",
+  r = helpers.run_binary("cimha_tf.evaluate", f"--workdir={w}", "--split=val", "--num_figures=0",
                          check=False)
   assert r.returncode == 1 and f"prepared data folder {tmp_path / 'gone'} not found" in r.stderr
-  r = testing.run_binary("cimha_tf.evaluate", f"--workdir={w}", f"--config.data.dir={data}",
+  r = helpers.run_binary("cimha_tf.evaluate", f"--workdir={w}", f"--config.data.dir={data}",
                          check=False)
   assert r.returncode == 2 and "--config.KEY overrides apply to the file given with --config=FILE" in r.stderr
-  testing.run_binary("cimha_tf.evaluate", f"--workdir={w}", "--split=val", "--num_figures=0",
+  helpers.run_binary("cimha_tf.evaluate", f"--workdir={w}", "--split=val", "--num_figures=0",
                      f"--data_dir={data}")
   val = json.load(open(wd.metrics_path(str(w), "val")))
   ref = json.load(open(os.path.join(run["workdir"], "best_state.json")))
@@ -182,7 +182,7 @@ def test_moved_data_with_data_dir(run, tmp_path):
 
 
 def test_evaluate_refuses_data_of_another_feature_dim(run, tmp_path):
-  other = testing.write_tiny_prepared(str(tmp_path), num_videos=(2, 1, 1), feature_dim=6)
+  other = helpers.write_tiny_prepared(str(tmp_path), num_videos=(2, 1, 1), feature_dim=6)
   c = workdir_eval.saved_config(run["workdir"])
   c.data.dir = other
   with pytest.raises(ValueError, match="takes video features of dim 8 but .*feature_dim=6"):
@@ -192,7 +192,7 @@ def test_evaluate_refuses_data_of_another_feature_dim(run, tmp_path):
 def test_scoring_mode_reproduces_moment_detr_metrics(shared_data, tmp_path):
   q = shared_data / "qvhighlights"
   out = tmp_path / "m.json"
-  r = testing.run_binary("cimha_tf.evaluate", f"--predictions={q / 'moment_detr_sample_val_preds.jsonl'}",
+  r = helpers.run_binary("cimha_tf.evaluate", f"--predictions={q / 'moment_detr_sample_val_preds.jsonl'}",
                          f"--ground_truth={q / 'highlight_val_release.jsonl'}", f"--output={out}")
   assert "MR-full-R1@0.5" in r.stdout
   golden = json.load(open(q / "moment_detr_sample_val_preds_metrics.json"))["brief"]
@@ -202,12 +202,12 @@ def test_scoring_mode_reproduces_moment_detr_metrics(shared_data, tmp_path):
 
 
 def test_modes_are_exclusive_and_complete(tmp_path):
-  r = testing.run_binary("cimha_tf.evaluate", f"--workdir={tmp_path}", "--predictions=p.jsonl",
+  r = helpers.run_binary("cimha_tf.evaluate", f"--workdir={tmp_path}", "--predictions=p.jsonl",
                          "--ground_truth=g.jsonl", check=False)
   assert r.returncode == 2 and "either --workdir" in r.stderr
-  r = testing.run_binary("cimha_tf.evaluate", "--predictions=p.jsonl", check=False)
+  r = helpers.run_binary("cimha_tf.evaluate", "--predictions=p.jsonl", check=False)
   assert r.returncode == 2 and "needs both --predictions and --ground_truth" in r.stderr
-  r = testing.run_binary("cimha_tf.evaluate", f"--predictions={tmp_path / 'none.jsonl'}",
+  r = helpers.run_binary("cimha_tf.evaluate", f"--predictions={tmp_path / 'none.jsonl'}",
                          f"--ground_truth={tmp_path / 'none.jsonl'}", check=False)
   assert r.returncode == 1 and "none.jsonl" in r.stderr
 
@@ -223,10 +223,10 @@ def test_scoring_mode_allow_missing_flag(tmp_path):
     f.write(json.dumps({"qid": 1, "pred_relevant_windows": [[2.0, 4.0, 0.9]]}) + "\n")
   args = ("cimha_tf.evaluate", f"--predictions={tmp_path / 'p.jsonl'}",
           f"--ground_truth={tmp_path / 'gt.jsonl'}", f"--output={tmp_path / 'm.json'}")
-  r = testing.run_binary(*args, check=False)
+  r = helpers.run_binary(*args, check=False)
   assert r.returncode == 1 and "1 of 2 ground-truth queries have no prediction" in r.stderr
   assert "--allow_missing" in r.stderr and not (tmp_path / "m.json").exists()
-  testing.run_binary(*args, "--allow_missing")
+  helpers.run_binary(*args, "--allow_missing")
   got = json.load(open(tmp_path / "m.json"))
   assert got["num_missing"] == 1 and got["R1@0.7"] == 50.0 and got["mIoU"] == 50.0
 
@@ -246,7 +246,7 @@ class FeatureModel:
 def test_r5_sees_five_windows_whatever_eval_top_k(tmp_path):
   """R5 is recall among five windows even when config.eval.top_k asks for fewer; the
   written rows hold what the metrics saw, so the file rescores to the same numbers."""
-  data = testing.write_tiny_prepared(str(tmp_path), num_videos=(2, 2, 12))
+  data = helpers.write_tiny_prepared(str(tmp_path), num_videos=(2, 2, 12))
   m1, rows1 = runner.evaluate_split(FeatureModel(), data, "test", 4, 1, progress=False)
   m5, rows5 = runner.evaluate_split(FeatureModel(), data, "test", 4, 5, progress=False)
   assert m5["R5@0.3"] > m5["R1@0.3"]  # the case tells top-1 from top-5

@@ -1,129 +1,17 @@
 """SavedModel export: both signatures, parity with the Keras model, bad input -> INVALID_ARGUMENT.
 
-`deploy_setup()` (shared by the deploy test modules, built once per pytest process):
-synthetic Charades-style data (512-d features) through the real prepare path, a tiny
-model trained for a few steps, saved as a training workdir, then exported with the
-real `python -m cimha_tf.export` command to a SavedModel and a float32 TFLite file.
+The exported model is tests/helpers.deploy_setup()'s (shared by the deploy test modules).
 """
 
-import atexit
-import json
 import os
 import shutil
 import subprocess
-import sys
-import tempfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAX_VIDEO_LEN, MAX_QUERY_LEN, VIDEO_DIM = 32, 12, 512
-_CACHE = {}
-
-
-def _tiny_model_config():
-  from cimha_tf.model import default_config
-  c = default_config()
-  c.width, c.num_heads, c.ffn_width, c.mlp_width = 16, 2, 32, 16
-  c.query_lstm_units = c.span_lstm_units = 8
-  c.embedding_dim, c.dropout = 8, 0.0
-  c.max_video_len, c.max_query_len = MAX_VIDEO_LEN, MAX_QUERY_LEN
-  return c
-
-
-def run_module(*args, timeout=600, check=True):
-  """Runs `python -m ARGS` from the repository; returns stdout, fails with stderr.
-  check=False: returns the CompletedProcess whatever its exit status."""
-  from cimha_tf.training import testing
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-  proc = testing.run_binary(*args, timeout=timeout, env=env, check=check)
-  return proc.stdout if check else proc
-
-
-def _split_arrays(prepared, split):
-  """(inputs, meta) of a prepared split as numpy arrays, in file order."""
-  from cimha_tf.data import pipeline
-  batches = list(pipeline.eval_dataset(prepared, split, 256))
-  inputs = {k: np.concatenate([b[0][k].numpy() for b in batches]) for k in batches[0][0]}
-  meta = {k: np.concatenate([b[1][k].numpy() for b in batches]) for k in batches[0][1]}
-  return inputs, meta
-
-
-def _labels(prepared, split, meta):
-  from cimha_tf.common import timeline
-  with open(os.path.join(prepared, "annotations", f"{split}.jsonl")) as f:
-    windows = {r["qid"]: r["relevant_windows"][0] for r in map(json.loads, f)}
-  starts, ends, inside = [], [], []
-  for qid, duration, n in zip(meta["qid"], meta["duration"], meta["num_steps"]):
-    s, e = timeline.seconds_to_steps(*windows[int(qid)], float(duration), int(n))
-    starts.append(int(s))
-    ends.append(int(e))
-    inside.append(timeline.inside_mask(int(s), int(e), int(n), MAX_VIDEO_LEN))
-  return {"start_probs": np.array(starts, np.int32), "end_probs": np.array(ends, np.int32),
-          "inside_probs": np.stack(inside)}
-
-
-def deploy_setup():
-  """Dict: root, prepared, workdir, model (Keras), tokens, inputs (test split, numpy),
-  queries, saved_model (version dir), tflite (float32 file)."""
-  if _CACHE:
-    return _CACHE
-  import keras
-  from cimha_tf.data import prepare, synthetic
-  from cimha_tf.model import build_model, compile_model
-  from cimha_tf.experiment import workdir as wd
-  from cimha_tf.experiment.config import experiment_config
-
-  root = tempfile.mkdtemp(prefix="cimha_deploy_test_")
-  atexit.register(shutil.rmtree, root, True)
-  raw = synthetic.write_synthetic_dataset(os.path.join(root, "raw"), num_train_videos=24,
-                                          num_test_videos=25, queries_per_video=4,
-                                          feature_dim=VIDEO_DIM, glove_dim=8, progress=False)
-  prepared = os.path.join(root, "prepared")
-  meta = prepare.prepare("charades_sta", raw["annotations"], raw["features"], prepared,
-                         max_video_len=MAX_VIDEO_LEN, max_query_len=MAX_QUERY_LEN,
-                         progress=False)
-  config = experiment_config(data_dir=prepared, train_split="train", val_split="test",
-                             test_split="test", epochs=1, batch_size=16, top_k=5,
-                             model=_tiny_model_config())
-  keras.utils.set_random_seed(0)
-  model = build_model(config.model, VIDEO_DIM, meta["vocab_size"])
-  # A few training epochs so that the curves are not an untrained model's (quantization
-  # is judged on top-1 agreement). They stay nearly flat (cimha_tf/deploy/tflite.py
-  # measures it), which makes the agreement test a strict one.
-  train_x, train_meta = _split_arrays(prepared, "train")
-  compile_model(model, config.model, learning_rate=3e-3)
-  model.fit(train_x, _labels(prepared, "train", train_meta), batch_size=16, epochs=3,
-            verbose=0, shuffle=False)
-
-  workdir = os.path.join(root, "workdir")
-  os.makedirs(workdir)
-  with open(wd.path(workdir, wd.CONFIG), "w") as f:
-    f.write(config.to_json())
-  shutil.copy(os.path.join(prepared, "vocab.json"), wd.path(workdir, wd.VOCAB))
-  shutil.copy(os.path.join(prepared, "metadata.json"), wd.path(workdir, wd.DATA_META))
-  model.save(wd.path(workdir, wd.BEST))
-
-  inputs, extra = _split_arrays(prepared, "test")
-  with open(os.path.join(prepared, "annotations", "test.jsonl")) as f:
-    by_qid = {r["qid"]: r["query"] for r in map(json.loads, f)}
-  queries = [by_qid[int(q)] for q in extra["qid"]]
-  with open(os.path.join(prepared, "vocab.json")) as f:
-    tokens = json.load(f)["tokens"]
-
-  export_dir = os.path.join(root, "export")
-  out = json.loads(run_module("cimha_tf.export", f"--workdir={workdir}", "--format=saved_model",
-                              f"--output={export_dir}"))
-  tflite_path = os.path.join(root, "tflite", "cimha.tflite")
-  out_tfl = json.loads(run_module("cimha_tf.export", f"--workdir={workdir}", "--format=tflite",
-                                  f"--output={tflite_path}"))
-  _CACHE.update(root=root, prepared=prepared, workdir=workdir, model=model, tokens=tokens,
-                inputs=inputs, duration=extra["duration"], num_steps=extra["num_steps"],
-                queries=queries, saved_model=out["path"], saved_model_summary=out,
-                tflite=tflite_path, tflite_summary=out_tfl)
-  return _CACHE
+from tests.helpers import MAX_QUERY_LEN, MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.test_export_saved_model import MAX_QUERY_LEN, MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup
+from tests.helpers import MAX_QUERY_LEN, MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_each_query
 
 
 @pytest.fixture(scope="module")
@@ -22,14 +22,6 @@ def quantized(setup):
   trained = load_workdir(setup["workdir"])
   return tflite.convert_many(trained.model, MAX_VIDEO_LEN, MAX_QUERY_LEN,
                              ("float16", "dynamic_int8"))
-
-
-def run_each_query(model, x):
-  """Curves of every query in x (a batch of inputs), one batch-1 invoke each (as on a
-  phone)."""
-  outs = [model.run_batch(x["video_features"][b:b + 1], x["video_mask"][b:b + 1],
-                          x["query_tokens"][b:b + 1]) for b in range(len(x["video_mask"]))]
-  return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
 
 def _top1(curves, mask):

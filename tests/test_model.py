@@ -9,28 +9,7 @@ from cimha_tf import model as M
 from cimha_tf.model.bilstm import BiLSTM, reverse_within_length
 from cimha_tf.model.cross_interaction import CrossInteraction
 from cimha_tf.model.lstm import UnrolledLSTM
-
-VOCAB = 30
-DV = 7
-
-
-def tiny_config(variant="cimha", **overrides):
-  c = M.default_config()
-  c.update(dict(variant=variant, width=16, num_heads=2, ffn_width=16, query_lstm_units=8,
-                span_lstm_units=8, mlp_width=8, embedding_dim=6, max_video_len=24,
-                max_query_len=8, dropout=0.1))
-  c.update(overrides)
-  return c
-
-
-def random_inputs(rng, lengths, n, query_lengths, l, dv=DV):
-  """Batch with the given valid video lengths / query lengths (valid steps first)."""
-  b = len(lengths)
-  mask = (np.arange(n)[None] < np.array(lengths)[:, None]).astype(np.float32)
-  tokens = rng.integers(2, VOCAB, (b, l)).astype(np.int32)
-  tokens[np.arange(l)[None] >= np.array(query_lengths)[:, None]] = 0
-  return {"video_features": rng.normal(size=(b, n, dv)).astype(np.float32),
-          "video_mask": mask, "query_tokens": tokens}
+from tests.helpers import DV, VOCAB, random_inputs, tiny_model_config
 
 
 def run(model, inputs, training=False):
@@ -40,7 +19,7 @@ def run(model, inputs, training=False):
 @pytest.fixture(scope="module")
 def models():
   keras.utils.set_random_seed(0)
-  return {v: M.build_model(tiny_config(v), DV, VOCAB) for v in M.config.VARIANTS}
+  return {v: M.build_model(tiny_model_config(v), DV, VOCAB) for v in M.config.VARIANTS}
 
 
 @pytest.mark.parametrize("n,l", [(1, 1), (5, 3), (24, 8)])
@@ -65,7 +44,7 @@ def test_shapes_and_sums(models, n, l):
 
 @pytest.mark.parametrize("dv", [3, 40])
 def test_any_feature_dim(dv):
-  model = M.build_model(tiny_config(), dv, VOCAB)
+  model = M.build_model(tiny_model_config(), dv, VOCAB)
   x = random_inputs(np.random.default_rng(1), [6, 2], 6, [3, 2], 4, dv=dv)
   assert run(model, x)["start_probs"].shape == (2, 6)
   assert model.get_layer("video_projection").dense.kernel.shape == (dv, 16)
@@ -139,22 +118,22 @@ def test_every_weight_gets_a_gradient(models, variant):
 
 def test_frozen_and_given_embeddings():
   emb = np.random.default_rng(5).normal(size=(VOCAB, 6)).astype(np.float32)
-  frozen = M.build_model(tiny_config(), DV, VOCAB, embeddings=emb)
+  frozen = M.build_model(tiny_model_config(), DV, VOCAB, embeddings=emb)
   layer = frozen.get_layer("query_encoder").embedding
   np.testing.assert_array_equal(layer.embeddings.numpy(), emb)
   assert not any("embedding" in w.path for w in frozen.trainable_weights)
-  trained = M.build_model(tiny_config(train_embeddings=True), DV, VOCAB, embeddings=emb)
+  trained = M.build_model(tiny_model_config(train_embeddings=True), DV, VOCAB, embeddings=emb)
   assert any("embedding" in w.path for w in trained.trainable_weights)
-  scratch = M.build_model(tiny_config(), DV, VOCAB)  # no matrix: always learned
+  scratch = M.build_model(tiny_model_config(), DV, VOCAB)  # no matrix: always learned
   assert any("embedding" in w.path for w in scratch.trainable_weights)
   with pytest.raises(ValueError, match=r"embeddings has shape \(30, 5\)"):
-    M.build_model(tiny_config(), DV, VOCAB, embeddings=emb[:, :5])
+    M.build_model(tiny_model_config(), DV, VOCAB, embeddings=emb[:, :5])
 
 
 @pytest.mark.parametrize("variant,fusion", [("cimha", "backprojection"),
                                             ("cimha_wo_ms", "pool_tile")])
 def test_config_and_keras_file_round_trip(tmp_path, variant, fusion):
-  model = M.build_model(tiny_config(variant, cross_fusion=fusion), DV, VOCAB)
+  model = M.build_model(tiny_model_config(variant, cross_fusion=fusion), DV, VOCAB)
   x = random_inputs(np.random.default_rng(6), [7, 3], 7, [4, 1], 4)
   base = run(model, x)
   clone = keras.Model.from_config(model.get_config())
@@ -266,4 +245,4 @@ def test_bad_config_values():
   for field, value in [("variant", "cimha2"), ("cross_fusion", "tile"),
                        ("lstm_implementation", "cudnn"), ("num_heads", 3)]:
     with pytest.raises(ValueError, match=f"model.{field}|model.width"):
-      M.build_model(tiny_config(**{field: value}), DV, VOCAB)
+      M.build_model(tiny_model_config(**{field: value}), DV, VOCAB)

@@ -12,7 +12,7 @@ import keras
 
 from cimha_tf import model as M
 from cimha_tf.common.timeline import inside_mask
-from tests.test_model import tiny_config
+from tests.helpers import tiny_model_config
 
 
 def planted_batch(seed=0, b=8, n=12, dv=6):
@@ -39,7 +39,7 @@ def planted_batch(seed=0, b=8, n=12, dv=6):
 
 def test_fit_overfits_planted_moments_and_decodes_them():
   keras.utils.set_random_seed(1)
-  c = tiny_config(dropout=0.0)
+  c = tiny_model_config(dropout=0.0)
   model = M.build_model(c, 6, 10)
   M.compile_model(model, c, learning_rate=1e-2, jit_compile=False)
   x, y = planted_batch()
@@ -61,7 +61,7 @@ def test_compiled_model_traces_its_train_step_once(variant):
   # Loss trackers and Adam's slots exist before fit, so the first step is traced once
   # (created inside it, they make tf.function trace the whole step again). The ablation
   # rows, without a segment loss, take the pipeline's three labels all the same.
-  c = tiny_config(variant)
+  c = tiny_model_config(variant)
   model = M.build_model(c, 6, 10)
   M.compile_model(model, c)
   assert model.optimizer.built and len(model.optimizer.variables) > 2
@@ -78,7 +78,7 @@ def test_cut_time_axis_changes_no_loss_or_update():
   """Length buckets (pipeline.cut_time_axis) drop padded steps: the loss and the SGD update
   of a padded batch and of its cut form agree."""
   from cimha_tf.data.pipeline import cut_time_axis
-  c = tiny_config(dropout=0.0)
+  c = tiny_model_config(dropout=0.0)
   x, y = planted_batch(n=12)
   pad = 9  # 12 -> 21 steps, garbage features on the new padded steps
   xp = {**x, "video_features": np.concatenate(
@@ -102,7 +102,7 @@ def test_cut_time_axis_changes_no_loss_or_update():
 
 def test_varying_time_axis_traces_the_train_step_once():
   """A length-bucketed pipeline's batches differ in N; its free time axis means one trace."""
-  c = tiny_config()
+  c = tiny_model_config()
   model = M.build_model(c, 6, 10)
   M.compile_model(model, c)
   traces = []
@@ -126,9 +126,7 @@ _DISTRIBUTED = textwrap.dedent("""
   cpu = tf.config.list_physical_devices("CPU")[0]
   tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
   from cimha_tf import model as M
-  from tests.test_model_fit import planted_batch
-  from tests.test_model import tiny_config
-  c = tiny_config(dropout=0.0)
+  c = tiny_model_config(dropout=0.0)
   x, y = planted_batch(b=8)
   weights = []
   for strategy in (tf.distribute.get_strategy(),

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cimha_tf import model as M
-from tests.test_model import tiny_config
+from tests.helpers import tiny_model_config
 
 
 def ln(x, layer):
@@ -118,7 +118,7 @@ def test_model_is_the_equations(variant, fusion, skip, lstm):
   tokens = rng.integers(2, vocab, (3, l_max)).astype(np.int32)
   tokens[np.arange(l_max)[None] >= np.array(qlens)[:, None]] = 0
   # Widths all different, so a transposed or misrouted weight cannot line up by chance.
-  c = tiny_config(variant, ffn_width=12, span_lstm_units=5, mlp_width=7, cross_fusion=fusion,
+  c = tiny_model_config(variant, ffn_width=12, span_lstm_units=5, mlp_width=7, cross_fusion=fusion,
                   cross_skip=skip, lstm_implementation=lstm)
   keras.utils.set_random_seed(1)
   m = M.build_model(c, dv, vocab)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cimha_tf import model as M
-from tests.test_model import DV, VOCAB, random_inputs, tiny_config
+from tests.helpers import DV, VOCAB, random_inputs, tiny_model_config
 
 
 def good():
@@ -12,7 +12,7 @@ def good():
 
 
 def test_good_inputs_pass():
-  M.validate_inputs(good(), tiny_config(), DV, VOCAB)
+  M.validate_inputs(good(), tiny_model_config(), DV, VOCAB)
 
 
 def _bad(**changes):
@@ -43,14 +43,14 @@ def _bad(**changes):
 ])
 def test_bad_inputs(x, pattern):
   with pytest.raises(ValueError, match=pattern):
-    M.validate_inputs(x, tiny_config(), DV, VOCAB)
+    M.validate_inputs(x, tiny_model_config(), DV, VOCAB)
 
 
 def test_missing_key_and_padding_nan_is_fine():
   x = good()
   del x["video_mask"]
   with pytest.raises(ValueError, match="video_mask: missing"):
-    M.validate_inputs(x, tiny_config(), DV)
+    M.validate_inputs(x, tiny_model_config(), DV)
   x = good()
   x["video_features"][1, 4] = np.nan  # padded step of row 1: zeroed by the model
-  M.validate_inputs(x, tiny_config(), DV)
+  M.validate_inputs(x, tiny_model_config(), DV)

@@ -148,7 +148,8 @@ def test_failing_command_fails_the_notebook(tmp_path, kernel):
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
 
 
-QUICKSTART_SHRUNK = dict(NUM_VIDEOS=24, EPOCHS=1, BATCH_SIZE=8, NUM_FIGURES=2)
+QUICKSTART_SHRUNK = dict(NUM_VIDEOS=24, EPOCHS=1, BATCH_SIZE=8, NUM_FIGURES=2,
+                         CLIP_WEIGHTS="random", VIDEO_TRAIN_VIDEOS=4)
 
 
 def _check_quickstart(nb, work, num_figures):
@@ -171,6 +172,13 @@ def _check_quickstart(nb, work, num_figures):
   # the figures shown start with one best, one worst and one random query, as the cell says
   shown = re.findall(r"^test_(best|worst|random)_qid\d+\.png$", stream, re.M)
   assert shown == ["best", "worst", "random"][:num_figures]
+  # section 6: predict --video on the generated 40 s video, both queries, one encoding
+  video = stream[stream.index("$ python -m cimha_tf.predict --model=" + str(work / "export" / "video_model")):]
+  video = json.JSONDecoder().raw_decode(video[video.index("\n{") + 1:])[0]
+  assert video["num_clips"] == 20 and video["duration"] == pytest.approx(40.0)
+  assert [p["query"] for p in video["predictions"]] == ["the screen turns red", "the screen turns blue"]
+  assert all(len(p["pred_saliency_scores"]) == 20 and p["pred_relevant_windows"]
+             for p in video["predictions"])
 
 
 def test_quickstart_shrunk(tmp_path, kernel):
@@ -184,7 +192,8 @@ def test_quickstart_shrunk(tmp_path, kernel):
 def test_quickstart_unshrunk(tmp_path, kernel):
   """The notebook as a Colab user runs it (the issue asks for < 10 minutes on a CPU)."""
   work = tmp_path / "work"
-  nb = _execute("quickstart.ipynb", dict(REPO_DIR=str(REPO), WORK_DIR=str(work)), tmp_path, kernel)
+  nb = _execute("quickstart.ipynb", dict(REPO_DIR=str(REPO), WORK_DIR=str(work), CLIP_WEIGHTS="random"),
+                tmp_path, kernel)  # no network here for the CLIP preset
   _check_quickstart(nb, work, 3)
   metrics = json.loads((work / "run" / "metrics" / "test.json").read_text())
   assert metrics["R1@0.5"] >= 90.0  # the demo's bar on the synthetic test split (issue 4)

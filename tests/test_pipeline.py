@@ -235,8 +235,8 @@ def test_each_pass_of_a_repeated_dataset_is_every_query_once(monkeypatch, tmp_pa
   batching, a band's leftovers met the next pass's queries)."""
   import collections
   import shutil
-  from cimha_tf.training import testing
-  out = testing.write_tiny_prepared(str(tmp_path), num_videos=(10, 1, 1), steps=(2, 16))
+  from tests import helpers
+  out = helpers.write_tiny_prepared(str(tmp_path), num_videos=(10, 1, 1), steps=(2, 16))
   lengths = {}  # independent of the pipeline: the source files and the annotations
   for line in open(os.path.join(out, "annotations", "train.jsonl")):
     r = json.loads(line)

@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 
-from cimha_tf.training import testing
-from tests.test_export_saved_model import MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
+from tests import helpers
+from tests.helpers import MAX_VIDEO_LEN, VIDEO_DIM, deploy_setup, run_module
 
 
 @pytest.fixture(scope="module")
@@ -205,14 +205,14 @@ def test_unknown_words_are_reported(setup, predictors, tmp_path):
     assert p.unknown_words("a person zzqx opens the door xxyq") == ["zzqx", "xxyq"]
     assert p.unknown_words("a person opens the door") == []
   np.save(tmp_path / "v.npy", setup["inputs"]["video_features"][0, :8])
-  r = testing.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
+  r = helpers.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
                          f"--features={tmp_path / 'v.npy'}", "--query=zzqx xxyq", "--duration=8")
   assert json.loads(r.stdout)["unknown_words"] == ["zzqx", "xxyq"]
   assert ("2 of the query's 2 words are not in the model's vocabulary ['zzqx', 'xxyq']; the "
           "model sees <unk> for them: it sees no word of the query") in r.stderr
   assert "only punctuation" not in r.stderr
   # Punctuation is in the vocabulary (GloVe has it): no <unk> warning said anything.
-  r = testing.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
+  r = helpers.run_binary("cimha_tf.predict", f"--model={setup['tflite']}",
                          f"--features={tmp_path / 'v.npy'}", "--query=... ?", "--duration=8")
   assert "the query has no word, only punctuation ['.', '.', '.', '?']" in r.stderr
 
@@ -239,7 +239,7 @@ def test_cli_bad_input_is_one_fatal_line(setup, tmp_path):
 def test_cli_duration_flags_are_usage_errors(tmp_path, args, message):
   """Flag values out of range or a bad flag combination: a bad command line (status 2,
   docs/design.md), found before the model or the features are read."""
-  r = testing.run_binary("cimha_tf.predict", f"--model={tmp_path / 'none.tflite'}",
+  r = helpers.run_binary("cimha_tf.predict", f"--model={tmp_path / 'none.tflite'}",
                          f"--features={tmp_path / 'none.npy'}", "--query=a door", *args,
                          check=False)
   assert r.returncode == 2 and message in r.stderr, (r.returncode, r.stderr[-2000:])

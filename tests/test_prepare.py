@@ -258,8 +258,8 @@ def test_binary_bad_feature_path_fails_first_in_one_line(tmp_path):
                                             num_test_videos=1, queries_per_video=2,
                                             feature_dim=8, glove_dim=8, seed=0, progress=False)
   out = tmp_path / "prep"
-  from cimha_tf.training import testing
-  res = testing.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
+  from tests import helpers
+  res = helpers.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
                            f"--annotations={paths['annotations']}",
                            f"--features={tmp_path / 'typo'}", f"--output_dir={out}",
                            "--glove=/nonexistent/glove.txt", check=False)
@@ -270,7 +270,7 @@ def test_binary_bad_feature_path_fails_first_in_one_line(tmp_path):
   assert not out.exists()
   # An --output_dir under a file: the standard library's error names the path, one line.
   (tmp_path / "a_file").write_text("x")
-  res = testing.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
+  res = helpers.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
                            f"--annotations={paths['annotations']}",
                            f"--features={paths['features']}",
                            f"--output_dir={tmp_path / 'a_file' / 'prep'}", check=False)

@@ -68,12 +68,12 @@ def test_real_tacos_duplicates_and_long_queries_are_counted(shared_data, tmp_pat
 
 def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
   from cimha_tf.experiment import config as config_lib
-  from cimha_tf.training import testing
-  c = testing.tiny_config(str(tmp_path / "no_data"))
+  from tests import helpers
+  c = helpers.tiny_config(str(tmp_path / "no_data"))
   c.model.variant = "cimha_wo-ms"
   with pytest.raises(ValueError, match=r"model.variant = 'cimha_wo-ms': expected one of"):
     config_lib.validate(c)
-  r = testing.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
+  r = helpers.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
                          f"--workdir={tmp_path / 'wd'}", f"--config.data.dir={tmp_path / 'nope'}",
                          "--config.model.num_heads=3", check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
@@ -87,8 +87,8 @@ def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
     ("--config.data.dir=", "config.data.dir='': expected a prepared folder")])
 def test_train_config_value_out_of_range_is_a_bad_command_line(tmp_path, override, message):
   """docs/design.md, "Command lines": exit 2 for a flag value out of range, --config.KEY too."""
-  from cimha_tf.training import testing
-  r = testing.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
+  from tests import helpers
+  r = helpers.run_binary("cimha_tf.train", "--config=configs/charades_sta_i3d.py",
                          f"--workdir={tmp_path / 'wd'}", override, check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert f"FATAL: ValueError: {message}" in r.stderr
@@ -98,8 +98,8 @@ def test_train_config_value_out_of_range_is_a_bad_command_line(tmp_path, overrid
 @pytest.mark.parametrize("flag", ["--max_video_len=0", "--max_query_len=-3"])
 def test_prepare_data_lengths_out_of_range_are_a_bad_command_line(tmp_path, flag):
   """docs/design.md, "Command lines": a flag value out of range exits 2, before any file."""
-  from cimha_tf.training import testing
-  r = testing.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
+  from tests import helpers
+  r = helpers.run_binary("cimha_tf.prepare_data", "--dataset=charades_sta",
                          f"--annotations={tmp_path}", f"--features={tmp_path}",
                          f"--output_dir={tmp_path / 'out'}", flag, check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
@@ -114,7 +114,7 @@ def test_each_ablation_row_switch_builds_that_row(row, eq7, segmentation):
   only, CI-MHA w/o MS both directions and no segmentation head or loss, CI-MHA everything."""
   from cimha_tf.model import build_model
   from cimha_tf.model.losses import losses_and_weights
-  from tests.test_configs import load
+  from tests.helpers import load_config as load
   c = load("charades_sta_i3d", f"--config.model.variant={row}")
   model = build_model(c.model, video_dim=1024, vocab_size=50)
   cross = model.get_layer("cross")

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from cimha_tf.training import testing
+from tests import helpers
 from cimha_tf.training import trainer
 from cimha_tf.experiment import workdir as wd
 
@@ -33,11 +33,11 @@ def _backup_epoch(workdir):
 
 
 def test_killed_run_resumes_to_the_same_total_epochs(tmp_path):
-  prepared = testing.write_tiny_prepared(str(tmp_path / "data"), num_videos=(8, 2, 2))
-  config = testing.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=EPOCHS)
+  prepared = helpers.write_tiny_prepared(str(tmp_path / "data"), num_videos=(8, 2, 2))
+  config = helpers.write_tiny_config_file(str(tmp_path / "c.py"), prepared, epochs=EPOCHS)
   w = str(tmp_path / "w")
   cmd = [sys.executable, "-m", "cimha_tf.train", f"--config={config}", f"--workdir={w}"]
-  proc = subprocess.Popen(cmd, cwd=testing.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  proc = subprocess.Popen(cmd, cwd=helpers.REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   deadline = time.time() + 600
   # Polled often: the kill must land in epoch 2, not while epoch 2's backup is written
   # (Keras writes it in place; a truncated backup is refused on resume, as it should be).
@@ -48,7 +48,7 @@ def test_killed_run_resumes_to_the_same_total_epochs(tmp_path):
   killed_at = _backup_epoch(w)
   assert 1 <= killed_at < EPOCHS, f"run ended before it could be killed: {proc.stderr.read()[-3000:]}"
 
-  out = testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={w}").stdout
+  out = helpers.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={w}").stdout
   assert f"{w}: resuming after epoch {killed_at} of {EPOCHS}\n" in out
   epochs = _epochs(w)
   # Epochs before the kill are not trained again; the killed one is redone; total = EPOCHS.
@@ -66,6 +66,6 @@ def test_killed_run_resumes_to_the_same_total_epochs(tmp_path):
   assert os.path.exists(wd.path(w, wd.BEST))
 
   before = _epochs(w)
-  out = testing.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={w}").stdout
+  out = helpers.run_binary("cimha_tf.train", f"--config={config}", f"--workdir={w}").stdout
   assert f"{w}: all {EPOCHS} epochs were trained already; nothing to train" in out
   assert _epochs(w) == before  # finished: started again, it trains nothing

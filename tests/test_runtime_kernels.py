@@ -1,31 +1,13 @@
 """Batch-1 TFLite with per-query LSTM weights (cimha_tf/deploy/runtime_kernels.py): the
 LSTM ops read fewer input columns and compute the same function as the Keras model."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from cimha_tf.deploy import quantization, runtime_kernels, tflite
-from cimha_tf.model import build_model
-from tests.test_export_tflite import run_each_query
-from tests.test_model import VOCAB, random_inputs, tiny_config
-
-N, L, DV = 20, 5, 7
-
-
-def _model(variant="cimha", **overrides):
-  keras.utils.set_random_seed(3)
-  # embedding_dim >= 2 L: the query LSTM takes the identity-input form; L < width: the
-  # start LSTM the factored one.
-  c = tiny_config(variant, max_video_len=N, max_query_len=L, embedding_dim=12, dropout=0.0,
-                  **overrides)
-  return build_model(c, DV, VOCAB)
-
-
-def _inputs():
-  # Padding on both sides, a one-step video and a one-word query among them.
-  return random_inputs(np.random.default_rng(5), [N, 13, 1, 4], N, [L, 3, 2, 1], L)
+from tests.helpers import TFLITE_L as L, TFLITE_N as N, padded_query_batch as _inputs
+from tests.helpers import run_each_query, small_tflite_model as _model
 
 
 def _tflite_curves(flatbuffer, x):

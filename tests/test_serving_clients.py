@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.test_export_saved_model import MAX_VIDEO_LEN, REPO, VIDEO_DIM, deploy_setup
+from tests.helpers import MAX_VIDEO_LEN, REPO, VIDEO_DIM, deploy_setup
 
 
 def _load(name):
@@ -318,3 +318,37 @@ def test_client_flag_values_out_of_range_are_command_line_errors(name, flag, mes
   --max_video_len=0 failed in the pooling without naming the flag."""
   r = _client_cli(name, "--features=none.npy", "--query=a door", "--duration=30", flag)
   assert r.returncode == 2 and message in r.stderr, r.stderr[-2000:]
+
+
+def test_clients_take_a_video_extracted_with_the_exports_recipe(tmp_path):
+  """--video: the client extracts with the export's recorded recipe (cimha_export.json) and
+  sends the same pooled features and the video's own duration; the misuses are named."""
+  import keras
+  from cimha_tf.data.pooling import pool_to_max_len
+  from cimha_tf.video import extractor as extractor_lib
+  from cimha_tf.video.recipe import Recipe
+  from cimha_tf.video.synthetic import RED, write_coloured_video
+  common = _load("request_common")
+  keras.utils.set_random_seed(0)
+  images = keras.Input((16, 16, 3))
+  backbone = str(tmp_path / "backbone.keras")
+  keras.Model(images, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(images))).save(backbone)
+  recipe = Recipe("backbone", size=16, output_dim=4, weights=backbone)
+  meta = tmp_path / "cimha_export.json"
+  meta.write_text(json.dumps({"max_video_len": 8, "feature_recipe": recipe.to_dict()}))
+  video = write_coloured_video(str(tmp_path / "v.mkv"), 30.0, {RED: (10.0, 16.0)})
+  parser = common.argument_parser("", "localhost:8501")
+  base = [f"--video={video}", "--query=the screen turns red", "--max_video_len=8"]
+  args = parser.parse_args(base + [f"--recipe={meta}", f"--extractor_model={backbone}"])
+  inputs = common.inputs_from_args(args)
+  feats, _ = extractor_lib.user_model_extractor(backbone, recipe).extract_video(video)
+  assert feats.shape == (15, 4)
+  np.testing.assert_allclose(inputs["video_features"][0], pool_to_max_len(feats, 8), rtol=1e-6)
+  assert inputs["duration"][0] == pytest.approx(30.0) and inputs["video_length"][0] == 8
+  with pytest.raises(ValueError, match="--video needs --recipe"):
+    common.inputs_from_args(parser.parse_args(base))
+  with pytest.raises(ValueError, match="the duration comes from the video"):
+    common.inputs_from_args(parser.parse_args(base + [f"--recipe={meta}", "--duration=3"]))
+  meta.write_text(json.dumps({"max_video_len": 8, "feature_recipe": None}))
+  with pytest.raises(ValueError, match="records no feature recipe"):
+    common.inputs_from_args(parser.parse_args(base + [f"--recipe={meta}"]))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from cimha_tf.deploy import tflite
-from tests.test_runtime_kernels import DV, L, N, _model, _inputs
+from tests.helpers import DV, TFLITE_L as L, TFLITE_N as N, padded_query_batch as _inputs
+from tests.helpers import small_tflite_model as _model
 
 
 @pytest.fixture(scope="module")

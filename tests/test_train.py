@@ -16,14 +16,14 @@ import tensorflow as tf
 from cimha_tf.data import pipeline
 from cimha_tf.training import callbacks as callbacks_lib
 from cimha_tf.training import strategy as strategy_lib
-from cimha_tf.training import testing
+from tests import helpers
 from cimha_tf.training import trainer
 from cimha_tf.experiment import workdir as wd
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-  return testing.trained_tiny_workdirs(str(tmp_path_factory.getbasetemp() / "tiny_train"))
+  return helpers.trained_tiny_workdirs(str(tmp_path_factory.getbasetemp() / "tiny_train"))
 
 
 def history(workdir):
@@ -34,7 +34,7 @@ def history(workdir):
 def test_workdir_holds_config_vocab_meta_and_checkpoints(run):
   w, prepared = run["workdir"], run["prepared"]
   saved = json.load(open(wd.path(w, wd.CONFIG)))
-  expected = json.loads(testing.tiny_config(prepared, epochs=2).to_json())
+  expected = json.loads(helpers.tiny_config(prepared, epochs=2).to_json())
   assert saved == expected
   assert json.load(open(wd.path(w, wd.VOCAB))) == json.load(open(os.path.join(prepared, "vocab.json")))
   assert json.load(open(wd.path(w, wd.DATA_META))) == json.load(open(os.path.join(prepared, "metadata.json")))
@@ -109,7 +109,7 @@ def test_two_runs_of_the_same_config_are_identical(run):
 # Bad input: each must fail before the first training step (no model is even built).
 
 def _config(run, **overrides):
-  c = testing.tiny_config(run["prepared"], epochs=2)
+  c = helpers.tiny_config(run["prepared"], epochs=2)
   for key, value in overrides.items():
     section, field = key.split("__")
     c[section][field] = value
@@ -366,6 +366,23 @@ def test_damaged_workdir_json_names_the_file(tmp_path):
   (tmp_path / wd.CONFIG).write_bytes(b'{"model": "\xff"}')
   with pytest.raises(ValueError, match=f"{tmp_path / wd.CONFIG} is not valid JSON"):
     wd.read_json(str(tmp_path), wd.CONFIG)
+
+
+@pytest.mark.parametrize("name", [wd.CONFIG, trainer.BEST_STATE, wd.DATA_META, wd.VOCAB])
+def test_damaged_workdir_file_is_named_by_train_and_evaluate(run, tmp_path, name):
+  # Resuming train on a workdir whose config.json was cut short gave json's bare
+  # "Expecting value: line 1 column 12 (char 11)", naming no file.
+  from cimha_tf.evaluation import workdir_eval
+  w = str(tmp_path / "w")
+  shutil.copytree(run["workdir"], w)
+  with open(os.path.join(w, name), "w") as f:
+    f.write('{"tokens": [')
+  named = re.escape(os.path.join(w, name)) + " is not valid JSON"
+  with pytest.raises(ValueError, match=named):
+    trainer.train(helpers.tiny_config(run["prepared"], epochs=2), w, verbose=0)
+  if name != trainer.BEST_STATE:  # evaluation does not read it
+    with pytest.raises(ValueError, match=named):
+      workdir_eval.evaluate_workdir(workdir_eval.saved_config(w), w, num_figures=0, progress=False)
 
 
 @pytest.mark.parametrize("key,value,shown", [

@@ -8,10 +8,11 @@ raw synthetic files in WORKDIR/synthetic and the prepared folder in WORKDIR/prep
 import json
 import os
 
+from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.data.prepare import carve_val
 from cimha_tf.evaluation import baselines
-from cimha_tf.experiment import config as config_lib
 from cimha_tf.evaluation import workdir_eval
+from cimha_tf.experiment import config as config_lib
 from cimha_tf.training import trainer
 
 DEMO_DATA = "demo_data.json"
@@ -54,8 +55,7 @@ def make_data(workdir, settings, progress=True, videos_key="num_videos"):
   prepared = os.path.join(workdir, "prepared")
   stamp = os.path.join(workdir, DEMO_DATA)
   if os.path.exists(stamp) and os.path.exists(os.path.join(prepared, "metadata.json")):
-    with open(stamp) as f:
-      old = json.load(f)
+    old = read_json_object(stamp, "demo settings")
     if old == settings:
       print(f"reusing the synthetic data in {prepared}")
       return prepared

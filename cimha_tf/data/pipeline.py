@@ -7,36 +7,30 @@ decoded once and cached in memory; later epochs only shuffle and batch. Unrollin
 each video's feature tensor among its queries (tfrecords.unroll), so the features are
 copied once per query, into the batch, and the shuffle buffers hold references.
 
-Distribution: under a multi-worker tf.distribute strategy, input is auto-sharded by DATA
-over a deterministic, seeded stream: every worker builds the same sequence of global
-batches and takes its 1/W of each, so each step's global batch is the one a single machine
-would train on and batches_per_pass steps are exactly one pass (every query once per
-epoch, across workers). The price: each worker reads and decodes the whole split. FILE
-sharding (each worker its own shards) drifted: a worker's pass took W * ceil(its queries
-/ batch) steps, not the epoch's ceil(queries / batch), and shards differ in size, so an
-epoch saw some queries twice and others not at all (measured: 18 of 20 queries).
+Distribution: with several workers (`num_workers` > 1) input is auto-sharded by DATA over
+a deterministic, seeded stream: every worker builds the same global batches and takes its
+1/W of each, so a step's global batch is the one a single machine would train on and
+batches_per_pass steps are exactly one pass, every query once. The price: each worker
+reads and decodes the whole split. FILE sharding (each worker its own shards) cannot
+promise that, since shards differ in size, nor pass `group_by_window`.
 
 Length buckets (`bucket_width` > 0): queries are batched with others whose video falls in
 the same band of `bucket_width` steps, and each batch's time axis is cut to its longest
-video, rounded up to a multiple of `bucket_width`. The model is exact under padding (only
-valid steps reach any output or loss), so this changes which queries share a batch, not
-what a batch computes, and a batch of short videos costs what its length does: on Charades-
-like lengths training runs 1.4x faster (docs/benchmarks.md). It gives nothing when
-most videos fill max_video_len (ActivityNet, pooled to 128). Multi-worker training keeps
-them: DATA sharding splits each global batch, all of one band, so the workers' shares have
-one width (FILE sharding could not walk back through group_by_window).
-Evaluation can bucket too
-(eval_dataset(bucket_width=...); runner.evaluate_split does, and puts rows back in order).
+video, rounded up to a multiple of `bucket_width`. The model is exact under padding, so
+this changes which queries share a batch, not what a batch computes, and a batch of short
+videos costs what its length does (docs/benchmarks.md, figure 1); nothing is gained when
+most videos fill max_video_len. Evaluation can bucket too (eval_dataset(bucket_width=...);
+runner.evaluate_split does, and puts rows back in order).
 """
 
 import collections
 import contextlib
-import json
 import math
 import os
 
 import tensorflow as tf
 
+from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.data import tfrecords
 
 METADATA = "metadata.json"
@@ -56,11 +50,7 @@ def read_metadata(data_dir):
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{path} not found: {data_dir} is not a folder written by "
                             "python -m cimha_tf.prepare_data")
-  try:
-    with open(path) as f:
-      meta = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  meta = read_json_object(path, "metadata", expected="a JSON object (a damaged metadata.json?)")
   missing = [k for k in _REQUIRED if k not in meta]
   if missing:
     raise ValueError(f"{path}: missing fields {missing}")
@@ -69,7 +59,7 @@ def read_metadata(data_dir):
 
 def split_files(data_dir, split, meta=None):
   """Absolute shard paths of `split`, checked to exist and, where metadata.json records
-  them (folders prepared since 2026-12-05), to have their prepared sizes: a shard that
+  them (`record_bytes`; older folders lack it), to have their prepared sizes: a shard that
   lost whole records (0 bytes, or cut at a record boundary) reads without any tf.data
   error, and training or evaluation would run on part of the split without a word."""
   meta = meta or read_metadata(data_dir)

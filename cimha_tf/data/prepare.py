@@ -211,6 +211,7 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
   # GloVe is read (minutes for 840B): a mistyped --features fails at once, leaving no files.
   with features_lib.open_feature_store(features, feature_layout) as store:
     store.probe_feature_dim(dict.fromkeys(r.vid for r in splits[train][0]))
+    recipe = feature_recipe(features, store.feature_dim)
     os.makedirs(output_dir, exist_ok=True)
     # metadata.json is written last: a folder without it is an unfinished preparation.
     if os.path.exists(os.path.join(output_dir, pipeline.METADATA)):
@@ -245,6 +246,7 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
       "feature_dtype": feature_dtype,
       "feature_layout": store.layout,
       "features": os.path.abspath(os.fspath(features)),
+      "feature_recipe": recipe,
       "vocab": VOCAB,
       "vocab_split": train,
       "embeddings": embeddings,
@@ -254,6 +256,25 @@ def prepare_splits(splits, features, output_dir, dataset="custom", glove=None,
   with open(os.path.join(output_dir, pipeline.METADATA), "w") as f:
     json.dump(meta, f, indent=2)
   return meta
+
+
+RECIPE_FILE = "recipe.json"  # cimha_tf.video.recipe.RECIPE_FILE (data does not import video)
+
+
+def feature_recipe(features, feature_dim):
+  """The recipe.json that extract_features writes beside its features (copied into
+  metadata.json, so that export and predict --video know how the training features were
+  made), or None for features from elsewhere (their recipe is unknown)."""
+  path = os.path.join(os.fspath(features), RECIPE_FILE)
+  if not os.path.isfile(path):
+    return None
+  from cimha_tf.common.jsonfile import read_json_object
+  recipe = read_json_object(path, "feature recipe", expected="a feature recipe object")
+  dim = recipe.get("output_dim")
+  if feature_dim is not None and dim != feature_dim:
+    raise ValueError(f"{path}: the recipe says {dim}-d features but the folder's features are "
+                     f"{feature_dim}-d; the recipe is not these features'")
+  return recipe
 
 
 def _report_json(report):

@@ -3,12 +3,15 @@
 import json
 import os
 
+from cimha_tf.common.jsonfile import read_json_object
+
 
 def export_saved_model(trained, output, version=1, overwrite=False, top_k=None):
   from cimha_tf.deploy import saved_model
   path = saved_model.export(trained.model, trained.vocab_tokens, output, trained.model_config,
                             top_k=top_k or trained.top_k, version=version, overwrite=overwrite,
-                            extra_meta={"checkpoint": os.path.abspath(trained.checkpoint)},
+                            extra_meta={"checkpoint": os.path.abspath(trained.checkpoint),
+                                        "feature_recipe": trained.feature_recipe},
                             max_span_fraction=trained.max_span_fraction)
   size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
   return {"format": "saved_model", "path": path, "bytes": size}
@@ -42,6 +45,13 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
     f.write(flatbuffer)
   with open(vocab_path, "w", encoding="utf-8") as f:
     json.dump({"tokens": trained.vocab_tokens}, f, ensure_ascii=False)
+  from cimha_tf.deploy.predictor import recipe_path_for_tflite
+  recipe_path = recipe_path_for_tflite(output)
+  if trained.feature_recipe:  # predict --video extracts with it
+    with open(recipe_path, "w", encoding="utf-8") as f:
+      json.dump(trained.feature_recipe, f, indent=1, sort_keys=True)
+  elif os.path.exists(recipe_path):
+    os.remove(recipe_path)  # a stale one would claim a recipe this model was not trained on
   return {"format": "tflite", "path": output, "vocab": vocab_path, "quantize": quantize,
           "lstm": lstm, "free_length": tflite.resolve_free_length(lstm, free_length),
           "bytes": len(flatbuffer), "ops": sorted(tflite.op_names(flatbuffer))}
@@ -50,7 +60,6 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
 def _tokens_in(vocab_path):
   """The token list of a vocab.json; None when unreadable (so not this vocabulary either)."""
   try:
-    with open(vocab_path, encoding="utf-8") as f:
-      return json.load(f)["tokens"]
+    return read_json_object(vocab_path, "vocabulary")["tokens"]
   except (OSError, ValueError, KeyError, TypeError):
     return None

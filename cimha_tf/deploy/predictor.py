@@ -46,13 +46,15 @@ class _Base:
       return []
     return [w for w in tokenize(query)[:self.max_query_len] if w not in self.vocab]
 
-  def _pool(self, features, source):
+  def check_features(self, features, source):
     from cimha_tf.data.features import validate_features
+    return validate_features(features, source, self.video_dim,
+                             dim_from="the model's video_features input, fixed at training: "
+                             "features of the extractor its training data used")
+
+  def _pool(self, features, source):
     from cimha_tf.data.pooling import pool_to_max_len
-    feats = validate_features(features, source, self.video_dim,
-                              dim_from="the model's video_features input, fixed at training: "
-                              "features of the extractor its training data used")
-    return pool_to_max_len(feats, self.max_video_len)
+    return pool_to_max_len(self.check_features(features, source), self.max_video_len)
 
 
 class SavedModelPredictor(_Base):
@@ -75,6 +77,23 @@ class SavedModelPredictor(_Base):
     self.video_dim = int(meta["video_dim"])
     self.exported_top_k = int(meta["top_k"])
     self.max_span_fraction = meta.get("max_span_fraction")  # the graph's decoding bound
+    self.feature_recipe = meta.get("feature_recipe")
+
+  def curves(self, features, queries, duration):
+    """start/end/inside probabilities (Q, n) of each query on (n, D) features (n <=
+    max_video_len), the queries in one batch."""
+    import tensorflow as tf
+    for q in queries:
+      _check_query_duration(q, duration)
+    n, q = features.shape[0], len(queries)
+    try:
+      out = self.signature(query=tf.constant(list(queries)),
+                           video_features=tf.constant(np.broadcast_to(features[None], (q,) + features.shape)),
+                           video_length=tf.constant([n] * q, tf.int32),
+                           duration=tf.constant([duration] * q, tf.float32))
+    except tf.errors.InvalidArgumentError as e:
+      raise ValueError(f"the SavedModel refused the request: {_assertion(e.message)}") from e
+    return {name: out[name].numpy() for name in ("start_probs", "end_probs", "inside_probs")}
 
   def predict(self, features, query, duration, top_k=5, source="features"):
     import tensorflow as tf
@@ -113,6 +132,26 @@ class TFLitePredictor(_Base):
     self.max_video_len = self.model.max_video_len
     self.max_query_len = self.model.max_query_len
     self.video_dim = self.model.video_dim
+    recipe_path = recipe_path_for_tflite(path)
+    self.feature_recipe = None
+    if os.path.isfile(recipe_path):
+      from cimha_tf.common.jsonfile import read_json_object
+      self.feature_recipe = read_json_object(recipe_path, "feature recipe",
+                                             "a feature recipe object")
+
+  def curves(self, features, queries, duration):
+    """start/end/inside probabilities (Q, n), one query after another (batch 1)."""
+    rows = []
+    for q in queries:
+      _check_query_duration(q, duration)
+      ids = self.vocab.encode(q, self.model.max_query_len)
+      ids = ids[:max(1, int(np.count_nonzero(ids)))]
+      out = self.model(features, ids)
+      if not all(np.all(np.isfinite(c)) for c in out.values()):
+        raise ValueError("the model's outputs are not finite; video_features too large in "
+                         "magnitude for float32")
+      rows.append(out)
+    return {name: np.stack([r[name] for r in rows]) for name in ("start_probs", "end_probs", "inside_probs")}
 
   def predict(self, features, query, duration, top_k=5, source="features"):
     from cimha_tf.model import decode_spans, spans_to_seconds
@@ -129,6 +168,11 @@ class TFLitePredictor(_Base):
                                       np.ones((1, n), np.float32), top_k)
     s, e = spans_to_seconds(start, end, [duration], [n])
     return _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
+
+
+def recipe_path_for_tflite(path):
+  """FILE.tflite -> FILE.recipe.json, the training features' recipe the export writes."""
+  return os.path.splitext(os.fspath(path))[0] + ".recipe.json"
 
 
 def check_duration_flags(duration, clip_seconds):

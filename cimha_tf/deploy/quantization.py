@@ -2,9 +2,10 @@
 
 The converter's own dynamic-range mode (`Optimize.DEFAULT` without data) cannot choose:
 it turns every float weight of >= 1024 elements into int8 and leaves the rest float32.
-Measured on this model (numbers in `tflite.py`'s docstring), the op type decides whether
-int8 costs the top-1 window: int8 FULLY_CONNECTED weights (hybrid kernel: int8 weights,
-each input row quantized to int8 on the fly) move it, int8 LSTM weights do not. So `dynamic_int8` is built here from the float32 conversion of the same graph:
+On this model the op type decides whether int8 costs the top-1 window: int8
+FULLY_CONNECTED weights (hybrid kernel: each input row quantized on the fly) move it,
+int8 LSTM weights do not (export/README.md has the measurements). So `dynamic_int8` is
+built here from the float32 conversion of the same graph:
 
 * the weight matrices of every UNIDIRECTIONAL_SEQUENCE_LSTM -> int8, symmetric, one scale
   per matrix (the layout the converter writes and the hybrid LSTM kernel reads), inputs

@@ -1,13 +1,10 @@
 """Batch-1 TFLite: LSTM input weights computed per query, so the LSTM kernel reads fewer
 input columns.
 
-TFLite's float32 LSTM kernel multiplies each step's input by the input weights inside
-its sequential loop, one matrix-vector product per gate and step, at about a third of the
-rate XNNPACK reaches on the same matrices batched (`docs/benchmarks.md`, "Batch-1
-TFLite"). Its cost grows with the input width D: on the benchmark CPU about 2.3 us per
-step plus 0.016 us per step and input column (64 units). The op also accepts input
-weights that are computed at run time, so with batch 1 (one query per invoke) two exact
-rewrites give it fewer columns:
+TFLite's LSTM kernel multiplies each step's input by the input weights inside its
+sequential loop, so its cost grows with the input width D (`docs/benchmarks.md`, figure
+7). The op also accepts input weights computed at run time, so with batch 1 (one query
+per invoke) two exact rewrites give it fewer columns:
 
 * The start Bi-LSTM (eq 10) reads s_t = [A_t v^q, q^v_t] (eq 9, "backprojection"), width
   2D. Its input projection s_t W = A_t (v^q W_top) + q^v_t W_bottom, so each direction
@@ -16,7 +13,7 @@ rewrites give it fewer columns:
 * An LSTM over T steps of D >= 2T inputs (the query Bi-LSTM: 25 words of 300-d GloVe)
   reads the identity (T columns, step t sees e_t) with the per-query weights x W (T x 4u),
   computed as one matmul outside the loop; below D = 2T that matmul costs about what it
-  saves (measured).
+  saves.
 
 Both are the same function up to float32 rounding (the sums are grouped differently).
 With batch > 1 each query would need its own weights, which the op cannot take: the

@@ -15,6 +15,7 @@ class TrainedModel:
   vocab_tokens: List[str]
   top_k: int
   checkpoint: str
+  feature_recipe: Optional[dict] = None   # prepare_data's metadata: how the features were made
   # The decoding bound training selected with (config.eval.max_span_fraction; None: every
   # pair), so that exported models answer the windows evaluate scored.
   max_span_fraction: Optional[float] = None
@@ -41,4 +42,4 @@ def load_workdir(workdir, checkpoint="best"):
   top_k = int(config.get("eval", {}).get("top_k", 5))
   fraction = float(config.get("eval", {}).get("max_span_fraction", 1.0))
   return TrainedModel(model, model_config, vocab.tokens, top_k, path,
-                      fraction if fraction < 1.0 else None)
+                      meta.get("feature_recipe"), fraction if fraction < 1.0 else None)

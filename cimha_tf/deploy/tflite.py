@@ -1,77 +1,34 @@
 """TFLite export with built-in ops only (no Flex / SELECT_TF_OPS), and a runner for it.
 
-Why not convert the trained model as it is: keras.layers.LSTM is a tf.while_loop over
-TensorLists, which the converter can only keep as Flex ops (not in the standalone LiteRT
-runtime), and the model's N and L are dynamic. So the converted graph is a copy of the
-model with fixed shapes (batch, N = max_video_len, L = max_query_len; masks say what is
-valid) and one of two LSTM forms, both with the model's exact weights:
+Why a copy of the model is converted, not the model: keras.layers.LSTM is a
+tf.while_loop over TensorLists, which the converter keeps only as Flex ops (absent from
+the standalone LiteRT runtime). The copy has the model's exact weights, a fixed batch and
+L = max_query_len, N = max_video_len at most, and one of two LSTM forms:
 
-* "fused" (default): each LSTM direction becomes one UNIDIRECTIONAL_SEQUENCE_LSTM op. The
-  copy uses the model's "unrolled" LSTM layers (cimha_tf.model.with_lstm_implementation)
-  with their loop replaced by a tf.function that carries the attributes of TF's composite
-  "Keras LSTM" interface (`api_implements="lstm_..."`, 6 args: inputs, h0, c0, kernel,
-  recurrent_kernel, bias; 5 results). The converter's prepare-composite-functions pass
-  replaces such a function by the fused op, reading Keras's (i, f, c, o) gate layout; it
-  needs static shapes and no mask, which we have: the model's BiLSTM already feeds each
-  direction valid-steps-first input (the backward one reversed within its length), so
-  no mask reaches the LSTM. The composite pass sets cell_clip=10 on the op, which Keras
-  does not have; we reset it to 0 (no clipping) in the flatbuffer so the op computes
-  exactly Keras's cell. One op per direction is what makes batch-1 latency small.
-  The op keeps h and c in variable tensors that persist across invocations, so a runner
-  must reset them before each query (`interpreter.reset_all_variables()`; TFLiteModel
-  does; Android: `Interpreter.resetVariableTensors()`), or the state leaks between queries.
-  At batch 1 (the default) the float32 and float16 models also feed some LSTMs weights
-  computed per query, so that the op reads fewer input columns: the start Bi-LSTM reads
-  [A_vq, q^v] (L + D columns) instead of s (2D), the query Bi-LSTM the identity (L
-  columns) instead of the 300-d embeddings (runtime_kernels.py; same function, 1.07x lower
-  batch-1 latency at the paper's shapes, docs/benchmarks.md).
-* "unrolled": the model's UnrolledLSTM as is: N copies of the cell in plain built-in ops
-  (FULLY_CONNECTED, LOGISTIC, TANH, MUL, ADD). Slower and a larger graph; a fallback if a
-  converter version stops fusing.
+* "fused" (default): each direction is one UNIDIRECTIONAL_SEQUENCE_LSTM op, which is what
+  makes batch-1 latency small. The unrolled LSTM's loop is replaced by a tf.function
+  carrying TF's composite "Keras LSTM" attributes, which the converter fuses (static
+  shapes, no mask: BiLSTM already feeds valid steps first); the cell_clip=10 the pass
+  sets is reset to 0 so the op is Keras's cell. The op keeps h and c in variable tensors
+  across invocations: reset them before each query (`reset_all_variables()`; TFLiteModel
+  does). At batch 1 the float32 and float16 files feed the query and start LSTMs input
+  weights computed per query, so the op reads fewer columns (runtime_kernels.py).
+* "unrolled": N copies of the cell in plain ops; a fallback if a converter stops fusing.
 
-Free time axis (default with "fused"): video_features and video_mask take any number of
-steps up to max_video_len (shape_signature (batch, -1, ...); the default shape, used until
-a runner resizes, is max_video_len steps, so a runner that never resizes gets the
-fixed-shape contract). The fused LSTM op and the rest of the graph run at the length
-given, and since padded steps never change a valid output, a query run at its own length
-gives the same curves as padded to max_video_len: latency follows the video's length
-(`TFLiteModel` cuts each batch after its last valid step; Android:
-`interpreter.resizeInput(...)` then `allocateTensors()`). At max_video_len steps it costs
-~1% over the fixed-shape form (free_length=False; the unrolled form is always fixed): no op
-of the export reads a shape at invoke (see `_dense_on_sequences` and
-`_position_embedding_by_gather`), so resizing plans the whole graph once.
+Free time axis (default with "fused"): the video inputs take 1..max_video_len steps and
+padded steps never change a valid output, so a query run at its own length gives the
+padded query's curves at its length's cost (TFLiteModel cuts each batch after its last
+valid step). No op reads a shape at invoke (`_dense_on_sequences`,
+`_position_embedding_by_gather`), so a resize plans the graph once. The masked softmax is
+ADD and MUL instead of SELECT_V2, which XNNPACK does not take.
 
-In both forms the attention's masked softmax becomes ADD and MUL instead of two SELECT_V2
-(which XNNPACK does not take; the same values, `_additive_masked_softmax`).
-
-The conversion goes through a SavedModel (the composite-function fusion runs on that
-path; from_concrete_functions inlines the function first), and it also freezes every
-resource variable into constants, so nothing is left that fails at invoke.
-Quantization:
-* "float16": the converter's float16 mode (every float constant stored as float16 with a
-  DEQUANTIZE op before its user, computed in float32).
-* "dynamic_int8": the LSTM weight matrices in int8 (the fused LSTM's hybrid kernel: int8
-  weights, h and x quantized per row on the fly; the batch-1 speed-up of int8 is there,
-  in the 4 x N dependent recurrent steps) and every other weight float16 as in "float16",
-  computed in float32. Built by `quantization.lstm_int8_rest_float16` from the float32
-  conversion of the same graph. Not the converter's own dynamic-range mode, which also
-  makes FULLY_CONNECTED weights int8 (hybrid: each input row quantized on the fly) and
-  cannot leave them out. Measured on the synthetic test split (100 queries, same top-1
-  window as Keras; tests/test_export_tflite.py's model, 3 training epochs): converter
-  mode 91%; int8 FULLY_CONNECTED weights are what costs it (all of them 85%, one at a
-  time up to 9 points: the video projection 91%, the end MLP 93%, the video value 96%),
-  while all six LSTM directions in int8 keep 99%. That model's curves are nearly flat
-  (12 of 100 queries have their best two windows within 0.3%), so any ~1e-3 error flips
-  windows; float16's ~1e-4 does not. Chosen form: 99% there (float16 99%), 99-100% after
-  10-40 epochs except one 97% (converter: 95-99%), 100% on a width-128 model (converter
-  98-99%), also on the train split. Sizes, test model: float32 157 KB, float16 131 KB,
-  this 118 KB (converter 132 KB); paper shapes (width 128, N = 128, 8000 x 300
-  embedding): 14.1 MB, 7.1 MB, this 6.6 MB (converter 3.7 MB: its int8 FULLY_CONNECTED
-  and embedding weights are the size it gives up); batch-1 latency there 7.7 ms vs
-  float32 10.1 ms, converter 7.4 ms (2 threads, loaded shared CPU, interleaved runs).
-  Scalars and constants beyond float16's range (mask values like -1e9) stay float32.
-  With lstm="unrolled" there is no LSTM op: "dynamic_int8" is then the converter's mode
-  (not checked against the 98% target).
+The conversion goes through a SavedModel (the composite fusion runs only on that path)
+and freezes every variable. Quantization: "float16" is the converter's; "dynamic_int8"
+makes only the LSTM weights int8 (the hybrid LSTM kernel: the batch-1 gain) and the rest
+float16 (`quantization.lstm_int8_rest_float16`), because the converter's dynamic-range
+mode also makes FULLY_CONNECTED weights int8, which moves top-1 windows on a model with
+nearly flat curves (export/README.md has the measurements; docs/benchmarks.md the speed).
+With lstm="unrolled" there is no LSTM op and "dynamic_int8" is the converter's mode.
 """
 
 import os
@@ -173,8 +130,8 @@ def _position_embedding_by_gather(layer):
   """TemporalPositionEmbedding.call as a GATHER of the table at positions 0..T-1 counted
   along x, instead of slicing the table to x's length: a slice bound read from x's shape
   makes every later tensor's shape known only at invoke, which TFLite then re-plans on
-  every call (with the tensordot of Dense and the masks' zeros_like: 6% at 128 steps).
-  The same table rows."""
+  every call (as the tensordot of Dense and the masks' zeros_like did; the cost is in
+  docs/benchmarks.md). The same table rows."""
 
   def call(x):
     c = x[0, :, 0]

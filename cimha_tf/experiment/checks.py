@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.experiment import workdir as wd
 
 DIM_KEYS = ("feature_dim", "vocab_size")
@@ -88,8 +89,7 @@ def check_workdir(workdir, config, meta):
       raise ValueError(f"{workdir} holds {leftovers} but no {wd.CONFIG}: not a workdir this "
                        "program wrote; use an empty workdir")
     return
-  with open(config_path) as f:
-    saved = json.load(f)
+  saved = wd.read_json(workdir, wd.CONFIG)
   if any(os.path.exists(wd.path(workdir, n)) for n in (wd.BEST, wd.LAST, wd.BACKUP)):
     old, new = _flat({k: v for k, v in saved.items() if k != "model"}), _flat(
         _normalise({k: v for k, v in config.to_dict().items() if k != "model"}))
@@ -108,10 +108,9 @@ def check_workdir(workdir, config, meta):
     details = ", ".join(f"{k}: {old_model.get(k)!r} -> {new_model.get(k)!r}" for k in diff)
     raise ValueError(f"{workdir} holds checkpoints of a different model ({config_path} differs in "
                      f"model.{details}); use a new --workdir or the same model config")
-  meta_path = wd.path(workdir, wd.DATA_META)
-  if os.path.exists(meta_path):
-    with open(meta_path) as f:
-      check_same_dims(json.load(f), meta, where=f"{workdir} (trained on)", data_dir=config.data.dir)
+  if os.path.exists(wd.path(workdir, wd.DATA_META)):
+    check_same_dims(wd.read_json(workdir, wd.DATA_META), meta, where=f"{workdir} (trained on)",
+                    data_dir=config.data.dir)
   check_same_vocab(workdir, config.data.dir)
   check_backup(workdir)
 
@@ -132,8 +131,7 @@ def check_backup(workdir):
       problem = (weights, str(e))
   if problem is None and os.path.exists(state):
     try:
-      with open(state) as f:
-        int(json.load(f)["epoch"])
+      _backup_epoch(state)
     except (ValueError, KeyError, TypeError) as e:
       problem = (state, f"{type(e).__name__}: {e}")
   if problem:
@@ -147,8 +145,11 @@ def epochs_done(workdir):
   state = os.path.join(wd.path(workdir, wd.BACKUP), wd.BACKUP_STATE)
   if not os.path.exists(state):
     return 0
-  with open(state) as f:
-    return int(json.load(f)["epoch"])
+  return _backup_epoch(state)
+
+
+def _backup_epoch(state):
+  return int(read_json_object(state, "resume backup state", expected='{"epoch": N, ...}')["epoch"])
 
 
 def check_same_dims(trained_meta, meta, where, data_dir):
@@ -164,10 +165,9 @@ def check_checkpoint_data(model, checkpoint, workdir, data_dir, meta):
   if video_dim is not None and int(video_dim) != int(meta["feature_dim"]):
     raise ValueError(f"checkpoint {checkpoint} takes video features of dim {video_dim} but "
                      f"{data_dir}/metadata.json has feature_dim={meta['feature_dim']}")
-  trained_meta = wd.path(workdir, wd.DATA_META)
-  if os.path.exists(trained_meta):
-    with open(trained_meta) as f:
-      check_same_dims(json.load(f), meta, where=f"{workdir} was trained on", data_dir=data_dir)
+  if os.path.exists(wd.path(workdir, wd.DATA_META)):
+    check_same_dims(wd.read_json(workdir, wd.DATA_META), meta, where=f"{workdir} was trained on",
+                    data_dir=data_dir)
   check_same_vocab(workdir, data_dir)
 
 
@@ -175,8 +175,9 @@ def check_same_vocab(workdir, data_dir):
   """The prepared folder's vocabulary is the one WORKDIR's model was trained with."""
   vocab_a, vocab_b = wd.path(workdir, wd.VOCAB), os.path.join(data_dir, "vocab.json")
   if os.path.exists(vocab_a) and os.path.exists(vocab_b):
-    with open(vocab_a) as f, open(vocab_b) as g:
-      if json.load(f) != json.load(g):
-        raise ValueError(f"{vocab_b} differs from the vocabulary the model was trained with "
-                         f"({vocab_a}): token ids would mean other words; prepare the data with "
-                         "that vocabulary, or use a new --workdir")
+    expected = 'a JSON object {"tokens": [...]}'
+    if (read_json_object(vocab_a, "vocabulary", expected)
+        != read_json_object(vocab_b, "vocabulary", expected)):
+      raise ValueError(f"{vocab_b} differs from the vocabulary the model was trained with "
+                       f"({vocab_a}): token ids would mean other words; prepare the data with "
+                       "that vocabulary, or use a new --workdir")

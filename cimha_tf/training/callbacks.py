@@ -6,6 +6,7 @@ import os
 
 import keras
 
+from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.evaluation import runner
 
 
@@ -46,8 +47,10 @@ class BestCheckpoint(keras.callbacks.Callback):
     self.best_path, self.state_path, self.monitor = best_path, state_path, monitor
     self.best = -math.inf
     if os.path.exists(state_path):
-      with open(state_path) as f:
-        self.best = json.load(f)["best"]
+      state = read_json_object(state_path, "best state", expected='{"best": number}')
+      if not isinstance(state.get("best"), (int, float)):
+        raise ValueError(f"{state_path}: expected {{\"best\": number}}, got {state}")
+      self.best = state["best"]
 
   def on_epoch_end(self, epoch, logs=None):
     metrics, _ = runner.evaluate_split(self.model, self.data_dir, self.split, self.batch_size,

@@ -8,10 +8,10 @@ another for the real run. The throwaway iterator's prefetching, parallel maps an
 run ahead meanwhile, and every pass of a `shuffle(reshuffle_each_iteration=True)` draws
 its seed from one generator that all iterators of the dataset share. On a split shorter
 than that read-ahead (a few batches: the tests' and the demo's), the throwaway iterator
-sometimes reached the next `repeat` pass and drew more seeds, so the training order, and
-with it every loss, depended on thread timing: train.deterministic's two runs of one
-config differed in 3 of 6 concurrent pairs measured. The build only needs shapes and dtypes, which
-`element_spec` has without reading anything, so the real run's iterator is the first.
+can reach the next `repeat` pass and draw more seeds, so the training order, and with it
+every loss, would depend on thread timing even under train.deterministic. The build only
+needs shapes and dtypes, which `element_spec` has without reading anything, so the real
+run's iterator is the first.
 """
 
 import types

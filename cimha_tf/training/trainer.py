@@ -21,13 +21,14 @@ import os
 import keras
 import tensorflow as tf
 
-from cimha_tf.training import callbacks as callbacks_lib
+from cimha_tf.common.jsonfile import read_json_object
 from cimha_tf.experiment import checks
 from cimha_tf.experiment import config as config_lib
+from cimha_tf.experiment import workdir as wd
+from cimha_tf.training import callbacks as callbacks_lib
 from cimha_tf.training import multiworker
 from cimha_tf.training import spec_build
 from cimha_tf.training import strategy as strategy_lib
-from cimha_tf.experiment import workdir as wd
 
 BEST_STATE = "best_state.json"
 HISTORY = "history.csv"
@@ -51,8 +52,8 @@ def write_workdir_files(out, config, meta):
   """The resolved config, the vocabulary and the data metadata: the workdir is self-contained."""
   _write_json(wd.path(out, wd.CONFIG), json.loads(config.to_json()))
   _write_json(wd.path(out, wd.DATA_META), meta)
-  with open(os.path.join(config.data.dir, "vocab.json")) as f:
-    vocab = json.load(f)
+  vocab = read_json_object(os.path.join(config.data.dir, "vocab.json"), "vocabulary",
+                           expected='a JSON object {"tokens": [...]}')
   _write_json(wd.path(out, wd.VOCAB), vocab)
 
 
