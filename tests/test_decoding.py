@@ -149,13 +149,13 @@ def test_max_span_from_train_is_the_longest_training_moment_and_is_saved_resolve
   windows obey it."""
   import json
   from cimha_tf.evaluation import runner
-  from cimha_tf.training import testing
-  prepared = testing.write_tiny_prepared(str(tmp_path))
+  from tests import helpers
+  prepared = helpers.write_tiny_prepared(str(tmp_path))
   with open(tmp_path / "prepared" / "annotations" / "train.jsonl") as f:
     rows = [json.loads(line) for line in f]
   longest = max((r["relevant_windows"][0][1] - r["relevant_windows"][0][0]) / r["duration"]
                 for r in rows)
-  c = testing.tiny_config(prepared)
+  c = helpers.tiny_config(prepared)
   assert runner.resolve_max_span(c) is None  # default: every pair, the paper's decoding
   c.eval.max_span_from_train = True
   fraction = runner.resolve_max_span(c)
