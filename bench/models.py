@@ -23,14 +23,16 @@ def model_config(s):
   return c
 
 
-def build(s, lstm="keras", seed=0):
+def build(s, lstm="keras", seed=0, private_fast_path=False):
   """-> (model, model_config) at shapes s (bench.common.shapes()); the config's own
-  checks reject an unknown lstm."""
+  checks reject an unknown lstm. private_fast_path: model.private_fast_path (the
+  private-API attention and dropout subclasses)."""
   import keras
   from cimha_tf.model import build_model
   keras.utils.set_random_seed(seed)
   c = model_config(s)
   c.lstm_implementation = lstm
+  c.private_fast_path = private_fast_path
   emb = np.random.default_rng(seed).standard_normal(
       (s["vocab_size"], c.embedding_dim)).astype(np.float32) * 0.3
   return build_model(c, s["feature_dim"], s["vocab_size"], embeddings=emb), c

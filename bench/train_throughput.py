@@ -2,7 +2,8 @@
 
 The step is Keras's own (compile_model + fit: no Python in the step), fed from an
 in-memory repeated batch so only the step is timed. Variants: LSTM form (keras /
-unrolled), jit_compile (XLA), steps_per_execution; batch 100 and 16.
+unrolled), jit_compile (XLA), steps_per_execution, and "+private": model.private_fast_path
+(the private-API attention and dropout) against the public default; batch 100 and 16.
 Variants are timed round-robin (--interleave, default): every model is built and warmed
 first, then each round times two executions of each, so load drift on the shared machine
 hits all alike; --nointerleave times each variant's fit per execution
@@ -34,7 +35,8 @@ BATCHES = flags.DEFINE_list("batches", None, "batch sizes (default 100,16; 4 wit
 # (name, lstm, jit_compile, steps_per_execution)
 FULL = [("keras", "keras", False, 1), ("keras+jit", "keras", True, 1),
         ("unrolled", "unrolled", False, 1), ("unrolled+jit", "unrolled", True, 1),
-        ("keras+spe4", "keras", False, 4)]
+        ("keras+spe4", "keras", False, 4), ("keras+private", "keras", False, 1)]
+PRIVATE = "+private"  # a variant name ending so is built with model.private_fast_path
 # --quick: the cheapest-to-trace forms only (CI checks the script, not the numbers).
 QUICK = [("keras+spe2", "keras", False, 2)]
 BUCKET_WIDTHS = flags.DEFINE_list(
@@ -56,10 +58,10 @@ class _Timer(keras.callbacks.Callback):
     return self.marks[1] - self.marks[0]
 
 
-def measure(s, batch_size, lstm, jit, spe):
+def measure(s, batch_size, lstm, jit, spe, private=False):
   import tensorflow as tf
   from cimha_tf.model import compile_model
-  model, cfg = models.build(s, lstm)
+  model, cfg = models.build(s, lstm, private_fast_path=private)
   compile_model(model, cfg, 1e-4, jit_compile=jit, steps_per_execution=spe)
   x, y = common.synthetic_batch(batch_size, s["max_video_len"], s["max_query_len"],
                                 s["feature_dim"], s["vocab_size"])
@@ -72,6 +74,7 @@ def measure(s, batch_size, lstm, jit, spe):
   first = gaps[0]  # trace/compile + first execution
   t = common.stats([g / spe for g in gaps[n_warm:]])
   return {"lstm": lstm, "jit_compile": jit, "steps_per_execution": spe,
+          "private_fast_path": private,
           "batch_size": batch_size, "samples_per_s": common.rate(t, batch_size),
           "step_ms": 1e3 * t["median_s"], "step_timing": t, "first_execution_s": first,
           "parameters": int(model.count_params())}
@@ -105,7 +108,7 @@ def measure_interleaved(s, batch_size, variants):
   ds = tf.data.Dataset.from_tensors((x, y)).repeat()
   runs, out = {}, {}
   for name, lstm, jit, spe in variants:
-    model, cfg = models.build(s, lstm)
+    model, cfg = models.build(s, lstm, private_fast_path=name.endswith(PRIVATE))
     compile_model(model, cfg, 1e-4, jit_compile=jit, steps_per_execution=spe)
     timer, t0 = _Timer(), time.perf_counter()
     model.fit(ds, steps_per_epoch=spe * common.train_warmup(), epochs=1, verbose=0, shuffle=False,
@@ -119,6 +122,7 @@ def measure_interleaved(s, batch_size, variants):
   for name, (model, spe, warm, times, lstm, jit) in runs.items():
     t = common.stats(times)
     out[name] = {"lstm": lstm, "jit_compile": jit, "steps_per_execution": spe,
+                 "private_fast_path": name.endswith(PRIVATE),
                  "batch_size": batch_size, "samples_per_s": common.rate(t, batch_size),
                  "step_ms": 1e3 * t["median_s"], "step_timing": t, **warm,
                  "parameters": int(model.count_params()), "interleaved": True}
@@ -176,7 +180,7 @@ def main(argv):
     for name, lstm, jit, spe in variants:
       key = f"{name}@batch{bs}"
       try:
-        results[key] = measure(s, bs, lstm, jit, spe)
+        results[key] = measure(s, bs, lstm, jit, spe, name.endswith(PRIVATE))
         print(f"{key}: {results[key]['samples_per_s']['median']:.1f} samples/s", flush=True)
       except Exception as e:  # e.g. a form XLA cannot compile: record, go on
         notes.append(f"{key}: {type(e).__name__}: {str(e)[:300]}")

@@ -1,5 +1,6 @@
-"""cimha_tf.model.attention.MultiHeadAttention computes what keras.layers.MultiHeadAttention
-computes (outputs, attention scores, gradients, dropout draws) from the same variables."""
+"""cimha_tf.model.attention.MultiHeadAttention (model.private_fast_path) computes what
+keras.layers.MultiHeadAttention computes (outputs, attention scores, gradients, dropout
+draws) from the same variables."""
 
 import keras
 import numpy as np
@@ -70,25 +71,16 @@ def test_same_outputs_scores_and_gradients_as_keras(dropout, training):
     assert (out_n != layer(q, v, attention_mask=mask, training=False).numpy()).any()
 
 
-def test_model_uses_it_in_every_attention_block():
-  from cimha_tf.model import build_model
-  from tests.helpers import tiny_model_config
-  model = build_model(tiny_model_config(), 5, 30)
-  mhas = [l for l in model._flatten_layers(include_self=False, recursive=True)
-          if isinstance(l, keras.layers.MultiHeadAttention)]
-  # query and video self-interaction, both cross directions
-  assert len(mhas) == 4 and all(isinstance(l, MultiHeadAttention) for l in mhas)
-
-
-def test_model_key_mask_broadcasts_like_the_full_mask():
-  """masking.key_mask is (B, 1, Tk); the attention gives what the (B, Tq, Tk) mask gives."""
+@pytest.mark.parametrize("cls", [keras.layers.MultiHeadAttention, MultiHeadAttention])
+def test_model_key_mask_broadcasts_like_the_full_mask(cls):
+  """masking.key_mask is (B, 1, Tk); the attention (either model.private_fast_path) gives
+  what the (B, Tq, Tk) mask gives."""
   from cimha_tf.model import masking
-  from cimha_tf.model.attention import MultiHeadAttention
   q, v, full = _inputs()
   valid = tf.cast(full[:, 0, :], tf.float32)
   key_mask = masking.key_mask(valid)
   assert tuple(key_mask.shape) == (3, 1, 7)
-  layer = MultiHeadAttention(2, 3)
+  layer = cls(2, 3)
   got, got_scores = layer(q, v, attention_mask=key_mask, return_attention_scores=True)
   want, want_scores = layer(q, v, attention_mask=full, return_attention_scores=True)
   np.testing.assert_array_equal(got.numpy(), want.numpy())

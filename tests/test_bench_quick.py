@@ -245,7 +245,7 @@ def test_train_throughput_first_execution_is_only_the_first(monkeypatch):
   from bench import common, models, train_throughput
   monkeypatch.setattr(common, "train_warmup", lambda: 3)
   monkeypatch.setattr(common, "reps", lambda: 1)
-  monkeypatch.setattr(models, "build", lambda s, lstm: (_FakeFitModel(spe=2), None))
+  monkeypatch.setattr(models, "build", lambda s, lstm, **kw: (_FakeFitModel(spe=2), None))
   monkeypatch.setattr(cimha_tf.model, "compile_model", lambda *a, **k: None)
   r = train_throughput.measure_interleaved(common.QUICK_SHAPES, 4, [("x", "keras", False, 2)])
   r = r["x"]
@@ -276,3 +276,25 @@ def test_memory_interpreter_alone_loads_no_tensorflow():
   from bench import common, memory
   r = memory.run_role("tflite_float32", dict(common.QUICK_SHAPES))
   assert r["detail"]["interpreter_process_peak_rss_mb"] < 300
+
+
+def test_bench_model_with_the_private_path_is_the_same_model():
+  """train_throughput's "+private" variant: the same model in the fast path's layers."""
+  import keras
+  from bench import common, models
+  from cimha_tf.model import attention
+  s = dict(common.QUICK_SHAPES)
+  public, _ = models.build(s)
+  private, cfg = models.build(s, private_fast_path=True)
+  assert cfg.private_fast_path
+  mhas = lambda m: [type(l) for l in m._flatten_layers(include_self=False, recursive=True)  # noqa: E731
+                    if isinstance(l, keras.layers.MultiHeadAttention)]
+  assert mhas(public) == [keras.layers.MultiHeadAttention] * 4
+  assert mhas(private) == [attention.MultiHeadAttention] * 4
+  x, _ = common.synthetic_batch(2, s["max_video_len"], s["max_query_len"], s["feature_dim"],
+                                s["vocab_size"])
+  # Its subclasses draw one more seed each, so the same seed initializes other weights.
+  private.set_weights(public.get_weights())
+  a, b = public(x, training=False), private(x, training=False)
+  for k in a:
+    np.testing.assert_allclose(b[k], a[k], rtol=1e-5, atol=1e-6)

@@ -123,14 +123,3 @@ def test_serializes_as_itself():
   layer = Dropout(0.25, seed=3, name="d")
   back = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
   assert type(back) is Dropout and back.rate == 0.25 and back.seed == 3
-
-
-def test_model_uses_it_for_every_dropout():
-  from cimha_tf.model import build_model
-  from tests.helpers import tiny_model_config
-  model = build_model(tiny_model_config(dropout=0.1), 5, 30)
-  drops = [l for l in model._flatten_layers(include_self=False, recursive=True)
-           if isinstance(l, keras.layers.Dropout)]
-  # video projection, query encoder, 2 self-interactions (+ their MHAs), 2 FFNs, cross
-  # (+ 2 MHAs), start / end / segment MLPs; Keras's own MHA dropouts are gone, not extra.
-  assert len(drops) == 14 and all(type(l) is Dropout for l in drops)

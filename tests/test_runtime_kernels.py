@@ -1,6 +1,7 @@
 """Batch-1 TFLite with per-query LSTM weights (cimha_tf/deploy/runtime_kernels.py): the
 LSTM ops read fewer input columns and compute the same function as the Keras model."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -112,8 +113,7 @@ def test_attention_masks_need_no_select(fast):
 
 
 def test_additive_masked_softmax_equals_keras_exactly():
-  from cimha_tf.model.attention import MultiHeadAttention
-  layer = MultiHeadAttention(2, 4)
+  layer = keras.layers.MultiHeadAttention(2, 4)  # the model's default (private_fast_path off)
   layer.build((3, 6, 8), (3, 7, 8))
   rng = np.random.default_rng(1)
   scores = tf.constant(rng.normal(scale=5, size=(3, 2, 6, 7)).astype(np.float32))

@@ -144,11 +144,13 @@ def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
   """A copy of `model` whose LSTMs convert to built-in ops (see the module docstring);
   runtime_kernels: also the batch-1 rewrites of runtime_kernels.py (fused LSTMs only)."""
   from cimha_tf.model import UnrolledLSTM, with_lstm_implementation
-  from cimha_tf.model.attention import MultiHeadAttention
   from cimha_tf.model.video_input import TemporalPositionEmbedding
   if lstm not in LSTM_FORMS:
     raise ValueError(f"lstm={lstm!r}: expected one of {LSTM_FORMS}")
-  copy = with_lstm_implementation(model, "unrolled")
+  # The attention in the fast path's form (cimha_tf/model/attention.py): batched matmuls,
+  # and always through _masked_softmax, which the additive form below replaces (Keras's
+  # own layer takes ops.dot_product_attention instead when its dropout is 0).
+  copy = with_lstm_implementation(model, "unrolled", private_fast_path=True)
   if lstm == "fused":
     layers = [l for l in copy._flatten_layers(include_self=False, recursive=True)
               if isinstance(l, UnrolledLSTM)]
@@ -160,7 +162,7 @@ def tflite_graph_model(model, lstm="fused", runtime_kernels=False):
     if runtime_kernels:
       runtime_kernels_lib.install_factored_start_lstm(copy, _fused_call)
   for layer in copy._flatten_layers(include_self=False, recursive=True):
-    if isinstance(layer, MultiHeadAttention):
+    if isinstance(layer, keras.layers.MultiHeadAttention):
       layer._masked_softmax = _additive_masked_softmax(layer)
     elif (type(layer) is keras.layers.Dense and layer.lora_rank is None
           and layer.quantization_mode is None):

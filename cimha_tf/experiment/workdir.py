@@ -90,11 +90,14 @@ def _embedding(model):
 def _layer_configs(model):
   layers = json.loads(json.dumps({l["name"]: l["config"] for l in model.get_config()["layers"]}))
   # Not architecture: whether the embedding trained (without a GloVe matrix it always does,
-  # whatever config.model.train_embeddings says), and the LSTM form (same weights, same
-  # function: cimha_tf.model.with_lstm_implementation).
+  # whatever config.model.train_embeddings says), the LSTM form and the attention and
+  # dropout layers' private_fast_path (same weights, same function: both switch with
+  # cimha_tf.model.with_lstm_implementation).
   for name in ("query_encoder", "span_head"):
     for key in ("train_embeddings", "lstm_implementation"):
       layers.get(name, {}).pop(key, None)
+  for config in layers.values():
+    config.pop("private_fast_path", None)
   return layers
 
 

@@ -15,7 +15,12 @@ from cimha_tf.model.lstm import make_lstm
 
 
 def reverse_within_length(x, length):
-  """x (B, T, D) with each row's first length[b] steps reversed; padding left in place."""
+  """x (B, T, D) with each row's first length[b] steps reversed; padding left in place.
+
+  Args:
+    x: (B, T, D).
+    length: (B,) int valid steps per row.
+  """
   if keras.backend.backend() == "tensorflow":
     # One kernel that is its own gradient; the gather below costs a scatter-add backward
     # (~10% of a CPU training step, docs/benchmarks.md). TFLite: built-in REVERSE_SEQUENCE.
@@ -29,7 +34,15 @@ def reverse_within_length(x, length):
 
 def bidirectional(x, valid, forward, backward):
   """[forward(x), backward(x within-length reversed) reversed back], 0 on padding.
-  forward, backward: (B, T, Din) -> (B, T, units) callables (LSTM directions)."""
+
+  Args:
+    x: (B, T, Din).
+    valid: (B, T), 1 on valid steps (first), 0 on padding.
+    forward, backward: (B, T, Din) -> (B, T, units) callables (LSTM directions).
+
+  Returns:
+    (B, T, 2 * units).
+  """
   n = masking.lengths(valid)
   fw = forward(x)
   bw = reverse_within_length(backward(reverse_within_length(x, n)), n)
@@ -38,7 +51,19 @@ def bidirectional(x, valid, forward, backward):
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class BiLSTM(keras.layers.Layer):
-  """(B, T, Din), valid (B, T) -> (B, T, 2*units): [forward, backward], 0 on padding."""
+  """(B, T, Din), valid (B, T) -> (B, T, 2*units): [forward, backward], 0 on padding.
+
+  Args:
+    units: units per direction.
+    implementation: "keras", "unrolled" or "scan" (lstm.py).
+
+  Call arguments:
+    x: (B, T, Din).
+    valid: (B, T), 1 on valid steps (first), 0 on padding.
+
+  Returns:
+    (B, T, 2 * units).
+  """
 
   def __init__(self, units, implementation="keras", **kwargs):
     super().__init__(**kwargs)

@@ -18,10 +18,18 @@ OUTPUTS = ("start_probs", "end_probs", "inside_probs")
 
 
 def build_model(model_config, video_dim, vocab_size, embeddings=None):
-  """Inputs/outputs as docs/design.md ("Model inputs and outputs"); N, L dynamic.
+  """The CI-MHA keras.Model; inputs/outputs as docs/design.md ("Model inputs and outputs").
 
-  embeddings: optional (vocab_size, embedding_dim) matrix (GloVe); frozen unless
-  model_config.train_embeddings. Without it the embedding is learned from scratch.
+  Args:
+    model_config: config.default_config() or a variant of it (checked).
+    video_dim: feature width Dv of the clip features.
+    vocab_size: embedding rows (token ids 0..vocab_size-1).
+    embeddings: optional (vocab_size, embedding_dim) matrix (GloVe); frozen unless
+      model_config.train_embeddings. Without it the embedding is learned from scratch.
+
+  Returns:
+    A functional model: dict of video_features (B, N, Dv), video_mask (B, N) and
+    query_tokens (B, L) -> dict of OUTPUTS, each (B, N); N and L dynamic.
   """
   c = model_config
   config_lib.check_config(c)
@@ -42,21 +50,23 @@ def build_model(model_config, video_dim, vocab_size, embeddings=None):
   tokens = keras.Input((None,), dtype="int32", name="query_tokens")
   query_mask = TokenMask(name="query_mask")(tokens)
 
-  v0 = VideoProjection(c.width, c.dropout, name="video_projection")(video, video_mask)  # 1
+  fast = {"private_fast_path": c.private_fast_path}
+  v0 = VideoProjection(c.width, c.dropout, name="video_projection", **fast)(video, video_mask)
   query_encoder = QueryEncoder(vocab_size, c.embedding_dim, c.query_lstm_units,
-                               train_embeddings, c.dropout, impl, name="query_encoder")
+                               train_embeddings, c.dropout, impl, name="query_encoder", **fast)
   q0 = query_encoder(tokens, query_mask)  # eq 2
-  q = SelfInteraction(c.num_heads, c.dropout, name="query_self")(q0, query_mask)  # eq 3
-  v = SelfInteraction(c.num_heads, c.dropout, name="video_self")(v0, video_mask)  # eq 4
-  v_hat = FeedForward(c.width, c.ffn_width, c.dropout, name="video_ffn")(v)  # eq 5
+  q = SelfInteraction(c.num_heads, c.dropout, name="query_self", **fast)(q0, query_mask)  # 3
+  v = SelfInteraction(c.num_heads, c.dropout, name="video_self", **fast)(v0, video_mask)  # 4
+  v_hat = FeedForward(c.width, c.ffn_width, c.dropout, name="video_ffn", **fast)(v)  # eq 5
   v_hat = TemporalPositionEmbedding(c.max_video_len, name="position")(v_hat)  # eq 5
-  q_hat = FeedForward(c.width, c.ffn_width, c.dropout, name="query_ffn")(q)  # eq 6
+  q_hat = FeedForward(c.width, c.ffn_width, c.dropout, name="query_ffn", **fast)(q)  # eq 6
   s = CrossInteraction(c.num_heads, c.variant, c.cross_fusion, c.cross_skip, c.dropout,
-                       name="cross")(v_hat, q_hat, video_mask, query_mask)  # eqs 7-9
+                       name="cross", **fast)(v_hat, q_hat, video_mask, query_mask)  # eqs 7-9
   start, end = SpanHead(c.span_lstm_units, c.mlp_width, c.dropout, impl,
-                        name="span_head")(s, video_mask)  # eqs 10-14
+                        name="span_head", **fast)(s, video_mask)  # eqs 10-14
   if config_lib.has_segment_head(c):
-    inside = SegmentHead(c.mlp_width, c.dropout, name="segment_head")(s, video_mask)  # 15-16
+    inside = SegmentHead(c.mlp_width, c.dropout, name="segment_head",
+                         **fast)(s, video_mask)  # eqs 15-16
   else:
     inside = NoSegmentHead(name="no_segment_head")(video_mask)
   outputs = {name: keras.layers.Identity(name=name)(t)
@@ -69,15 +79,34 @@ def build_model(model_config, video_dim, vocab_size, embeddings=None):
 
 
 def video_dim_of(model):
-  """The feature size (Dv) a built or loaded model takes."""
+  """The feature size (Dv) a built or loaded model takes.
+
+  Args:
+    model: a build_model model (or one loaded from a .keras file).
+  """
   inputs = model.input
   spec = inputs["video_features"] if isinstance(inputs, dict) else inputs[0]
   return int(spec.shape[-1])
 
 
-def with_lstm_implementation(model, implementation):
-  """The same model (same weights, outputs equal to float rounding) with every Bi-LSTM
-  switched to `implementation` ("keras", "scan", or "unrolled" e.g. for TFLite without Flex)."""
+# The layers that take a private_fast_path argument (config.py).
+FAST_PATH_LAYERS = ("VideoProjection", "QueryEncoder", "SelfInteraction", "FeedForward",
+                    "CrossInteraction", "SpanHead", "SegmentHead")
+
+
+def with_lstm_implementation(model, implementation, private_fast_path=None):
+  """The same model (same weights, outputs equal to float rounding) rebuilt in another form.
+
+  Args:
+    model: a build_model model (or one loaded from a .keras file).
+    implementation: every Bi-LSTM's form, "keras", "scan", or "unrolled" (e.g. for TFLite
+      without Flex).
+    private_fast_path: None keeps each layer's setting; True or False switches every
+      attention and dropout layer (config.py).
+
+  Returns:
+    A new model with the weights of `model`.
+  """
   if implementation not in config_lib.LSTM_IMPLEMENTATIONS:
     raise ValueError(f"implementation={implementation!r}: expected one of "
                      f"{config_lib.LSTM_IMPLEMENTATIONS}")
@@ -85,9 +114,12 @@ def with_lstm_implementation(model, implementation):
 
   def patch(node):
     if isinstance(node, dict):
-      if node.get("class_name") in ("BiLSTM", "SpanHead", "QueryEncoder") and "config" in node:
-        key = "implementation" if node["class_name"] == "BiLSTM" else "lstm_implementation"
-        node["config"][key] = implementation
+      name, layer_config = node.get("class_name"), node.get("config")
+      if name in ("BiLSTM", "SpanHead", "QueryEncoder") and layer_config is not None:
+        key = "implementation" if name == "BiLSTM" else "lstm_implementation"
+        layer_config[key] = implementation
+      if name in FAST_PATH_LAYERS and layer_config is not None and private_fast_path is not None:
+        layer_config["private_fast_path"] = bool(private_fast_path)
       for v in node.values():
         patch(v)
     elif isinstance(node, list):

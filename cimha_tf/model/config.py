@@ -55,6 +55,11 @@ def default_config():
   # cimha_tf.model.with_lstm_implementation. "scan" = the unrolled cell's math in a
   # loop (input projection hoisted out of it), same weights.
   c.lstm_implementation = "keras"
+  # False: every attention and dropout layer is Keras's public one. True: the subclasses
+  # in attention.py and dropout.py, same weights and inference outputs, a few percent
+  # faster to train on TensorFlow (docs/benchmarks.md) but built on private Keras methods
+  # that a Keras release may change (the layer then refuses to build, naming them).
+  c.private_fast_path = False
   return c
 
 
@@ -78,7 +83,11 @@ def paper_width(c, width=PAPER_WIDTH):
 
 
 def check_config(c):
-  """Raises ValueError naming the field when a model config value is out of range."""
+  """Raises ValueError naming the field when a model config value is out of range.
+
+  Args:
+    c: a model ConfigDict (default_config() with overrides).
+  """
   def need(ok, field, expected):
     if not ok:
       raise ValueError(f"model.{field} = {c.get(field)!r}: expected {expected}")
@@ -96,4 +105,9 @@ def check_config(c):
 
 
 def has_segment_head(c):
+  """Whether the model has eq 15's segment head (only the full "cimha" variant has).
+
+  Args:
+    c: a model ConfigDict.
+  """
   return c.variant == "cimha"

@@ -14,16 +14,33 @@ import keras
 from keras import ops
 
 from cimha_tf.model import masking
-from cimha_tf.model.attention import MultiHeadAttention
-from cimha_tf.model.dropout import Dropout
+from cimha_tf.model.attention import multi_head_attention
+from cimha_tf.model.dropout import dropout_layer
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class CrossInteraction(keras.layers.Layer):
-  """(v_hat (B,N,D), q_hat (B,L,D), video_mask (B,N), query_mask (B,L)) -> s (B,N,D|2D)."""
+  """(v_hat (B,N,D), q_hat (B,L,D), video_mask (B,N), query_mask (B,L)) -> s (B,N,D|2D).
+
+  Args:
+    num_heads: attention heads of both MHAs; D must be a multiple of it.
+    variant: "mha" (eq 8 only, s = q^v) or "cimha_wo_ms" / "cimha" (eqs 7-9).
+    cross_fusion: eq 9's reading, "backprojection" or "pool_tile" (module docstring).
+    cross_skip: add each MHA's query-side input back, then LayerNorm (config.py).
+    dropout: dropout rate on the attention probabilities and on the skip branch.
+    private_fast_path: use the attention and dropout subclasses of attention.py and
+      dropout.py (config.py).
+
+  Call arguments:
+    v_hat, q_hat, video_mask, query_mask: as above; masks 1 on valid steps.
+    training: whether dropout is on.
+
+  Returns:
+    s: (B, N, D) for variant "mha", else (B, N, 2D).
+  """
 
   def __init__(self, num_heads, variant="cimha", cross_fusion="backprojection",
-               cross_skip=True, dropout=0.0, **kwargs):
+               cross_skip=True, dropout=0.0, private_fast_path=False, **kwargs):
     super().__init__(**kwargs)
     if cross_fusion not in ("backprojection", "pool_tile"):
       raise ValueError(f"cross_fusion={cross_fusion!r}: expected backprojection or pool_tile")
@@ -32,8 +49,9 @@ class CrossInteraction(keras.layers.Layer):
     self.cross_fusion = cross_fusion
     self.cross_skip = cross_skip
     self.dropout = dropout
+    self.private_fast_path = private_fast_path
     self.two_way = variant != "mha"
-    self.drop = Dropout(dropout)
+    self.drop = dropout_layer(dropout, private_fast_path)
     self.norm_qv = keras.layers.LayerNormalization(name="norm_qv")
     self.norm_vq = keras.layers.LayerNormalization(name="norm_vq")
     self.mha_qv = self.mha_vq = None
@@ -43,13 +61,13 @@ class CrossInteraction(keras.layers.Layer):
     d = v_shape[-1]
     if q_shape[-1] != d:
       raise ValueError(f"{self.name}: video width {d} != query width {q_shape[-1]}")
-    self.mha_qv = MultiHeadAttention(self.num_heads, d // self.num_heads,
-                                     dropout=self.dropout, name="mha_qv")
+    self.mha_qv = multi_head_attention(self.num_heads, d // self.num_heads, self.dropout,
+                                       "mha_qv", self.private_fast_path)
     self.mha_qv.build(v_shape, q_shape)
     self.norm_qv.build(v_shape)
     if self.two_way:
-      self.mha_vq = MultiHeadAttention(self.num_heads, d // self.num_heads,
-                                       dropout=self.dropout, name="mha_vq")
+      self.mha_vq = multi_head_attention(self.num_heads, d // self.num_heads, self.dropout,
+                                         "mha_vq", self.private_fast_path)
       self.mha_vq.build(q_shape, v_shape)
       self.norm_vq.build(q_shape)
 
@@ -90,4 +108,4 @@ class CrossInteraction(keras.layers.Layer):
   def get_config(self):
     return {**super().get_config(), "num_heads": self.num_heads, "variant": self.variant,
             "cross_fusion": self.cross_fusion, "cross_skip": self.cross_skip,
-            "dropout": self.dropout}
+            "dropout": self.dropout, "private_fast_path": self.private_fast_path}

@@ -17,10 +17,19 @@ from cimha_tf.common import timeline
 
 def decode_spans(start_probs, end_probs, video_mask, top_k, max_span=None,
                  max_span_fraction=None):
-  """(B, N) probs and mask -> start_steps int32 (B, k), end_steps int32 (B, k),
-  scores float32 (B, k), best first. max_span: at most this many steps (j - i + 1).
-  max_span_fraction: at most ceil(fraction * valid steps) steps per video (>= 1 step);
-  None or >= 1: every pair, the paper's decoding."""
+  """The top_k windows of each video, best first.
+
+  Args:
+    start_probs, end_probs: (B, N) the model's probabilities.
+    video_mask: (B, N), 1 on valid steps.
+    top_k: windows per video (>= 1).
+    max_span: at most this many steps (j - i + 1); None: any length.
+    max_span_fraction: at most ceil(fraction * valid steps) steps per video (>= 1 step);
+      None or >= 1: every pair, the paper's decoding.
+
+  Returns:
+    (start_steps int32 (B, k), end_steps int32 (B, k), scores float32 (B, k)).
+  """
   start_probs = tf.convert_to_tensor(start_probs, tf.float32)
   end_probs = tf.convert_to_tensor(end_probs, tf.float32)
   valid = tf.convert_to_tensor(video_mask) > 0
@@ -57,7 +66,10 @@ def decode_spans(start_probs, end_probs, video_mask, top_k, max_span=None,
 def spans_to_seconds(start_steps, end_steps, duration, num_steps):
   """Step windows (B, k) -> (start_s, end_s) float32 (B, k) via timeline.steps_to_seconds.
 
-  duration and num_steps (valid steps) are per video, shape (B,) (or scalars).
+  Args:
+    start_steps, end_steps: (B, k) int steps, as decode_spans returns them.
+    duration: (B,) video durations in seconds (or a scalar).
+    num_steps: (B,) valid steps per video (or a scalar).
   """
   start = tf.cast(start_steps, tf.float32)
   end = tf.cast(end_steps, tf.float32)

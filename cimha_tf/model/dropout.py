@@ -1,18 +1,14 @@
-"""Dropout whose training mask costs half the random bits on TensorFlow.
+"""Dropout: keras.layers.Dropout, or on request one whose mask costs half the random bits.
 
-keras.layers.Dropout on TensorFlow draws one float32 uniform (32 random bits) per element
-and applies it as a select, whose gradient is another select. Here each element gets 16
-random bits (one Philox uint32 serves two elements) compared with an integer threshold,
-and the mask is a float tensor of 0 and 1/keep that multiplies the input, so the gradient
-is one multiply. The drop probability is round(rate * 65536) / 65536 (0.1 -> 0.100006) and
-the kept values are scaled by exactly its inverse, so the output stays unbiased. A dropped
-inf or NaN gives NaN (Keras's select gives 0); the model's activations are finite, since
-its inputs are validated. `bench/dropout.py` times it against Keras's (docs/benchmarks.md):
-1.25-1.36x per dropout, 1.07x the whole training step at the paper's shapes.
-
-Everything else is Keras's Dropout: the constructor, config, seed generator (so distributed
-training and set_random_seed behave alike), inference as identity. Other backends,
-noise_shape, and rates that round to 0 or 1 in 16 bits take Keras's own path.
+dropout_layer() gives Keras's public layer unless model.private_fast_path is set. The fast
+path, Dropout below, is Keras's Dropout (constructor, config, seed generator, identity at
+inference) whose TensorFlow training mask takes 16 random bits per element (one Philox
+uint32 serves two) compared with an integer threshold, applied as one multiply, where
+Keras draws a float32 uniform and selects. The drop probability is round(rate * 65536) /
+65536 (0.1 -> 0.100006) and kept values are scaled by exactly its inverse, so the output
+stays unbiased. A dropped inf or NaN gives NaN (Keras's select gives 0); the model's
+activations are finite, since its inputs are validated. Other backends, noise_shape, and
+rates that round to 0 or 1 in 16 bits take Keras's own path. Speed: docs/benchmarks.md.
 """
 
 import keras
@@ -21,14 +17,40 @@ BITS = 16
 _LEVELS = 1 << BITS
 
 
+def dropout_layer(rate, private_fast_path=False, **kwargs):
+  """A dropout layer.
+
+  Args:
+    rate: fraction of the inputs to drop in training.
+    private_fast_path: False gives keras.layers.Dropout; True this module's Dropout.
+    **kwargs: the layer's other arguments (seed, noise_shape, name, dtype).
+
+  Returns:
+    An unbuilt layer with keras.layers.Dropout's call signature.
+  """
+  return (Dropout if private_fast_path else keras.layers.Dropout)(rate, **kwargs)
+
+
 def threshold(rate):
-  """Integer threshold t: an element is dropped when its 16 random bits are < t."""
+  """Integer threshold t: an element is dropped when its 16 random bits are < t.
+
+  Args:
+    rate: drop probability in [0, 1].
+  """
   return int(round(float(rate) * _LEVELS))
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class Dropout(keras.layers.Dropout):
-  """keras.layers.Dropout with a 16-bit mask on TensorFlow (see the module docstring)."""
+  """keras.layers.Dropout with a 16-bit mask on TensorFlow (see the module docstring).
+
+  Args:
+    Those of keras.layers.Dropout (rate, noise_shape, seed).
+
+  Call arguments:
+    inputs: a float tensor of any shape.
+    training: drop only when True.
+  """
 
   def call(self, inputs, training=False):
     t = threshold(self.rate)

@@ -2,7 +2,7 @@
 
 import keras
 
-from cimha_tf.model.dropout import Dropout
+from cimha_tf.model.dropout import dropout_layer
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -10,16 +10,30 @@ class FeedForward(keras.layers.Layer):
   """(B, T, Din) -> (B, T, width): LayerNorm(x + W2 relu(W1 x)), transformer style.
 
   When Din != width the skip goes through a bias-free linear projection.
+
+  Args:
+    width: output width.
+    hidden: width of the ReLU layer.
+    dropout: dropout rate after each of the two Dense layers.
+    private_fast_path: use cimha_tf.model.dropout's Dropout (config.py).
+
+  Call arguments:
+    x: (B, T, Din).
+    training: whether dropout is on.
+
+  Returns:
+    (B, T, width).
   """
 
-  def __init__(self, width, hidden, dropout=0.0, **kwargs):
+  def __init__(self, width, hidden, dropout=0.0, private_fast_path=False, **kwargs):
     super().__init__(**kwargs)
     self.width = width
     self.hidden = hidden
     self.dropout = dropout
+    self.private_fast_path = private_fast_path
     self.inner = keras.layers.Dense(hidden, activation="relu", name="inner")
     self.outer = keras.layers.Dense(width, name="outer")
-    self.drop = Dropout(dropout)
+    self.drop = dropout_layer(dropout, private_fast_path)
     self.norm = keras.layers.LayerNormalization(name="norm")
     self.skip = None
 
@@ -40,4 +54,4 @@ class FeedForward(keras.layers.Layer):
 
   def get_config(self):
     return {**super().get_config(), "width": self.width, "hidden": self.hidden,
-            "dropout": self.dropout}
+            "dropout": self.dropout, "private_fast_path": self.private_fast_path}

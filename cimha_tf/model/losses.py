@@ -23,7 +23,15 @@ EPS = 1e-7
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 def span_nll(y_true, y_pred):
-  """y_true (B,) or (B, 1) int step; y_pred (B, N) probs -> (B,) -log P(step)."""
+  """Eq 14's negative log-likelihood of the labelled start (or end) step.
+
+  Args:
+    y_true: (B,) or (B, 1) int step.
+    y_pred: (B, N) probabilities.
+
+  Returns:
+    (B,) -log P(step), P clipped to >= EPS.
+  """
   idx = ops.reshape(ops.cast(y_true, "int32"), (-1, 1))
   p = ops.take_along_axis(y_pred, idx, axis=1)[:, 0]
   return -ops.log(ops.clip(p, EPS, 1.0))
@@ -31,7 +39,15 @@ def span_nll(y_true, y_pred):
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 def masked_bce(y_true, y_pred):
-  """y_true (B, N) in {1 inside, 0 outside, -1 padded (ignored)}; -> (B,) mean BCE."""
+  """Eq 16's binary cross-entropy of P_in, averaged over each row's labelled steps.
+
+  Args:
+    y_true: (B, N) in {1 inside, 0 outside, -1 padded (ignored)}.
+    y_pred: (B, N) probabilities.
+
+  Returns:
+    (B,) mean BCE (0 for a row without labelled steps).
+  """
   y_true = ops.cast(y_true, y_pred.dtype)
   valid = ops.greater_equal(y_true, 0.0)
   p = ops.clip(y_pred, EPS, 1.0 - EPS)
@@ -42,7 +58,11 @@ def masked_bce(y_true, y_pred):
 
 
 def losses_and_weights(model_config):
-  """({output: loss_fn}, {output: weight}); no inside loss for variants without eq 15."""
+  """({output: loss_fn}, {output: weight}): no inside loss for the variants without eq 15.
+
+  Args:
+    model_config: its variant and segment_loss_weight (lambda) count.
+  """
   losses = {"start_probs": span_nll, "end_probs": span_nll}
   weights = {"start_probs": 1.0, "end_probs": 1.0}
   if config_lib.has_segment_head(model_config):
@@ -54,8 +74,16 @@ def losses_and_weights(model_config):
 def compile_model(model, model_config, learning_rate=1e-4, **compile_kwargs):
   """Compiles with Adam(learning_rate) (docs/paper.md: 1e-4) and the per-output losses.
 
-  compile_kwargs go to model.compile (optimizer, steps_per_execution, jit_compile, ...).
   Call inside `strategy.scope()` when training under a tf.distribute strategy.
+
+  Args:
+    model: a build_model model.
+    model_config: its config (variant, segment_loss_weight).
+    learning_rate: Adam's learning rate (ignored when compile_kwargs has an optimizer).
+    **compile_kwargs: for model.compile (optimizer, steps_per_execution, jit_compile, ...).
+
+  Returns:
+    The model, compiled, its optimizer and loss trackers built.
   """
   losses, weights = losses_and_weights(model_config)
   optimizer = compile_kwargs.pop("optimizer", None) or keras.optimizers.Adam(learning_rate)

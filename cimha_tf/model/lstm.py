@@ -34,6 +34,16 @@ class UnrolledLSTM(keras.layers.Layer):
 
   unroll=False always takes the ops.scan path ("scan" implementation): a loop like
   Keras's, but with the input projection hoisted out of it.
+
+  Args:
+    units: output width.
+    unroll: unroll over a static time axis (else ops.scan).
+
+  Call arguments:
+    x: (B, T, Din).
+
+  Returns:
+    (B, T, units), every step's h.
   """
 
   def __init__(self, units, unroll=True, **kwargs):
@@ -88,6 +98,13 @@ class UnrolledLSTM(keras.layers.Layer):
 
 
 def make_lstm(units, implementation, name):
+  """One LSTM direction returning every step, (B, T, Din) -> (B, T, units).
+
+  Args:
+    units: output width.
+    implementation: "keras" (keras.layers.LSTM), "unrolled" or "scan" (UnrolledLSTM).
+    name: layer name.
+  """
   if implementation == "keras":
     return keras.layers.LSTM(units, return_sequences=True, name=name)
   if implementation in ("unrolled", "scan"):

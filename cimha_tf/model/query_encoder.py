@@ -4,7 +4,7 @@ import keras
 
 from cimha_tf.model import masking
 from cimha_tf.model.bilstm import BiLSTM
-from cimha_tf.model.dropout import Dropout
+from cimha_tf.model.dropout import dropout_layer
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -13,10 +13,27 @@ class QueryEncoder(keras.layers.Layer):
 
   The embedding matrix is set after building (build_model), not through an initializer,
   so the config stays small; `train_embeddings=False` freezes it (frozen GloVe).
+
+  Args:
+    vocab_size: rows of the embedding (token ids 0..vocab_size-1, 0 = padding).
+    embedding_dim: word vector width.
+    lstm_units: units per direction of the Bi-LSTM.
+    train_embeddings: whether the embedding trains.
+    dropout: dropout rate on the word vectors.
+    lstm_implementation: "keras", "unrolled" or "scan" (lstm.py).
+    private_fast_path: use cimha_tf.model.dropout's Dropout (config.py).
+
+  Call arguments:
+    tokens: (B, L) int token ids.
+    query_mask: (B, L), 1 on words, 0 on padding.
+    training: whether dropout is on.
+
+  Returns:
+    q0: (B, L, 2 * lstm_units), 0 on padding.
   """
 
   def __init__(self, vocab_size, embedding_dim, lstm_units, train_embeddings=True,
-               dropout=0.0, lstm_implementation="keras", **kwargs):
+               dropout=0.0, lstm_implementation="keras", private_fast_path=False, **kwargs):
     super().__init__(**kwargs)
     self.vocab_size = vocab_size
     self.embedding_dim = embedding_dim
@@ -24,9 +41,10 @@ class QueryEncoder(keras.layers.Layer):
     self.train_embeddings = train_embeddings
     self.dropout = dropout
     self.lstm_implementation = lstm_implementation
+    self.private_fast_path = private_fast_path
     self.embedding = keras.layers.Embedding(vocab_size, embedding_dim, name="embedding",
                                             trainable=train_embeddings)
-    self.drop = Dropout(dropout)
+    self.drop = dropout_layer(dropout, private_fast_path)
     self.bilstm = BiLSTM(lstm_units, lstm_implementation, name="bilstm")
 
   def build(self, tokens_shape, query_mask_shape=None):
@@ -44,4 +62,5 @@ class QueryEncoder(keras.layers.Layer):
     return {**super().get_config(), "vocab_size": self.vocab_size,
             "embedding_dim": self.embedding_dim, "lstm_units": self.lstm_units,
             "train_embeddings": self.train_embeddings, "dropout": self.dropout,
-            "lstm_implementation": self.lstm_implementation}
+            "lstm_implementation": self.lstm_implementation,
+            "private_fast_path": self.private_fast_path}

@@ -9,13 +9,26 @@ from cimha_tf.model.span_head import mlp
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class SegmentHead(keras.layers.Layer):
-  """s (B, N, Ds), video_mask (B, N) -> inside_probs (B, N), exactly 0 on padded steps."""
+  """s (B, N, Ds), video_mask (B, N) -> inside_probs (B, N), exactly 0 on padded steps.
 
-  def __init__(self, mlp_width, dropout=0.0, **kwargs):
+  Args:
+    mlp_width: hidden width of the segment MLP.
+    dropout: dropout rate in the MLP.
+    private_fast_path: use cimha_tf.model.dropout's Dropout (config.py).
+
+  Call arguments:
+    s, video_mask, training: as SpanHead's.
+
+  Returns:
+    inside_probs: (B, N) P_in per step.
+  """
+
+  def __init__(self, mlp_width, dropout=0.0, private_fast_path=False, **kwargs):
     super().__init__(**kwargs)
     self.mlp_width = mlp_width
     self.dropout = dropout
-    self.mlp = mlp(mlp_width, dropout, "segment_mlp")
+    self.private_fast_path = private_fast_path
+    self.mlp = mlp(mlp_width, dropout, "segment_mlp", private_fast_path=private_fast_path)
 
   def build(self, s_shape, video_mask_shape=None):
     self.mlp.build(s_shape)
@@ -28,12 +41,20 @@ class SegmentHead(keras.layers.Layer):
     return tuple(s_shape[:-1])
 
   def get_config(self):
-    return {**super().get_config(), "mlp_width": self.mlp_width, "dropout": self.dropout}
+    return {**super().get_config(), "mlp_width": self.mlp_width, "dropout": self.dropout,
+            "private_fast_path": self.private_fast_path}
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class NoSegmentHead(keras.layers.Layer):
-  """Variants without eq 15 still output inside_probs: zeros (B, N), no weights."""
+  """Variants without eq 15 still output inside_probs: zeros (B, N), no weights.
+
+  Call arguments:
+    video_mask: (B, N).
+
+  Returns:
+    (B, N) float32 zeros.
+  """
 
   def call(self, video_mask):
     return ops.zeros_like(ops.cast(video_mask, "float32"))

@@ -16,7 +16,14 @@ def _fail(name, what, expected):
 def validate_inputs(inputs, model_config, video_dim, vocab_size=None):
   """Checks a dict of numpy arrays against docs/design.md; raises ValueError naming the
   input and the expected shape/values. Padded video steps are not checked for NaN/inf:
-  the model zeroes them before any computation."""
+  the model zeroes them before any computation.
+
+  Args:
+    inputs: {"video_features", "video_mask", "query_tokens"} numpy arrays.
+    model_config: the model's config (max_video_len, max_query_len).
+    video_dim: the feature width Dv the model was built for.
+    vocab_size: token ids must be below it; None: not checked.
+  """
   c = model_config
   for key in KEYS:
     if key not in inputs:

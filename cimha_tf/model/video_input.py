@@ -4,7 +4,7 @@ import keras
 from keras import ops
 
 from cimha_tf.model import masking
-from cimha_tf.model.dropout import Dropout
+from cimha_tf.model.dropout import dropout_layer
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -13,14 +13,28 @@ class VideoProjection(keras.layers.Layer):
 
   Padded steps are zeroed first (with `where`, so NaN or garbage in padding cannot reach
   any output); any feature dim Dv works, fixed when the layer is built.
+
+  Args:
+    width: output width D.
+    dropout: dropout rate on the output.
+    private_fast_path: use cimha_tf.model.dropout's Dropout (config.py).
+
+  Call arguments:
+    features: (B, N, Dv) float clip features.
+    video_mask: (B, N), 1 on valid steps, 0 on padding.
+    training: whether dropout is on.
+
+  Returns:
+    (B, N, width).
   """
 
-  def __init__(self, width, dropout=0.0, **kwargs):
+  def __init__(self, width, dropout=0.0, private_fast_path=False, **kwargs):
     super().__init__(**kwargs)
     self.width = width
     self.dropout = dropout
+    self.private_fast_path = private_fast_path
     self.dense = keras.layers.Dense(width, name="dense")
-    self.drop = Dropout(dropout)
+    self.drop = dropout_layer(dropout, private_fast_path)
 
   def build(self, features_shape, video_mask_shape=None):
     self.dense.build(features_shape)
@@ -33,12 +47,23 @@ class VideoProjection(keras.layers.Layer):
     return tuple(features_shape[:-1]) + (self.width,)
 
   def get_config(self):
-    return {**super().get_config(), "width": self.width, "dropout": self.dropout}
+    return {**super().get_config(), "width": self.width, "dropout": self.dropout,
+            "private_fast_path": self.private_fast_path}
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
 class TemporalPositionEmbedding(keras.layers.Layer):
-  """Eq 5's PositionalEncoding: a learned (max_len, D) table added per step (as BERT)."""
+  """Eq 5's PositionalEncoding: a learned (max_len, D) table added per step (as BERT).
+
+  Args:
+    max_len: rows of the table, the most steps an input may have.
+
+  Call arguments:
+    x: (B, N, D) with N <= max_len.
+
+  Returns:
+    x + table[:N], (B, N, D).
+  """
 
   def __init__(self, max_len, **kwargs):
     super().__init__(**kwargs)
