@@ -2,7 +2,8 @@ r"""Prepares a benchmark for training: TFRecords, vocabulary, embeddings, metada
 
   cimha-prepare --dataset=charades_sta --annotations=PATH \
       --features=PATH --output_dir=DIR [--glove=FILE] [--max_video_len=128] \
-      [--max_query_len=25] [--feature_layout=auto] [--float16] [--skip_bad_videos]
+      [--max_query_len=25] [--feature_layout=auto] [--float16] [--skip_bad_videos] \
+      [--val_every=6]
   (or python -m cimha_tf.prepare_data ...)
 """
 
@@ -24,6 +25,10 @@ flags.DEFINE_integer("max_video_len", 128, "Longer videos are mean-pooled into t
 flags.DEFINE_integer("max_query_len", 25, "Queries are cut to this many tokens.", lower_bound=1)
 flags.DEFINE_enum("feature_layout", "auto", ["auto"] + list(features_lib.LAYOUTS), "Feature store layout.")
 flags.DEFINE_bool("float16", False, "Store features as float16 (half the disk and read bandwidth).")
+flags.DEFINE_integer("val_every", 0,
+                     "> 0: every Nth training video (file order), with all its queries, becomes a "
+                     "'val' split, for datasets without one (Charades-STA: configs/"
+                     "charades_sta_i3d.py selects its best epoch on it); 0: none.", lower_bound=0)
 flags.DEFINE_bool("skip_bad_videos", False,
                   "Skip videos that are missing or unusable, counting their queries as dropped.")
 flags.mark_flags_as_required(["dataset", "annotations", "features", "output_dir"])
@@ -35,7 +40,7 @@ def main(argv):
     meta = prepare.prepare(
         FLAGS.dataset, FLAGS.annotations, FLAGS.features, FLAGS.output_dir, glove=FLAGS.glove,
         max_video_len=FLAGS.max_video_len, max_query_len=FLAGS.max_query_len,
-        feature_layout=FLAGS.feature_layout, float16=FLAGS.float16,
+        feature_layout=FLAGS.feature_layout, float16=FLAGS.float16, val_every=FLAGS.val_every,
         skip_bad_videos=FLAGS.skip_bad_videos)
   print(prepare.format_accounting(meta))
   print(f"wrote {FLAGS.output_dir}")

@@ -38,6 +38,35 @@ def test_paper_settings(name):
   assert c.model.embedding_dim == 300  # GloVe 300-d
 
 
+@pytest.mark.parametrize("name", ["charades_sta_i3d", "activitynet_captions_c3d"])
+def test_paper_configs_use_the_papers_width_512(name):
+  """The seed's one size, "GloVe embedding 512", read as the query Bi-LSTM's output (2 x 256)
+  and so the model width D; the other widths keep the defaults' proportions."""
+  from cimha_tf.model import build_model
+  c = load(name)
+  m = c.model
+  assert m.width == 512 and 2 * m.query_lstm_units == 512 and 2 * m.span_lstm_units == 512
+  assert (m.num_heads, m.ffn_width, m.mlp_width) == (8, 1024, 256)
+  assert m.embedding_dim == 300  # GloVe's vectors stay 300-d; the Bi-LSTM makes them 512
+  model = build_model(m, video_dim=16, vocab_size=20)
+  assert model.get_layer("query_encoder").compute_output_shape((1, 5))[-1] == 512
+  assert model.get_layer("video_projection").compute_output_shape((1, 4, 16))[-1] == 512
+  # The demo and the benchmark width keep their own sizes.
+  assert load("demo").model.width == 64 and load("tacos_c3d").model.width == 128
+
+
+def test_charades_selects_on_a_val_split_carved_from_training_unless_told_test():
+  import importlib.util
+  c = load("charades_sta_i3d")
+  assert (c.data.train_split, c.data.val_split, c.data.test_split) == ("train", "val", "test")
+  spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / "charades_sta_i3d.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  assert (module.VAL_SPLIT, module.SELECT_ON_TEST) == ("val", "test")
+  c = load("charades_sta_i3d", f"--config.data.val_split={module.SELECT_ON_TEST}")
+  assert c.data.val_split == c.data.test_split == "test"
+
+
 def test_activitynet_test_split_is_a_config_value():
   c = load("activitynet_captions_c3d")
   assert (c.data.train_split, c.data.val_split, c.data.test_split) == ("train", "val_1", "val_2")
@@ -165,3 +194,16 @@ def test_train_binary_refuses_jit_compile_before_training(tmp_path):
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
   assert "config.train.jit_compile=True: expected False with train.deterministic=True" in r.stderr
   assert not (tmp_path / "wd").exists()
+
+
+def test_charades_bounds_windows_by_the_longest_training_moment_with_the_paper_form_a_switch():
+  c = load("charades_sta_i3d")
+  assert c.eval.max_span_from_train and c.eval.max_span_fraction == 1.0
+  paper = load("charades_sta_i3d", "--config.eval.max_span_from_train=False")
+  from cimha_tf.evaluation import runner
+  assert runner.resolve_max_span(paper) is None  # every (start, end) pair: the paper's
+  for bad in (0.0, 1.5):
+    c.eval.max_span_fraction = bad
+    with pytest.raises(ValueError, match=re.escape(f"config.eval.max_span_fraction={bad}: "
+                                                   "expected in (0, 1]")):
+      config_lib.validate(c)

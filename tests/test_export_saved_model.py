@@ -75,6 +75,35 @@ def test_text_signature_matches_keras_model(setup, loaded):
     assert np.all(np.diff(out["scores"][b].numpy()) <= 1e-7)
 
 
+def test_export_decodes_with_the_workdirs_span_bound(setup, tmp_path):
+  """A workdir whose config bounds windows (eval.max_span_fraction, what training resolved
+  from its data) exports a graph that answers those windows: the brute-force best pair of
+  the Keras curves among those at most ceil(fraction * n) steps long; the bound is in the
+  export's metadata, which the predictor reads."""
+  from cimha_tf.deploy import saved_model
+  from cimha_tf.experiment import workdir as wd
+  workdir = tmp_path / "wd"
+  shutil.copytree(setup["workdir"], workdir)
+  config = json.loads((workdir / wd.CONFIG).read_text())
+  config["eval"]["max_span_fraction"] = 0.3
+  (workdir / wd.CONFIG).write_text(json.dumps(config))
+  out = json.loads(run_module("cimha_tf.export", f"--workdir={workdir}", "--format=saved_model",
+                              f"--output={tmp_path / 'export'}"))
+  module, meta = saved_model.load(out["path"])
+  assert meta["max_span_fraction"] == 0.3
+  rows = np.arange(10)
+  got = module.signatures["serving_default"](query=tf.constant(setup["queries"][:10]),
+                                             **_video_args(setup, rows))
+  ref = _keras(setup, rows)
+  for b in rows:
+    n = int(setup["num_steps"][b])
+    p = ref["start_probs"][b, :n, None] * ref["end_probs"][b, None, :n]
+    i, j = np.indices((n, n))
+    p = np.where((j >= i) & (j - i < np.ceil(0.3 * n - 1e-4)), p, -1)
+    i, j = np.unravel_index(np.argmax(p), p.shape)
+    np.testing.assert_array_equal([got["start_steps"][b, 0], got["end_steps"][b, 0]], [i, j])
+
+
 def test_token_signature_variable_n_and_l(setup, loaded):
   sig = loaded[0].signatures["serving_tokens"]
   x = setup["inputs"]

@@ -283,3 +283,29 @@ def test_binary_bad_feature_path_fails_first_in_one_line(tmp_path):
   assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-3000:]
   assert (f"FATAL: NotADirectoryError: [Errno 20] Not a directory: '{tmp_path / 'a_file' / 'prep'}'"
           in res.stderr)
+
+
+def test_val_every_carves_whole_training_videos_into_a_val_split(tmp_path):
+  """prepare_data --val_every=N (Charades-STA has no validation split): every Nth training
+  video, all its queries with it, becomes 'val'; no video is in both, none is lost."""
+  paths = synthetic.write_synthetic_dataset(str(tmp_path / "syn"), num_train_videos=12,
+                                            num_test_videos=2, queries_per_video=3,
+                                            feature_dim=8, glove_dim=8, seed=1, progress=False)
+  out = str(tmp_path / "prep")
+  res = subprocess.run([sys.executable, "-m", "cimha_tf.prepare_data", "--dataset=charades_sta",
+                        f"--annotations={paths['annotations']}", f"--features={paths['features']}",
+                        f"--output_dir={out}", "--val_every=6"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert res.returncode == 0, res.stderr[-3000:]
+  splits = pipeline.read_metadata(out)["splits"]
+  assert {k: (s["videos"], s["queries"]) for k, s in splits.items()} == {
+      "train": (10, 30), "val": (2, 6), "test": (2, 6)}
+  with open(os.path.join(paths["annotations"], "charades_sta_train.txt")) as f:
+    vids = list(dict.fromkeys(line.split()[0] for line in f))
+  def vids_of(split):
+    with open(os.path.join(out, "annotations", f"{split}.jsonl")) as f:
+      return {json.loads(line)["vid"] for line in f}
+  assert vids_of("val") == {vids[5], vids[11]} and not vids_of("val") & vids_of("train")
+  with pytest.raises(ValueError, match=r"--val_every=13 to the val split"):
+    prepare.prepare("charades_sta", paths["annotations"], paths["features"],
+                    str(tmp_path / "p2"), val_every=13, progress=False)

@@ -77,7 +77,7 @@ def test_a_bad_model_value_fails_before_the_workdir_is_made(tmp_path):
                          f"--workdir={tmp_path / 'wd'}", f"--config.data.dir={tmp_path / 'nope'}",
                          "--config.model.num_heads=3", check=False)
   assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
-  assert "FATAL: ValueError: model.width = 128: expected a multiple of num_heads=3" in r.stderr
+  assert "FATAL: ValueError: model.width = 512: expected a multiple of num_heads=3" in r.stderr
   assert not (tmp_path / "wd").exists()
 
 

@@ -9,6 +9,7 @@ import os
 
 from cimha_tf.common import atomic
 from cimha_tf.common.jsonfile import read_json_object
+from cimha_tf.data.prepare import carve_val
 from cimha_tf.evaluation import baselines
 from cimha_tf.evaluation import workdir_eval
 from cimha_tf.experiment import config as config_lib
@@ -31,28 +32,6 @@ def data_settings(config, quick):
           "seed": int(d.data_seed), "val_every": int(d.val_every),
           "max_video_len": int(config.model.max_video_len),
           "max_query_len": int(config.model.max_query_len)}
-
-
-def carve_val(splits, every, videos="config.demo.num_videos"):
-  """Moves every `every`-th training video (in file order) with all its queries to "val".
-
-  `videos` names, in an error, the setting the number of videos comes from."""
-  from cimha_tf.data.records import ReadReport
-  records, report = splits["train"]
-  vids = list(dict.fromkeys(r.vid for r in records))
-  val_vids = set(vids[every - 1::every])
-  if not val_vids or len(val_vids) == len(vids):
-    raise ValueError(f"{videos} gives {len(vids)} training videos: too few to move one in"
-                     f" config.demo.val_every={every} to the val split and keep the rest (expected"
-                     f" at least {max(every, 2)})")
-  train = [r for r in records if r.vid not in val_vids]
-  val = [r for r in records if r.vid in val_vids]
-  report.read -= len(val)
-  report.kept -= len(val)
-  val_report = ReadReport(source=f"{report.source} (every {every}th video)", read=len(val), kept=len(val))
-  out = dict(splits)
-  out["train"], out["val"] = (train, report), (val, val_report)
-  return out
 
 
 def check_workdir(workdir):
@@ -89,7 +68,8 @@ def make_data(workdir, settings, progress=True, videos_key="num_videos"):
       feature_dim=settings["feature_dim"], glove_dim=settings["glove_dim"],
       seed=settings["seed"], progress=progress)
   splits = carve_val(read_dataset("charades_sta", paths["annotations"]), settings["val_every"],
-                     videos=f"config.demo.{videos_key}={settings['num_videos']}")
+                     videos=f"config.demo.{videos_key}={settings['num_videos']}",
+                     setting="config.demo.val_every")
   meta = prepare.prepare_splits(
       splits, paths["features"], prepared, dataset="synthetic_charades_sta", glove=paths["glove"],
       max_video_len=settings["max_video_len"], max_query_len=settings["max_query_len"],

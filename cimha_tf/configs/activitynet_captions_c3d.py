@@ -7,9 +7,10 @@ Swap with --config.data.val_split=val_2 --config.data.test_split=val_1 (2D-TAN's
 
 From the paper (docs/paper.md, "Training details"): Adam at 1e-4, batch 100, at most 128
 video steps and 25 query words, GloVe 300-d (model.embedding_dim). The paper gives no
-learning-rate schedule (the rate stays constant), no epoch count and no model sizes
-(width, heads, dropout, FFN / LSTM / MLP widths, the segment loss weight lambda):
-cimha_tf/model/config.py gives each default and why. Windows are the best (start, end)
+learning-rate schedule (the rate stays constant), no epoch count and one model size,
+"GloVe embedding 512", read as D = 512 (cimha_tf/model/config.py, paper_width: heads of 64,
+FFN 1024, Bi-LSTMs 2 x 256); the rest (dropout, the segment loss weight lambda) is
+cimha_tf/model/config.py's, each with why. Windows are the best (start, end)
 pairs by P_start * P_end, without NMS (docs/paper.md, "Decoding"); R@5 always ranks five.
 
 Prepare first:
@@ -19,6 +20,7 @@ Prepare first:
 """
 
 from cimha_tf.experiment.config import experiment_config
+from cimha_tf.model.config import paper_width
 
 
 def get_config():
@@ -33,4 +35,5 @@ def get_config():
   c.model.cross_fusion = "backprojection"
   c.model.max_video_len = 128   # paper
   c.model.max_query_len = 25    # paper
+  paper_width(c.model)          # D = 512 (cimha_tf/model/config.py)
   return c

@@ -32,6 +32,7 @@ from cimha_tf.data import pipeline
 from cimha_tf.data import text as text_lib
 from cimha_tf.data import tfrecords
 from cimha_tf.data.pooling import pool_to_max_len
+from cimha_tf.data.records import ReadReport
 
 VOCAB = "vocab.json"
 EMBEDDINGS = "embeddings.npy"
@@ -295,11 +296,39 @@ def _report_json(report):
   return str(report)
 
 
-def prepare(dataset, annotations, features, output_dir, **kwargs):
+def carve_val(splits, every, videos="the training split", setting="--val_every"):
+  """Moves every `every`-th training video (in file order) with all its queries to a "val"
+  split: a validation split for datasets that have none (Charades-STA), with no video
+  shared between the two. `videos` and `setting` name, in an error, where the number of
+  videos and `every` come from."""
+  if "val" in splits:
+    raise ValueError(f"{setting}={every}: the annotations already have a 'val' split")
+  records, report = splits["train"]
+  vids = list(dict.fromkeys(r.vid for r in records))
+  val_vids = set(vids[every - 1::every])
+  if not val_vids or len(val_vids) == len(vids):
+    raise ValueError(f"{videos} gives {len(vids)} training videos: too few to move one in"
+                     f" {setting}={every} to the val split and keep the rest (expected"
+                     f" at least {max(every, 2)})")
+  train = [r for r in records if r.vid not in val_vids]
+  val = [r for r in records if r.vid in val_vids]
+  report.read -= len(val)
+  report.kept -= len(val)
+  val_report = ReadReport(source=f"{report.source} (every {every}th video)", read=len(val),
+                          kept=len(val))
+  out = dict(splits)
+  out["train"], out["val"] = (train, report), (val, val_report)
+  return out
+
+
+def prepare(dataset, annotations, features, output_dir, val_every=0, **kwargs):
   """Reads `dataset`'s annotations at `annotations` (cimha_tf.data.annotations) and
-  prepares them; kwargs as for prepare_splits."""
+  prepares them; val_every > 0 first carves a "val" split (carve_val); kwargs as for
+  prepare_splits."""
   from cimha_tf.data.annotations import read_dataset
   splits = read_dataset(dataset, annotations)
+  if val_every:
+    splits = carve_val(splits, val_every)
   return prepare_splits(splits, features, output_dir, dataset=dataset, **kwargs)
 
 

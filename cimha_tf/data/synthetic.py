@@ -72,9 +72,10 @@ def action_index(sentence: str) -> int:
   raise ValueError(f"sentence {sentence!r} names no synthetic action")
 
 
-def _place_windows(rng, n, k, min_gap, touch_end):
-  """k non-overlapping step windows [s, e] in n steps, >= min_gap free steps between them."""
-  lengths = np.maximum(3, np.round(rng.uniform(*WINDOW_FRACTION, size=k) * n)).astype(int)
+def _place_windows(rng, n, k, min_gap, touch_end, fraction=WINDOW_FRACTION):
+  """k non-overlapping step windows [s, e] in n steps, >= min_gap free steps between them,
+  each a random `fraction` (low, high) of the video."""
+  lengths = np.maximum(3, np.round(rng.uniform(*fraction, size=k) * n)).astype(int)
   budget = n - min_gap * (k - 1)
   if lengths.sum() > 0.9 * budget:
     lengths = np.maximum(3, np.floor(lengths * 0.9 * budget / lengths.sum())).astype(int)

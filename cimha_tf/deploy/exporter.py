@@ -12,7 +12,8 @@ def export_saved_model(trained, output, version=1, overwrite=False, top_k=None):
   path = saved_model.export(trained.model, trained.vocab_tokens, output, trained.model_config,
                             top_k=top_k or trained.top_k, version=version, overwrite=overwrite,
                             extra_meta={"checkpoint": os.path.abspath(trained.checkpoint),
-                                        "feature_recipe": trained.feature_recipe})
+                                        "feature_recipe": trained.feature_recipe},
+                            max_span_fraction=trained.max_span_fraction)
   size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
   return {"format": "saved_model", "path": path, "bytes": size}
 
@@ -33,6 +34,12 @@ def export_tflite(trained, output, quantize="none", overwrite=False, lstm="fused
       raise FileExistsError(f"{vocab_path} holds another vocabulary (of a .tflite exported there "
                             "before, which reads it); export to another folder, or pass "
                             "--overwrite to replace it")
+    if trained.max_span_fraction is not None:
+      from absl import logging
+      logging.warning("%s: the workdir decodes windows of at most %g of the video "
+                      "(config.eval.max_span_fraction); a .tflite file holds the curves only, and "
+                      "the TFLite predictor decodes every (start, end) pair", output,
+                      trained.max_span_fraction)
     c = trained.model_config
     flatbuffer = tflite.convert(trained.model, c.max_video_len, c.max_query_len, quantize,
                                 lstm, batch_size, free_length=free_length)

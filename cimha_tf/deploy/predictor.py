@@ -84,6 +84,7 @@ class SavedModelPredictor(_Base):
     self.max_query_len = int(meta["max_query_len"])
     self.video_dim = int(meta["video_dim"])
     self.exported_top_k = int(meta["top_k"])
+    self.max_span_fraction = meta.get("max_span_fraction")  # the graph's decoding bound
     self.feature_recipe = meta.get("feature_recipe")
 
   def curves(self, features, queries, duration):
@@ -118,7 +119,8 @@ class SavedModelPredictor(_Base):
                        f"{_assertion(e.message)}") from e
     if top_k > self.exported_top_k:  # the graph's k is fixed at export: decode the curves
       start, end, scores = decode_spans(out["start_probs"], out["end_probs"],
-                                        np.ones((1, n), np.float32), top_k)
+                                        np.ones((1, n), np.float32), top_k,
+                                        max_span_fraction=self.max_span_fraction)
       s, e = spans_to_seconds(start, end, [duration], [n])
       windows = _windows(s[0].numpy(), e[0].numpy(), scores[0].numpy(), top_k)
     else:

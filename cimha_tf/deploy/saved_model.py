@@ -47,7 +47,8 @@ def _checked(tensor, checks):
 class ServingModule(tf.Module):
   """The Keras model, the vocabulary table and both serving functions."""
 
-  def __init__(self, model, vocab_tokens, max_video_len, max_query_len, top_k=5):
+  def __init__(self, model, vocab_tokens, max_video_len, max_query_len, top_k=5,
+               max_span_fraction=None):
     super().__init__(name="cimha_serving")
     from cimha_tf.model import decode_spans, spans_to_seconds, video_dim_of
     self._decode_spans, self._spans_to_seconds = decode_spans, spans_to_seconds
@@ -59,6 +60,7 @@ class ServingModule(tf.Module):
     self.max_video_len = int(max_video_len)
     self.max_query_len = int(max_query_len)
     self.top_k = int(top_k)
+    self.max_span_fraction = max_span_fraction  # decode_spans's bound (None: every pair)
     if self.top_k < 1:
       raise ValueError(f"top_k={top_k}: expected >= 1")
     video = [tf.TensorSpec([None, None, None], tf.float32, "video_features"),
@@ -148,7 +150,7 @@ class ServingModule(tf.Module):
         value, f"{name}: not finite; video_features too large in magnitude for float32 "
         "(clip features are usually within +-100)") for name, value in out.items()}
     start, end, scores = self._decode_spans(out["start_probs"], out["end_probs"], mask,
-                                            self.top_k)
+                                            self.top_k, max_span_fraction=self.max_span_fraction)
     start_s, end_s = self._spans_to_seconds(start, end, duration, video_length)
     found = start >= 0
     result = {"start_seconds": tf.where(found, start_s, 0.0),
@@ -168,7 +170,7 @@ class ServingModule(tf.Module):
 
 
 def export(model, vocab_tokens, output, model_config, top_k=5, version=1, overwrite=False,
-           extra_meta=None):
+           extra_meta=None, max_span_fraction=None):
   """Writes OUTPUT/cimha/VERSION/ and returns that path."""
   for folder in (os.fspath(output), os.path.join(os.fspath(output), MODEL_NAME)):
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -184,7 +186,7 @@ def export(model, vocab_tokens, output, model_config, top_k=5, version=1, overwr
       raise FileExistsError(f"{path} exists; TF Serving may be serving it: pass another "
                             "version (--version) or --overwrite")
     module = ServingModule(model, vocab_tokens, model_config.max_video_len,
-                           model_config.max_query_len, top_k)
+                           model_config.max_query_len, top_k, max_span_fraction)
     with atomic.folder(path) as build:
       tf.saved_model.save(module, build, signatures=module.signatures())
       extra = os.path.join(build, EXTRA_DIR)
@@ -193,7 +195,8 @@ def export(model, vocab_tokens, output, model_config, top_k=5, version=1, overwr
         json.dump({"tokens": list(vocab_tokens)}, f, ensure_ascii=False)
       meta = {"max_video_len": module.max_video_len, "max_query_len": module.max_query_len,
               "video_dim": module.video_dim, "vocab_size": module.vocab_size,
-              "top_k": module.top_k, "signatures": [SIGNATURE_TEXT, SIGNATURE_TOKENS],
+              "top_k": module.top_k,
+              "max_span_fraction": module.max_span_fraction, "signatures": [SIGNATURE_TEXT, SIGNATURE_TOKENS],
               **(extra_meta or {})}
       with open(os.path.join(extra, META_FILE), "w") as f:
         json.dump(meta, f, indent=1)

@@ -16,6 +16,9 @@ class TrainedModel:
   top_k: int
   checkpoint: str
   feature_recipe: Optional[dict] = None   # prepare_data's metadata: how the features were made
+  # The decoding bound training selected with (config.eval.max_span_fraction; None: every
+  # pair), so that exported models answer the windows evaluate scored.
+  max_span_fraction: Optional[float] = None
 
 
 def load_workdir(workdir, checkpoint="best"):
@@ -41,5 +44,6 @@ def load_workdir(workdir, checkpoint="best"):
     raise ValueError(f"{path}: model takes {video_dim_of(model)}-d features but "
                      f"data_meta.json says feature_dim={meta['feature_dim']}")
   top_k = int(config.get("eval", {}).get("top_k", 5))
+  fraction = float(config.get("eval", {}).get("max_span_fraction", 1.0))
   return TrainedModel(model, model_config, vocab.tokens, top_k, path,
-                      meta.get("feature_recipe"))
+                      meta.get("feature_recipe"), fraction if fraction < 1.0 else None)

@@ -32,35 +32,59 @@ def read_ground_truth(data_dir, split):
   return predictions_lib.read_ground_truth(path)
 
 
-_FORWARD = weakref.WeakKeyDictionary()  # model -> {top_k: tf.function}; one trace per model
+def longest_moment_fraction(data_dir, split):
+  """The longest first relevant window of `split` as a fraction of its video's duration,
+  rounded up to 0.01 (at most 1)."""
+  rows = read_ground_truth(data_dir, split)
+  longest = max((float(r["relevant_windows"][0][1]) - float(r["relevant_windows"][0][0]))
+                / float(r["duration"]) for r in rows)
+  return min(1.0, math.ceil(round(longest * 100, 6)) / 100)
 
 
-def _forward_fn(model, top_k, with_curves):
+def resolve_max_span(config):
+  """The decoding bound of `config` (None: every pair). With eval.max_span_from_train it is
+  the training split's longest moment fraction, written into config.eval as a number
+  (max_span_from_train then False): the workdir's config.json keeps the bound training
+  selected with, and evaluate and export decode the same way whatever data they read."""
+  if config.eval.get("max_span_from_train", False):
+    config.eval.max_span_fraction = longest_moment_fraction(config.data.dir,
+                                                            config.data.train_split)
+    config.eval.max_span_from_train = False
+  fraction = float(config.eval.get("max_span_fraction", 1.0))
+  return fraction if fraction < 1.0 else None
+
+
+_FORWARD = weakref.WeakKeyDictionary()  # model -> {(top_k, ...): tf.function}; one trace each
+
+
+def _forward_fn(model, top_k, with_curves, max_span_fraction=None):
   from cimha_tf.model import decode_spans
   fns = _FORWARD.setdefault(model, {})
-  if (top_k, with_curves) not in fns:
+  key = (top_k, with_curves, max_span_fraction)
+  if key not in fns:
     model_ref = weakref.ref(model)  # no strong reference from value to key
 
     @tf.function(reduce_retracing=True)
     def forward(inputs):
       outputs = model_ref()(inputs, training=False)
-      spans = decode_spans(outputs["start_probs"], outputs["end_probs"], inputs["video_mask"], top_k)
+      spans = decode_spans(outputs["start_probs"], outputs["end_probs"], inputs["video_mask"],
+                           top_k, max_span_fraction=max_span_fraction)
       if with_curves:
         return outputs, spans
       return {"inside_probs": outputs["inside_probs"]}, spans
-    fns[top_k, with_curves] = forward
-  return fns[top_k, with_curves]
+    fns[key] = forward
+  return fns[key]
 
 
 def predict_rows(model, dataset, top_k, queries=None, total_batches=None, progress=True,
-                 curves=None):
+                 curves=None, max_span_fraction=None):
   """Prediction rows for every query of an eval dataset ((inputs, meta) batches).
 
   queries: optional {qid: text} to fill the rows' "query" field.
   curves: optional dict, filled with {qid: (start_probs, end_probs, inside_probs)} over
   the valid steps (for figures).
   """
-  forward = _forward_fn(model, top_k, curves is not None)
+  forward = _forward_fn(model, top_k, curves is not None, max_span_fraction)
   rows = []
   for inputs, meta in tqdm.tqdm(dataset, total=total_batches, desc="predict", unit="batch",
                                 disable=not progress, leave=False):
@@ -93,7 +117,7 @@ EVAL_BUCKET_WIDTH = 8
 
 
 def evaluate_split(model, data_dir, split, batch_size, top_k, progress=True, curves=None,
-                   bucket_width=EVAL_BUCKET_WIDTH):
+                   bucket_width=EVAL_BUCKET_WIDTH, max_span_fraction=None):
   """(metrics, rows) of `model` on a prepared split; metrics as scorer.score_predictions
   (R1@0.3 ... R5@0.7, mIoU in percent, num_queries, num_missing). Rows come in the split's
   annotation order, with max(top_k, 5) windows each (fewer only where a video has fewer
@@ -101,6 +125,7 @@ def evaluate_split(model, data_dir, split, batch_size, top_k, progress=True, cur
 
   bucket_width: batches from bands of video lengths, cut to their longest video
   (pipeline.eval_dataset): the same outputs for less work; 0 batches in file order.
+  max_span_fraction: decode_spans's bound on a window's length (None: every pair).
   """
   from cimha_tf.data import pipeline
   gt = read_ground_truth(data_dir, split)
@@ -110,7 +135,7 @@ def evaluate_split(model, data_dir, split, batch_size, top_k, progress=True, cur
   rows = predict_rows(model, dataset, max(int(top_k), max(metrics_lib.KS)),
                       queries={r["qid"]: r.get("query", "") for r in gt},
                       total_batches=math.ceil(len(gt) / batch_size) + bands - 1,
-                      progress=progress, curves=curves)
+                      progress=progress, curves=curves, max_span_fraction=max_span_fraction)
   order = {r["qid"]: i for i, r in enumerate(gt)}
   rows.sort(key=lambda r: order.get(r["qid"], len(order)))
   # Every kept query must come back; a missing one is a pipeline bug, not a miss to hide.

@@ -31,7 +31,8 @@ def evaluate_workdir(config, workdir, split=None, checkpoint="best", num_figures
   curves = {} if num_figures else None
   with pipeline.naming_damaged_shards(config.data.dir, [split]):
     metrics, rows = runner.evaluate_split(model, config.data.dir, split, config.eval.batch_size,
-                                          config.eval.top_k, progress=progress, curves=curves)
+                                          config.eval.top_k, progress=progress, curves=curves,
+                                          max_span_fraction=runner.resolve_max_span(config))
   metrics_file = wd.metrics_path(workdir, split)
   os.makedirs(os.path.dirname(metrics_file), exist_ok=True)
   atomic.write_json(metrics_file, dict(metrics, checkpoint=path, split=split), sort_keys=False)

@@ -22,8 +22,10 @@ def check_data(config, meta, splits):
   available = meta.get("splits", {})
   for split in splits:
     if split not in available:
+      hint = (" or prepare it again with --val_every=6, which carves a 'val' split from the "
+              "training videos" if split == "val" else "")
       raise ValueError(f"{data_dir}/metadata.json has no split {split!r} (has {sorted(available)}); "
-                       "set --config.data.train_split/val_split/test_split (evaluate: --split)")
+                       f"set --config.data.train_split/val_split/test_split (evaluate: --split){hint}")
     if int(available[split].get("queries", 0)) <= 0:
       raise ValueError(f"{data_dir}: split {split!r} is empty (0 queries kept; see its read/dropped "
                        "counts in metadata.json)")

@@ -32,7 +32,14 @@ def experiment_config(*, data_dir, train_split, val_split, test_split, epochs,
       jit_compile=False,                # XLA on CPU: slower here, to compile and to run (docs/benchmarks.md)
       deterministic=True,               # op determinism + deterministic input order
   ))
-  c.eval = ml_collections.ConfigDict(dict(batch_size=batch_size, top_k=top_k))
+  c.eval = ml_collections.ConfigDict(dict(
+      batch_size=batch_size, top_k=top_k,
+      # Decoding: windows at most this fraction of their video's valid steps (rounded up);
+      # 1.0 = every (start, end) pair, the paper's decoding (docs/paper.md, "Decoding").
+      max_span_fraction=1.0,
+      # True: training sets max_span_fraction to the longest training moment's fraction of
+      # its video (runner.resolve_max_span) and saves it in WORKDIR/config.json.
+      max_span_from_train=False))
   return c
 
 
@@ -57,6 +64,8 @@ def validate(config):
   need(config.train.steps_per_execution >= 1, "train.steps_per_execution", ">= 1")
   need(config.eval.batch_size >= 1, "eval.batch_size", ">= 1")
   need(config.eval.top_k >= 1, "eval.top_k", ">= 1")
+  need(0.0 < config.eval.get("max_span_fraction", 1.0) <= 1.0, "eval.max_span_fraction",
+       "in (0, 1] (1 = every pair)")
   _check_jit_compile(config, need)
   # The model section too: a misspelt variant used to surface only at build time, after
   # the data was read and the workdir created.

@@ -16,8 +16,8 @@ def default_config():
   # the frames through eq 8's attention weights; "pool_tile" is ExCL's sentence-vector
   # reading, kept so the choice can be measured.
   c.cross_fusion = "backprojection"
-  # Model width D. Not given by the paper; 128 is the benchmark width (issue 7) and
-  # matches VSLNet/ExCL-sized models trained on ~10k-40k queries.
+  # Model width D. 128 is the benchmark width (issue 7), VSLNet/ExCL-sized; the paper
+  # configs use the paper's 512 (PAPER_WIDTH, paper_width below), the demo its own 64.
   c.width = 128
   # 4 heads of 32 dims: enough heads to attend to several phrases, each head still wide.
   c.num_heads = 4
@@ -60,6 +60,25 @@ def default_config():
   # faster to train on TensorFlow (docs/benchmarks.md) but built on private Keras methods
   # that a Keras release may change (the layer then refuses to build, naming them).
   c.private_fast_path = False
+  return c
+
+
+# The paper's one model size: "GloVe embedding 512" on its query-encoder line. GloVe has no
+# 512-d vectors (50/100/200/300), so it is read as the query Bi-LSTM's output, 2 x 256,
+# and eq 3's skip makes that the model width D (docs/paper.md, "Training details").
+PAPER_WIDTH = 512
+
+
+def paper_width(c, width=PAPER_WIDTH):
+  """Sets the widths of model config `c` for D = width, in the defaults' proportions: heads
+  of 64, FFN 2D, query and start/end Bi-LSTMs 2 x D/2 (= D, so the skips need no
+  projection), MLPs D/2. Used by configs/charades_sta_i3d.py and activitynet_captions_c3d.py."""
+  c.width = width
+  c.num_heads = max(1, width // 64)
+  c.ffn_width = 2 * width
+  c.query_lstm_units = width // 2
+  c.span_lstm_units = width // 2
+  c.mlp_width = width // 2
   return c
 
 

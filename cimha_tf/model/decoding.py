@@ -15,7 +15,8 @@ import tensorflow as tf
 from cimha_tf.common import timeline
 
 
-def decode_spans(start_probs, end_probs, video_mask, top_k, max_span=None):
+def decode_spans(start_probs, end_probs, video_mask, top_k, max_span=None,
+                 max_span_fraction=None):
   """The top_k windows of each video, best first.
 
   Args:
@@ -23,6 +24,8 @@ def decode_spans(start_probs, end_probs, video_mask, top_k, max_span=None):
     video_mask: (B, N), 1 on valid steps.
     top_k: windows per video (>= 1).
     max_span: at most this many steps (j - i + 1); None: any length.
+    max_span_fraction: at most ceil(fraction * valid steps) steps per video (>= 1 step);
+      None or >= 1: every pair, the paper's decoding.
 
   Returns:
     (start_steps int32 (B, k), end_steps int32 (B, k), scores float32 (B, k)).
@@ -41,6 +44,13 @@ def decode_spans(start_probs, end_probs, video_mask, top_k, max_span=None):
   if max_span is not None:
     ok &= (j - i) < int(max_span)
   ok = ok[None] & valid[:, :, None] & valid[:, None, :]
+  if max_span_fraction is not None and float(max_span_fraction) < 1.0:
+    if not float(max_span_fraction) > 0.0:
+      raise ValueError(f"max_span_fraction={max_span_fraction}: expected in (0, 1]")
+    n_valid = tf.reduce_sum(tf.cast(valid, tf.float32), axis=1)
+    # A small tolerance: fraction * steps that is a whole number in exact arithmetic.
+    limit = tf.maximum(1.0, tf.math.ceil(float(max_span_fraction) * n_valid - 1e-4))
+    ok &= tf.cast(j - i, tf.float32)[None] < limit[:, None, None]
   flat = tf.reshape(tf.where(ok, scores, -1.0), [tf.shape(scores)[0], n * n])
   # Pad so that top_k works when k > N*N (e.g. one-step videos).
   flat = tf.concat([flat, -tf.ones([tf.shape(flat)[0], k], tf.float32)], axis=1)

@@ -48,9 +48,11 @@ class BestCheckpoint(keras.callbacks.Callback):
   the best of the epochs before the interruption.
   """
 
-  def __init__(self, data_dir, split, batch_size, top_k, best_path, state_path, monitor="R1@0.5"):
+  def __init__(self, data_dir, split, batch_size, top_k, best_path, state_path, monitor="R1@0.5",
+               max_span_fraction=None):
     super().__init__()
     self.data_dir, self.split = data_dir, split
+    self.max_span_fraction = max_span_fraction
     self.batch_size, self.top_k = batch_size, top_k
     self.best_path, self.state_path, self.monitor = best_path, state_path, monitor
     self.best = -math.inf
@@ -63,7 +65,8 @@ class BestCheckpoint(keras.callbacks.Callback):
 
   def on_epoch_end(self, epoch, logs=None):
     metrics, _ = runner.evaluate_split(self.model, self.data_dir, self.split, self.batch_size,
-                                       self.top_k, progress=False)
+                                       self.top_k, progress=False,
+                                       max_span_fraction=self.max_span_fraction)
     if logs is not None:
       logs.update({f"val_{k}": v for k, v in metrics.items() if isinstance(v, float)})
     value = metrics[self.monitor]

@@ -166,13 +166,16 @@ def _train_locked(config, meta, splits, out, strategy, extra_callbacks, verbose)
       bucket_width=int(config.data.get("bucket_width", 0)), num_workers=strategy_lib.num_workers(),
       start_batch=done * steps)
   model = build_and_compile(config, meta, strategy)
+  from cimha_tf.evaluation import runner
+  max_span = runner.resolve_max_span(config)  # into config.json: evaluate decodes the same
   write_workdir_files(out, config, meta)
 
   cbs = [
       callbacks_lib.StopOnNaN(),
       callbacks_lib.BestCheckpoint(
           config.data.dir, config.data.val_split, config.eval.batch_size, config.eval.top_k,
-          best_path=wd.path(out, wd.BEST), state_path=wd.path(out, BEST_STATE)),
+          best_path=wd.path(out, wd.BEST), state_path=wd.path(out, BEST_STATE),
+          max_span_fraction=max_span),
       callbacks_lib.LastCheckpoint(wd.path(out, wd.LAST)),
       callbacks_lib.History(wd.path(out, HISTORY), initial_epoch=done),
       *tensorboard_callbacks(wd.path(out, wd.LOGS)),
