@@ -468,6 +468,8 @@ if not (PREPARED / "metadata.json").exists():
            f"--output_dir={PREPARED}"]
   if GLOVE:
     flags.append(f"--glove={GLOVE}")
+  if DATASET == "charades_sta":  # no validation split: every 6th training video becomes "val"
+    flags.append("--val_every=6")
   run("cimha_tf.prepare_data", *flags)
 metadata = json.loads((PREPARED / "metadata.json").read_text())
 for split, s in metadata["splits"].items():

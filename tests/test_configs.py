@@ -59,7 +59,7 @@ def test_charades_selects_on_a_val_split_carved_from_training_unless_told_test()
   import importlib.util
   c = load("charades_sta_i3d")
   assert (c.data.train_split, c.data.val_split, c.data.test_split) == ("train", "val", "test")
-  spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / "charades_sta_i3d.py")
+  spec = importlib.util.spec_from_file_location("cfg", REPO / "cimha_tf" / "configs" / "charades_sta_i3d.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   assert (module.VAL_SPLIT, module.SELECT_ON_TEST) == ("val", "test")

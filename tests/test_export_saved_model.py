@@ -3,6 +3,7 @@
 The exported model is tests/helpers.deploy_setup()'s (shared by the deploy test modules).
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -204,7 +205,8 @@ def test_export_refuses_to_overwrite_a_served_version(setup):
   import types
   from cimha_tf.deploy.exporter import export_saved_model
   trained = types.SimpleNamespace(model=setup["model"], vocab_tokens=setup["tokens"],
-                                  model_config=None, top_k=5, checkpoint="best.keras")
+                                  model_config=None, top_k=5, checkpoint="best.keras",
+                                  feature_recipe=None, max_span_fraction=None)
   with pytest.raises(FileExistsError, match="cimha/1 exists"):
     export_saved_model(trained, os.path.join(setup["root"], "export"))
 
@@ -213,7 +215,8 @@ def test_export_refuses_a_file_where_its_folder_goes(setup, tmp_path):
   import types
   from cimha_tf.deploy.exporter import export_saved_model
   trained = types.SimpleNamespace(model=setup["model"], vocab_tokens=setup["tokens"],
-                                  model_config=None, top_k=5, checkpoint="best.keras")
+                                  model_config=None, top_k=5, checkpoint="best.keras",
+                                  feature_recipe=None, max_span_fraction=None)
   (tmp_path / "a_file").write_text("x")
   with pytest.raises(ValueError, match=f"{tmp_path / 'a_file'} is a file: the SavedModel export "
                                        "needs a folder there"):

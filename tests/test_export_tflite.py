@@ -243,7 +243,8 @@ def test_export_keeps_the_vocab_of_models_already_in_the_folder(setup, tmp_path,
   monkeypatch.setattr(tflite, "convert", lambda *a, **k: flatbuffer)  # the check is the test
   config = types.SimpleNamespace(max_video_len=MAX_VIDEO_LEN, max_query_len=MAX_QUERY_LEN)
   trained = types.SimpleNamespace(model=setup["model"], model_config=config,
-                                  vocab_tokens=setup["tokens"])
+                                  vocab_tokens=setup["tokens"], feature_recipe=None,
+                                  max_span_fraction=None)
   other = types.SimpleNamespace(**{**vars(trained),
                                    "vocab_tokens": setup["tokens"][:2] + setup["tokens"][:1:-1]})
   exporter.export_tflite(trained, str(tmp_path / "a.tflite"))

@@ -4,7 +4,7 @@ markdown tables and learning-curve figures.
 
   python -m bench.learning.run [--quick] [--sets=compositional,weak_signals,...] [--seeds=3] \
       [--variants=cimha,mha,cimha_wo_ms,pool_tile,no_skip] [--models=probe,reference] \
-      [--config=configs/demo.py] [--config.train.epochs=30 ...] --output=JSON \
+      [--config=demo] [--config.train.epochs=30 ...] --output=JSON \
       [--workdir=DIR] [--figures=DIR]
 
 Each set is written once (data seed 0) into WORKDIR/NAME/raw and prepared through
@@ -49,19 +49,28 @@ METRICS = ("R1@0.5", "R1@0.7", "mIoU")
 COMPOSITIONAL_SIZES = {False: (600, 200), True: (16, 6)}  # issue 22's set; --quick
 
 FLAGS = flags.FLAGS
-_CONFIG = cli.define_config_file("config", os.path.join(REPO, "configs", "demo.py"),
-                                "CI-MHA's experiment config.", lock_config=False)
-flags.DEFINE_bool("quick", False, "Tiny sets, one epoch, a narrow reference (CI).")
-flags.DEFINE_list("sets", list(KINDS), f"Set kinds, of {', '.join(KINDS)}, or single sets "
-                  "(weak_signals_snr2).")
-flags.DEFINE_integer("seeds", 3, "Training seeds per model (0..N-1).", lower_bound=1)
-flags.DEFINE_list("variants", ["cimha"], f"CI-MHA rows, of {', '.join(VARIANTS)}.")
-flags.DEFINE_list("models", list(MODELS), f"Other learned rows, of {', '.join(MODELS)}.")
-flags.DEFINE_string("output", None, "The JSON report.")
-flags.DEFINE_bool("report_only", False, "Train nothing: the report of the runs WORKDIR holds.")
-flags.DEFINE_string("workdir", None, "Sets and runs (default: next to --output).")
-flags.DEFINE_string("figures", None, "Learning-curve PNGs (default: WORKDIR/figures).")
-flags.mark_flags_as_required(["output"])
+_CONFIG = None
+
+
+def _define_flags():
+  """The binary's flags, defined when it runs (not on import: the tests import this module
+  beside bench.common, whose --quick would clash)."""
+  global _CONFIG
+  from cimha_tf import configs
+  _CONFIG = cli.define_config_file("config", "CI-MHA's experiment config (a shipped name or "
+                                  "a file).", shipped=configs, default="demo",
+                                  lock_config=False)
+  flags.DEFINE_bool("quick", False, "Tiny sets, one epoch, a narrow reference (CI).")
+  flags.DEFINE_list("sets", list(KINDS), f"Set kinds, of {', '.join(KINDS)}, or single sets "
+                    "(weak_signals_snr2).")
+  flags.DEFINE_integer("seeds", 3, "Training seeds per model (0..N-1).", lower_bound=1)
+  flags.DEFINE_list("variants", ["cimha"], f"CI-MHA rows, of {', '.join(VARIANTS)}.")
+  flags.DEFINE_list("models", list(MODELS), f"Other learned rows, of {', '.join(MODELS)}.")
+  flags.DEFINE_string("output", None, "The JSON report.")
+  flags.DEFINE_bool("report_only", False, "Train nothing: the report of the runs WORKDIR holds.")
+  flags.DEFINE_string("workdir", None, "Sets and runs (default: next to --output).")
+  flags.DEFINE_string("figures", None, "Learning-curve PNGs (default: WORKDIR/figures).")
+  flags.mark_flags_as_required(["output"])
 
 
 class LearningSet:
@@ -396,5 +405,8 @@ def main(argv):
   print(f"wrote {FLAGS.output}")
 
 
+EXAMPLE = "{prog} --quick --sets=compositional --seeds=1 --output=/tmp/learning.json"
+
 if __name__ == "__main__":
-  cli.run(main)
+  _define_flags()
+  cli.run(main, EXAMPLE)
