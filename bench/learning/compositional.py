@@ -5,8 +5,8 @@ object's planted directions are present: a video holds 2-3 actions, and its othe
 often share the query's verb or its object (never both), so neither word alone nor the
 video alone finds the moment. No GloVe file (word vectors are learned from scratch), and
 the features differ from the demo's (cimha_tf.data.synthetic) in width, noise level and
-kind: 256-d by default, temporally smooth noise (AR(1), as clip features are), a per-video
-offset, and the signal is the sum of two unit directions of amplitude 1 against a noise of
+kind: 256-d by default, temporally smooth noise (AR(1), as clip features are; `ar=0` for
+i.i.d.), a per-video offset (`offset_std=0` for none), and the signal is the sum of two unit directions of amplitude 1 against a noise of
 `noise` per dimension (the demo: one strong 512-d signal vector per action).
 
 Layout under out_dir (what prepare_data --dataset=charades_sta reads, no --glove):
@@ -84,17 +84,17 @@ def _actions(rng, k):
   return out
 
 
-def _noise(rng, n, dim, std):
+def _noise(rng, n, dim, std, ar=AR):
   """(n, dim) AR(1) noise with stationary per-dimension std `std`."""
-  e = rng.normal(0.0, std * np.sqrt(1.0 - AR * AR), size=(n, dim))
+  e = rng.normal(0.0, std * np.sqrt(1.0 - ar * ar), size=(n, dim))
   x = np.empty_like(e)
   x[0] = rng.normal(0.0, std, size=dim)
   for t in range(1, n):
-    x[t] = AR * x[t - 1] + e[t]
+    x[t] = ar * x[t - 1] + e[t]
   return x
 
 
-def _video(rng, verb_dirs, obj_dirs, noise):
+def _video(rng, verb_dirs, obj_dirs, noise, ar=AR, offset_std=None):
   """-> (features (n, dim) float32, offset (dim,), duration, [(verb, object, start_s, end_s)])."""
   n = int(rng.integers(STEPS[0], STEPS[1] + 1))
   duration = round(float(rng.uniform(*DURATION)), 2)
@@ -102,8 +102,8 @@ def _video(rng, verb_dirs, obj_dirs, noise):
   min_gap = 1 + int(np.ceil(0.1 / step_s))  # rounding to 0.1 s never merges windows
   k = int(rng.integers(2, 4))
   dim = verb_dirs.shape[1]
-  offset = rng.normal(0.0, noise, size=dim)
-  x = _noise(rng, n, dim, noise) + offset
+  offset = rng.normal(0.0, noise if offset_std is None else offset_std, size=dim)
+  x = _noise(rng, n, dim, noise, ar) + offset
   planted = []
   for (v, o), (s, e) in zip(_actions(rng, k), _place_windows(rng, n, k, min_gap, False,
                                                              WINDOW_FRACTION)):
@@ -121,12 +121,15 @@ def _unit_rows(rng, count, dim):
 
 
 def generate(out_dir: str, seed: int = 0, num_train: int = 600, num_test: int = 200,
-             dim: int = 256, noise: float = 0.42) -> Dict[str, str]:
+             dim: int = 256, noise: float = 0.42, ar: float = AR,
+             offset_std=None) -> Dict[str, str]:
   """Writes the set (module docstring); -> {"annotations", "features"} folders.
 
   noise: per-dimension std of the feature noise, against unit-amplitude directions (the
-  oracle's test R1@0.5: 100 at 0, ~97 at 0.3, ~85 at the default 0.42 (the issue's
-  held-out set: 83.5), ~74 at 0.5, ~51 at 0.7)."""
+  oracle's test R1@0.5 with the AR(1) default: 100 at 0, ~97 at 0.3, ~87 at 0.42, ~74 at
+  0.5, ~51 at 0.7; with ar=0: ~92 at 0.45, ~84 at 0.52, ~80 at 0.55, ~67 at 0.65).
+  ar: AR(1) coefficient of the noise in time (0: i.i.d. per step).
+  offset_std: per-dimension std of each video's constant offset (None: `noise`)."""
   if num_train < 1 or num_test < 1:
     raise ValueError(f"num_train={num_train}, num_test={num_test}: expected >= 1 each")
   if dim < 2 or noise < 0:
@@ -142,7 +145,7 @@ def generate(out_dir: str, seed: int = 0, num_train: int = 600, num_test: int = 
     for _ in range(count):
       vid = f"CMP{index:05d}"
       index += 1
-      x, offsets[vid], duration, planted = _video(rng, verb_dirs, obj_dirs, noise)
+      x, offsets[vid], duration, planted = _video(rng, verb_dirs, obj_dirs, noise, ar, offset_std)
       np.save(os.path.join(feat_dir, f"{vid}.npy"), x)
       durations[vid] = {"subset": subset, "duration": duration,
                         "actions": [[v * len(OBJECTS) + o, s, e] for v, o, s, e in planted]}

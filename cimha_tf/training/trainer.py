@@ -111,13 +111,18 @@ def check_same_resume_epoch(strategy, done, backup):
         "start every worker again")
 
 
-def build_and_compile(config, meta, strategy):
+def build_and_compile(config, meta, strategy, steps=None):
+  """The model, compiled with config.train's optimizer; `steps` per epoch sets its
+  schedule's length (default: steps_per_epoch(config))."""
   from cimha_tf.model import build_model, compile_model
+  from cimha_tf.training import optimizer as optimizer_lib
   embeddings = checks.load_embeddings(config.data.dir, meta, config.model.embedding_dim)
+  steps = steps_per_epoch(config) if steps is None else steps
   with strategy.scope():
     model = build_model(config.model, video_dim=int(meta["feature_dim"]),
                         vocab_size=int(meta["vocab_size"]), embeddings=embeddings)
     compile_model(model, config.model, config.train.learning_rate,
+                  optimizer=optimizer_lib.make_optimizer(config.train, steps),
                   steps_per_execution=config.train.steps_per_execution,
                   jit_compile=config.train.jit_compile)
   return multiworker.adapt(spec_build.adapt(model), strategy)
@@ -165,7 +170,7 @@ def _train_locked(config, meta, splits, out, strategy, extra_callbacks, verbose)
       shuffle=True, seed=config.seed, deterministic=config.train.deterministic, repeat=True,
       bucket_width=int(config.data.get("bucket_width", 0)), num_workers=strategy_lib.num_workers(),
       start_batch=done * steps)
-  model = build_and_compile(config, meta, strategy)
+  model = build_and_compile(config, meta, strategy, steps)
   from cimha_tf.evaluation import runner
   max_span = runner.resolve_max_span(config)  # into config.json: evaluate decodes the same
   write_workdir_files(out, config, meta)
