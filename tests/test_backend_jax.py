@@ -27,10 +27,11 @@ if __name__ != "__main__" and importlib.util.find_spec("jax") is None:
               allow_module_level=True)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# (variant, cross_fusion, cross_skip, lstm_implementation, private_fast_path): the paper's
-# three rows, the full model in the other LSTM forms (JAX: Keras's LSTM and ops.scan are
-# lax.scan loops, "unrolled" plain ops), the other eq-9 fusion, the literal (no-skip)
-# eqs 7-8, and the private fast path's attention (its dropout is Keras's off TensorFlow).
+# (variant, cross_fusion, cross_skip, lstm_implementation, private_fast_path[,
+# sentence_product]): the paper's three rows, the full model in the other LSTM forms (JAX:
+# Keras's LSTM and ops.scan are lax.scan loops, "unrolled" plain ops), the other eq-9
+# fusion, the literal (no-skip) eqs 7-8, the private fast path's attention (its dropout is
+# Keras's off TensorFlow), and model.sentence_product.
 CASES = [("mha", "backprojection", True, "keras", False),
          ("cimha_wo_ms", "backprojection", True, "keras", False),
          ("cimha", "backprojection", True, "keras", False),
@@ -38,26 +39,28 @@ CASES = [("mha", "backprojection", True, "keras", False),
          ("cimha", "backprojection", True, "unrolled", False),
          ("cimha", "pool_tile", True, "keras", False),
          ("cimha", "backprojection", False, "keras", False),
-         ("cimha", "backprojection", True, "keras", True)]
+         ("cimha", "backprojection", True, "keras", True),
+         ("cimha", "backprojection", True, "keras", False, True)]
 DV, VOCAB, N, L = 12, 40, 11, 6
 VIDEO_LENGTHS, QUERY_LENGTHS = [11, 1, 7, 4, 9], [6, 1, 3, 5, 2]
 TOL = 1e-5  # float32: measured max |TF - JAX| is ~1e-7
 
 
-def config(variant, fusion, skip, impl, fast=False):
+def config(variant, fusion, skip, impl, fast=False, product=False):
   from cimha_tf import model as M
   c = M.default_config()
   c.update(dict(variant=variant, cross_fusion=fusion, cross_skip=skip, width=16,
                 num_heads=2, ffn_width=16, query_lstm_units=8, span_lstm_units=8, mlp_width=8,
                 embedding_dim=6, max_video_len=16, max_query_len=8, dropout=0.1,
-                lstm_implementation=impl, private_fast_path=fast))
+                lstm_implementation=impl, private_fast_path=fast, sentence_product=product))
   return c
 
 
 def cases():
   """(name, config) of every compared model."""
-  return [(f"{v}-{f}-{'skip' if skip else 'noskip'}-{impl}{'-private' if fast else ''}",
-           config(v, f, skip, impl, fast)) for v, f, skip, impl, fast in CASES]
+  return [(f"{v}-{f}-{'skip' if skip else 'noskip'}-{impl}{'-private' if fast else ''}"
+           f"{'-product' if product else ''}", config(v, f, skip, impl, fast, product))
+          for v, f, skip, impl, fast, *rest in CASES for product in [bool(rest and rest[0])]]
 
 
 def inputs_and_labels():

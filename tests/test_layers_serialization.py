@@ -40,7 +40,8 @@ CASES = {
                       [_x(N, 4), VIDEO_MASK]),
     FeedForward: (dict(width=4, hidden=6, dropout=0.1), [_x(N, 3)]),  # Din != width: skip Dense
     CrossInteraction: (dict(num_heads=2, variant="cimha_wo_ms", cross_fusion="pool_tile",
-                            cross_skip=False, dropout=0.1, private_fast_path=True),
+                            cross_skip=False, dropout=0.1, private_fast_path=True,
+                            sentence_product=True),
                        [_x(N, 4), _x(L, 4), VIDEO_MASK, QUERY_MASK]),
     SpanHead: (dict(lstm_units=2, mlp_width=3, dropout=0.1, lstm_implementation="unrolled"),
                [_x(N, 4), VIDEO_MASK]),

@@ -90,6 +90,8 @@ def reference(model, c, feats, tokens):
     else:
       per_frame = np.tile(vq.mean(0), (v_hat.shape[0], 1))
     s = np.concatenate([per_frame, qv], -1)                                  # eq 9
+  if c.sentence_product:                                                     # config.py
+    s = np.concatenate([s, v_hat * q_hat.mean(0)], -1)
   sh = g("span_head")
   hs = bilstm(sh.start_lstm, s)                                              # eq 10
   he = bilstm(sh.end_lstm, hs)                                               # eq 11
@@ -103,13 +105,18 @@ def reference(model, c, feats, tokens):
   return ps, pe, pin
 
 
-CASES = [("cimha", "backprojection", True, "keras"), ("cimha", "backprojection", False, "keras"),
-         ("cimha", "pool_tile", True, "keras"), ("cimha_wo_ms", "backprojection", True, "keras"),
-         ("mha", "backprojection", False, "keras"), ("cimha", "backprojection", True, "unrolled")]
+CASES = [("cimha", "backprojection", True, "keras", False),
+         ("cimha", "backprojection", False, "keras", False),
+         ("cimha", "pool_tile", True, "keras", False),
+         ("cimha_wo_ms", "backprojection", True, "keras", False),
+         ("mha", "backprojection", False, "keras", False),
+         ("cimha", "backprojection", True, "unrolled", False),
+         ("cimha", "backprojection", True, "keras", True),
+         ("mha", "backprojection", True, "keras", True)]
 
 
-@pytest.mark.parametrize("variant,fusion,skip,lstm", CASES)
-def test_model_is_the_equations(variant, fusion, skip, lstm):
+@pytest.mark.parametrize("variant,fusion,skip,lstm,product", CASES)
+def test_model_is_the_equations(variant, fusion, skip, lstm, product):
   rng = np.random.default_rng(0)
   dv, vocab, lengths, qlens, n_max, l_max = 9, 30, [11, 5, 1], [3, 6, 1], 13, 7
   feats = rng.normal(size=(3, n_max, dv)).astype(np.float32)
@@ -119,7 +126,7 @@ def test_model_is_the_equations(variant, fusion, skip, lstm):
   tokens[np.arange(l_max)[None] >= np.array(qlens)[:, None]] = 0
   # Widths all different, so a transposed or misrouted weight cannot line up by chance.
   c = tiny_model_config(variant, ffn_width=12, span_lstm_units=5, mlp_width=7, cross_fusion=fusion,
-                  cross_skip=skip, lstm_implementation=lstm)
+                  cross_skip=skip, lstm_implementation=lstm, sentence_product=product)
   keras.utils.set_random_seed(1)
   m = M.build_model(c, dv, vocab)
   for w in m.weights:  # a zero position table or unit LayerNorms would hide their misuse

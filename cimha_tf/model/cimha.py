@@ -61,6 +61,7 @@ def build_model(model_config, video_dim, vocab_size, embeddings=None):
   v_hat = TemporalPositionEmbedding(c.max_video_len, name="position")(v_hat)  # eq 5
   q_hat = FeedForward(c.width, c.ffn_width, c.dropout, name="query_ffn", **fast)(q)  # eq 6
   s = CrossInteraction(c.num_heads, c.variant, c.cross_fusion, c.cross_skip, c.dropout,
+                       sentence_product=c.get("sentence_product", False),
                        name="cross", **fast)(v_hat, q_hat, video_mask, query_mask)  # eqs 7-9
   start, end = SpanHead(c.span_lstm_units, c.mlp_width, c.dropout, impl,
                         name="span_head", **fast)(s, video_mask)  # eqs 10-14

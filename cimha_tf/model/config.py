@@ -50,6 +50,14 @@ def default_config():
   # (query-side input added back, as in transformer cross-attention) is on by default
   # and False gives the literal reading.
   c.cross_skip = True
+  # Not in the paper. True appends v_hat_t * q_sent to eq 9's s_t, q_sent = q_hat averaged
+  # over the valid words: each frame's match with the whole sentence as a Hadamard product
+  # (2D-TAN fuses its sentence and moment features so; VSLNet's C * A is the per-word
+  # form). Eq 9 alone concatenates, so whether a frame agrees with the query reaches the
+  # heads only through attention weights; on queries that need two words at once the
+  # paper's form learns slowly and memorises (docs/learning.md, "Recipe").
+  # False: the paper's eq 9.
+  c.sentence_product = False
   # "keras" = keras.layers.LSTM (tf.while_loop); "unrolled" = plain ops over a static
   # time axis with the same weights (TFLite built-in ops, no Flex). Swappable with
   # cimha_tf.model.with_lstm_implementation. "scan" = the unrolled cell's math in a

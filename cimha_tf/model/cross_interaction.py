@@ -8,6 +8,8 @@ eq 9  needs v^q per frame (docs/paper.md, "the one real ambiguity"):
   "pool_tile": v^q averaged over valid words, tiled over the N frames (ExCL).
 Variant "mha" has eq 8 only: s = q^v, width D; otherwise s has width 2D.
 `cross_skip` adds each MHA's query-side input back (then LayerNorm); see config.py.
+`sentence_product` (not in the paper) appends v_hat_t * mean of q_hat over valid words:
+s gains D channels; see config.py.
 """
 
 import keras
@@ -27,6 +29,7 @@ class CrossInteraction(keras.layers.Layer):
     variant: "mha" (eq 8 only, s = q^v) or "cimha_wo_ms" / "cimha" (eqs 7-9).
     cross_fusion: eq 9's reading, "backprojection" or "pool_tile" (module docstring).
     cross_skip: add each MHA's query-side input back, then LayerNorm (config.py).
+    sentence_product: append v_hat * (q_hat averaged over valid words) to s (config.py).
     dropout: dropout rate on the attention probabilities and on the skip branch.
     private_fast_path: use the attention and dropout subclasses of attention.py and
       dropout.py (config.py).
@@ -36,11 +39,12 @@ class CrossInteraction(keras.layers.Layer):
     training: whether dropout is on.
 
   Returns:
-    s: (B, N, D) for variant "mha", else (B, N, 2D).
+    s: (B, N, D) for variant "mha", else (B, N, 2D); D more with sentence_product.
   """
 
   def __init__(self, num_heads, variant="cimha", cross_fusion="backprojection",
-               cross_skip=True, dropout=0.0, private_fast_path=False, **kwargs):
+               cross_skip=True, dropout=0.0, private_fast_path=False, sentence_product=False,
+               **kwargs):
     super().__init__(**kwargs)
     if cross_fusion not in ("backprojection", "pool_tile"):
       raise ValueError(f"cross_fusion={cross_fusion!r}: expected backprojection or pool_tile")
@@ -48,6 +52,7 @@ class CrossInteraction(keras.layers.Layer):
     self.variant = variant
     self.cross_fusion = cross_fusion
     self.cross_skip = cross_skip
+    self.sentence_product = sentence_product
     self.dropout = dropout
     self.private_fast_path = private_fast_path
     self.two_way = variant != "mha"
@@ -76,7 +81,11 @@ class CrossInteraction(keras.layers.Layer):
 
   def call(self, v_hat, q_hat, video_mask, query_mask, training=None):
     qv, a_vq, vq = self.interact(v_hat, q_hat, video_mask, query_mask, training)
-    return qv if not self.two_way else self.fuse(qv, a_vq, vq, query_mask)
+    s = qv if not self.two_way else self.fuse(qv, a_vq, vq, query_mask)
+    if self.sentence_product:
+      sentence = masking.masked_mean(q_hat, query_mask)  # (B, D)
+      s = ops.concatenate([s, v_hat * sentence[:, None, :]], axis=-1)
+    return s
 
   def interact(self, v_hat, q_hat, video_mask, query_mask, training=None):
     """(q^v (B, N, D), A_vq (B, N, L), v^q (B, L, D)): A_vq None unless "backprojection",
@@ -102,10 +111,11 @@ class CrossInteraction(keras.layers.Layer):
 
   def compute_output_shape(self, v_hat_shape, q_hat_shape, video_mask_shape=None,
                            query_mask_shape=None):
-    d = (2 if self.two_way else 1) * v_hat_shape[-1]
+    d = ((2 if self.two_way else 1) + bool(self.sentence_product)) * v_hat_shape[-1]
     return tuple(v_hat_shape[:-1]) + (d,)
 
   def get_config(self):
     return {**super().get_config(), "num_heads": self.num_heads, "variant": self.variant,
             "cross_fusion": self.cross_fusion, "cross_skip": self.cross_skip,
+            "sentence_product": self.sentence_product,
             "dropout": self.dropout, "private_fast_path": self.private_fast_path}
