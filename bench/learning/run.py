@@ -3,7 +3,7 @@ probe, the VSLNet-style reference and CI-MHA variants, over seeds; writes a JSON
 markdown tables and learning-curve figures.
 
   python -m bench.learning.run [--quick] [--sets=compositional,weak_signals,...] [--seeds=3] \
-      [--variants=cimha,mha,cimha_wo_ms,pool_tile,no_skip] [--models=probe,reference] \
+      [--variants=cimha,mha,cimha_wo_ms,pool_tile,no_skip,no_product] [--models=probe,reference] \
       [--config=demo] [--config.train.epochs=30 ...] --output=JSON \
       [--workdir=DIR] [--figures=DIR]
 
@@ -43,6 +43,8 @@ VARIANTS = {
     "cimha_wo_ms": {"model.variant": "cimha_wo_ms"},
     "pool_tile": {"model.cross_fusion": "pool_tile"},
     "no_skip": {"model.cross_skip": False},
+    # The paper's eq 9 alone, the rest of the config's recipe kept (model/config.py).
+    "no_product": {"model.sentence_product": False},
 }
 MODELS = ("probe", "reference")
 METRICS = ("R1@0.5", "R1@0.7", "mIoU")

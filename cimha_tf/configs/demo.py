@@ -19,10 +19,19 @@ def get_config():
   c = experiment_config(
       data_dir="",            # set by the demo to WORKDIR/prepared
       train_split="train", val_split="val", test_split="test",
-      epochs=10, batch_size=32, learning_rate=1e-3, seed=0, top_k=5)  # val R1@0.5 98.5 by epoch 9
+      epochs=10, batch_size=32, learning_rate=1e-3, seed=0, top_k=5)
+  # The recipe (docs/learning.md, "Recipe"): the rate decays linearly to 0 over the run
+  # after a 5% warm-up, gradients clipped to global norm 1.
+  c.train.lr_schedule = "linear"
+  c.train.warmup_fraction = 0.05
+  c.train.clip_norm = 1.0
   m = c.model
   m.variant = "cimha"
   m.cross_fusion = "backprojection"
+  # Not the paper's eq 9 (model/config.py): each frame's Hadamard product with the sentence
+  # vector joins s. On the compositional sets (docs/learning.md) it takes test R1@0.5 from
+  # ~35% to over 90% of the oracle; the paper configs keep the paper's form.
+  m.sentence_product = True
   m.width = 64
   m.num_heads = 4
   m.ffn_width = 128
