@@ -65,8 +65,9 @@ def write_tiny_prepared(out_dir, num_videos=(12, 4, 4), splits=("train", "val", 
   return prepared
 
 
-def tiny_config(data_dir, epochs=2, batch_size=8, seed=0):
-  """An experiment config with a model small enough to train in seconds on a CPU."""
+def tiny_config(data_dir, epochs=2, batch_size=8, seed=0, **train):
+  """An experiment config with a model small enough to train in seconds on a CPU; `train`
+  sets further config.train keys (e.g. lr_schedule)."""
   from cimha_tf.model import default_config
   from cimha_tf.experiment.config import experiment_config
   m = default_config()
@@ -76,6 +77,7 @@ def tiny_config(data_dir, epochs=2, batch_size=8, seed=0):
   c = experiment_config(data_dir=str(data_dir), train_split="train", val_split="val",
                         test_split="test", epochs=epochs, batch_size=batch_size,
                         learning_rate=3e-3, seed=seed, top_k=3, model=m)
+  c.train.update(train)
   return c
 
 
@@ -87,6 +89,10 @@ def write_tiny_config_file(path, data_dir, **overrides):
   return path
 
 
+# trained_tiny_workdirs's optimizer: a schedule with warm-up, clipping and weight decay, so
+# the resume tests that compare against its runs cover the restored step count too.
+TINY_RUN_TRAIN = dict(lr_schedule="linear", warmup_fraction=0.25, clip_norm=1.0,
+                      weight_decay=0.01)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO_PATH = pathlib.Path(REPO)
 _TRAINED = {}
@@ -113,7 +119,8 @@ def trained_tiny_workdirs(base_dir):
   if "tiny" not in _TRAINED:
     os.makedirs(base_dir, exist_ok=True)
     prepared = write_tiny_prepared(os.path.join(base_dir, "data"))
-    config = write_tiny_config_file(os.path.join(base_dir, "tiny_config.py"), prepared, epochs=2)
+    config = write_tiny_config_file(os.path.join(base_dir, "tiny_config.py"), prepared, epochs=2,
+                                    **TINY_RUN_TRAIN)
     workdirs = [os.path.join(base_dir, name) for name in ("workdir", "workdir_b")]
     procs = [subprocess.Popen([sys.executable, "-m", "cimha_tf.train", f"--config={config}",
                                f"--workdir={w}"], cwd=REPO, stdout=subprocess.PIPE,

@@ -1,5 +1,6 @@
 """config.train's optimizer: the schedule's values against a direct computation, the
-optimizer kinds and clipping, round trips, and range errors naming the key."""
+optimizer kinds and clipping, round trips, and range errors naming the key. (Resume on the
+schedule: tests/test_resume.py's runs train with it, helpers.trained_tiny_workdirs.)"""
 
 import math
 
@@ -99,3 +100,4 @@ def test_out_of_range_values_name_the_key(key, value, expected):
   c.train[key] = value
   with pytest.raises(ValueError, match=rf"config\.train\.{key}=.*{expected.split()[0]}"):
     config_lib.validate(c)
+

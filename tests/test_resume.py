@@ -163,7 +163,7 @@ def test_damaged_or_edited_backup_is_refused_with_nothing_lost(run, tmp_path, da
   damage(w)
   before = _unchanged(w)
   with pytest.raises(ValueError, match=message):
-    trainer.train(helpers.tiny_config(run["prepared"], epochs=3), str(w), verbose=0)
+    trainer.train(helpers.tiny_config(run["prepared"], epochs=3, **helpers.TINY_RUN_TRAIN), str(w), verbose=0)
   assert _unchanged(w) == before
 
 
@@ -173,7 +173,7 @@ def test_the_way_out_resumes_from_the_previous_epoch_to_the_unbroken_run(run, tm
   w = _copy(run, tmp_path)
   _flip_a_bit(w)
   os.remove(w / wd.BACKUP / backup.weights_name(2))
-  trainer.train(helpers.tiny_config(run["prepared"], epochs=EPOCHS), str(w), verbose=0)
+  trainer.train(helpers.tiny_config(run["prepared"], epochs=EPOCHS, **helpers.TINY_RUN_TRAIN), str(w), verbose=0)
   out = capsys.readouterr().out
   assert "resuming from the previous backup, after epoch 1" in out
   assert f"{w}: resuming after epoch 1 of {EPOCHS}\n" in out
@@ -187,7 +187,7 @@ def test_the_way_out_resumes_from_the_previous_epoch_to_the_unbroken_run(run, tm
 def test_a_finished_run_started_again_trains_nothing(run, tmp_path, capsys):
   w = _copy(run, tmp_path)
   before = _unchanged(w)
-  trainer.train(helpers.tiny_config(run["prepared"], epochs=EPOCHS), str(w), verbose=0)
+  trainer.train(helpers.tiny_config(run["prepared"], epochs=EPOCHS, **helpers.TINY_RUN_TRAIN), str(w), verbose=0)
   assert f"{w}: all {EPOCHS} epochs were trained already; nothing to train" in capsys.readouterr().out
   after = _unchanged(w)
   for name in (wd.CONFIG, wd.VOCAB, wd.DATA_META):  # rewritten, the same
