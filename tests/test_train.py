@@ -34,7 +34,7 @@ def history(workdir):
 def test_workdir_holds_config_vocab_meta_and_checkpoints(run):
   w, prepared = run["workdir"], run["prepared"]
   saved = json.load(open(wd.path(w, wd.CONFIG)))
-  expected = json.loads(helpers.tiny_config(prepared, epochs=2).to_json())
+  expected = json.loads(helpers.tiny_config(prepared, epochs=2, **helpers.TINY_RUN_TRAIN).to_json())
   assert saved == expected
   assert json.load(open(wd.path(w, wd.VOCAB))) == json.load(open(os.path.join(prepared, "vocab.json")))
   assert json.load(open(wd.path(w, wd.DATA_META))) == json.load(open(os.path.join(prepared, "metadata.json")))
@@ -79,11 +79,18 @@ def test_tensorboard_logs_hold_train_and_val_metrics(run):
         if v.metadata.plugin_data.plugin_name == "scalars":
           scalars[(kind, v.tag, event.step)] = float(tf.make_ndarray(v.tensor))
   rows = history(run["workdir"])
+  from cimha_tf.training import optimizer
+  config = helpers.tiny_config(run["prepared"], epochs=2, **helpers.TINY_RUN_TRAIN)
+  steps = trainer.steps_per_epoch(config)
+  schedule = optimizer.learning_rate(config.train, steps)
+  assert float(schedule(steps - 1)) > float(schedule(2 * steps - 1)) > 0.0  # it decays
   for r in rows:
     epoch = int(r["epoch"])
     for key in ("loss", "start_probs_loss", "end_probs_loss", "inside_probs_loss"):
       assert scalars[("train", f"epoch_{key}", epoch)] == pytest.approx(float(r[key]), rel=1e-6)
-    assert scalars[("train", "epoch_learning_rate", epoch)] == pytest.approx(3e-3)  # tiny_config
+    # The schedule (helpers.TINY_RUN_TRAIN) at the epoch's last step.
+    assert scalars[("train", "epoch_learning_rate", epoch)] == pytest.approx(
+        float(schedule((epoch + 1) * steps)), rel=1e-5, abs=1e-9)
     for m in ("R1@0.3", "R1@0.5", "R1@0.7", "R5@0.3", "R5@0.5", "R5@0.7", "mIoU"):
       assert scalars[("validation", f"epoch_{m}", epoch)] == pytest.approx(float(r[f"val_{m}"]), rel=1e-6)
   assert {e for _, _, e in scalars} == {int(r["epoch"]) for r in rows}
@@ -109,7 +116,7 @@ def test_two_runs_of_the_same_config_are_identical(run):
 # Bad input: each must fail before the first training step (no model is even built).
 
 def _config(run, **overrides):
-  c = helpers.tiny_config(run["prepared"], epochs=2)
+  c = helpers.tiny_config(run["prepared"], epochs=2, **helpers.TINY_RUN_TRAIN)
   for key, value in overrides.items():
     section, field = key.split("__")
     c[section][field] = value
@@ -362,7 +369,7 @@ def test_damaged_workdir_file_is_named_by_train_and_evaluate(run, tmp_path, name
     f.write('{"tokens": [')
   named = re.escape(os.path.join(w, name)) + " is not valid JSON"
   with pytest.raises(ValueError, match=named):
-    trainer.train(helpers.tiny_config(run["prepared"], epochs=2), w, verbose=0)
+    trainer.train(helpers.tiny_config(run["prepared"], epochs=2, **helpers.TINY_RUN_TRAIN), w, verbose=0)
   if name != trainer.BEST_STATE:  # evaluation does not read it
     with pytest.raises(ValueError, match=named):
       workdir_eval.evaluate_workdir(workdir_eval.saved_config(w), w, num_figures=0, progress=False)

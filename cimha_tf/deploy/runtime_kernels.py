@@ -41,8 +41,9 @@ def install_factored_start_lstm(model, fused_call):
   """Rewires `model` (a copy being exported at batch 1) so that its start Bi-LSTM reads
   [A_vq, q^v] with per-query weights (module docstring). fused_call(layer, x, kernel)
   runs one LSTM direction. Returns whether the model has that structure (two-way cross
-  interaction with "backprojection"); otherwise nothing changes. The rewrite also needs
-  static batch 1 and L < D where it is traced, else the start Bi-LSTM runs as before.
+  interaction with "backprojection", no sentence_product); otherwise nothing changes.
+  The rewrite also needs static batch 1 and L < D where it is traced, else the start
+  Bi-LSTM runs as before.
 
   The cross-interaction layer records its factors while the export traces the model; the
   start Bi-LSTM uses them only when its input is the very tensor the cross layer returned,
@@ -51,7 +52,8 @@ def install_factored_start_lstm(model, fused_call):
     cross, span = model.get_layer("cross"), model.get_layer("span_head")
   except ValueError:
     return False
-  if not cross.two_way or cross.cross_fusion != "backprojection":
+  if (not cross.two_way or cross.cross_fusion != "backprojection"
+      or getattr(cross, "sentence_product", False)):
     return False
   factors = {}
 
