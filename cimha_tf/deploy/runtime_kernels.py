@@ -53,7 +53,7 @@ def install_factored_start_lstm(model, fused_call):
   except ValueError:
     return False
   if (not cross.two_way or cross.cross_fusion != "backprojection"
-      or getattr(cross, "sentence_product", False)):
+      or cross.sentence_product):
     return False
   factors = {}
 

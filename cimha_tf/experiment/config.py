@@ -9,6 +9,22 @@ import ml_collections
 BUCKET_WIDTH = 8
 # train.lr_schedule: the learning rate's shape over the run (training/optimizer.py).
 SCHEDULES = ("constant", "linear", "cosine")
+# config.train's optimizer keys (training/optimizer.py) and their defaults, the paper's
+# constant Adam. A config written before a key existed means its default.
+OPTIMIZER_DEFAULTS = dict(
+    # "constant", or "linear" / "cosine" decay to final_lr_fraction x learning_rate at the
+    # last step, after a linear warm-up over warmup_fraction of the steps.
+    lr_schedule="constant",
+    warmup_fraction=0.0,
+    final_lr_fraction=0.0,
+    clip_norm=0.0,        # global gradient-norm clipping; 0: off
+    weight_decay=0.0,     # > 0: AdamW's decoupled weight decay
+)
+
+
+def optimizer_setting(train_config, key):
+  """config.train[key], or its OPTIMIZER_DEFAULTS value in a config written without it."""
+  return train_config.get(key, OPTIMIZER_DEFAULTS[key])
 
 
 def experiment_config(*, data_dir, train_split, val_split, test_split, epochs,
@@ -29,14 +45,7 @@ def experiment_config(*, data_dir, train_split, val_split, test_split, epochs,
       epochs=epochs,
       batch_size=batch_size,            # global batch, split across replicas
       learning_rate=learning_rate,
-      # The rate over the run (training/optimizer.py): "constant" (the paper's Adam),
-      # "linear" or "cosine" decay to final_lr_fraction x learning_rate at the last step,
-      # after a linear warm-up over warmup_fraction of the steps.
-      lr_schedule="constant",
-      warmup_fraction=0.0,
-      final_lr_fraction=0.0,
-      clip_norm=0.0,                    # global gradient-norm clipping; 0: off
-      weight_decay=0.0,                 # > 0: AdamW's decoupled weight decay
+      **OPTIMIZER_DEFAULTS,             # the schedule, clipping, weight decay (above)
       steps_per_epoch=0,                # 0: one pass over the training split
       steps_per_execution=1,
       jit_compile=False,                # XLA on CPU: slower here, to compile and to run (docs/benchmarks.md)
@@ -70,12 +79,13 @@ def validate(config):
   need(config.train.epochs >= 1, "train.epochs", ">= 1")
   need(config.train.batch_size >= 1, "train.batch_size", ">= 1")
   need(config.train.learning_rate > 0, "train.learning_rate", "> 0")
-  t = config.train  # .get: configs written before these keys existed mean "constant"
-  need(t.get("lr_schedule", "constant") in SCHEDULES, "train.lr_schedule", f"one of {SCHEDULES}")
-  need(0.0 <= t.get("warmup_fraction", 0.0) < 1.0, "train.warmup_fraction", "in [0, 1)")
-  need(0.0 <= t.get("final_lr_fraction", 0.0) <= 1.0, "train.final_lr_fraction", "in [0, 1]")
-  need(t.get("clip_norm", 0.0) >= 0.0, "train.clip_norm", ">= 0 (0 = no clipping)")
-  need(t.get("weight_decay", 0.0) >= 0.0, "train.weight_decay", ">= 0 (0 = Adam)")
+  def opt(key):
+    return optimizer_setting(config.train, key)
+  need(opt("lr_schedule") in SCHEDULES, "train.lr_schedule", f"one of {SCHEDULES}")
+  need(0.0 <= opt("warmup_fraction") < 1.0, "train.warmup_fraction", "in [0, 1)")
+  need(0.0 <= opt("final_lr_fraction") <= 1.0, "train.final_lr_fraction", "in [0, 1]")
+  need(opt("clip_norm") >= 0.0, "train.clip_norm", ">= 0 (0 = no clipping)")
+  need(opt("weight_decay") >= 0.0, "train.weight_decay", ">= 0 (0 = Adam)")
   need(config.train.steps_per_epoch >= 0, "train.steps_per_epoch", ">= 0 (0 = whole split)")
   need(config.train.steps_per_execution >= 1, "train.steps_per_execution", ">= 1")
   need(config.eval.batch_size >= 1, "eval.batch_size", ">= 1")

@@ -9,7 +9,7 @@ run starts: a resume with a larger train.epochs stretches the rest of the curve.
 import keras
 from keras import ops
 
-from cimha_tf.experiment.config import SCHEDULES
+from cimha_tf.experiment.config import SCHEDULES, optimizer_setting
 
 
 @keras.saving.register_keras_serializable(package="cimha_tf")
@@ -61,13 +61,13 @@ def learning_rate(train_config, steps_per_epoch):
     steps_per_epoch: optimizer steps per epoch.
   """
   c = train_config
-  schedule = c.get("lr_schedule", "constant")
-  warmup_fraction = float(c.get("warmup_fraction", 0.0))
+  schedule = optimizer_setting(c, "lr_schedule")
+  warmup_fraction = float(optimizer_setting(c, "warmup_fraction"))
   if schedule == "constant" and not warmup_fraction:
     return float(c.learning_rate)
   total = int(c.epochs) * int(steps_per_epoch)
   return WarmupDecay(c.learning_rate, total, round(warmup_fraction * total), schedule,
-                     float(c.get("final_lr_fraction", 0.0)))
+                     float(optimizer_setting(c, "final_lr_fraction")))
 
 
 def make_optimizer(train_config, steps_per_epoch):
@@ -78,9 +78,9 @@ def make_optimizer(train_config, steps_per_epoch):
     steps_per_epoch: optimizer steps per epoch (for the schedule's length).
   """
   lr = learning_rate(train_config, steps_per_epoch)
-  clip = float(train_config.get("clip_norm", 0.0))
+  clip = float(optimizer_setting(train_config, "clip_norm"))
   kwargs = {"global_clipnorm": clip} if clip else {}
-  weight_decay = float(train_config.get("weight_decay", 0.0))
+  weight_decay = float(optimizer_setting(train_config, "weight_decay"))
   if weight_decay:
     return keras.optimizers.AdamW(lr, weight_decay=weight_decay, **kwargs)
   return keras.optimizers.Adam(lr, **kwargs)
